@@ -1,0 +1,231 @@
+// Package config defines the appliance's one configuration file: its types,
+// strict loading with line-accurate errors, explicit defaults and a
+// side-effect-free Validate.
+package config
+
+import (
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Domain is the DNS zone the appliance serves; every certificate name
+	// it issues must be inside it.
+	Domain string `yaml:"domain"`
+	// Hostname is the appliance's own name, used for its TLS certificates,
+	// SRV targets and the OCSP, CRL and CA certificate URLs.
+	Hostname string `yaml:"hostname"`
+	// Addresses are published as the A/AAAA records of Hostname.
+	Addresses []string `yaml:"addresses"`
+	// DataDir holds the database, the CA keys and the server keys.
+	DataDir string `yaml:"data_dir"`
+
+	Listen Listen `yaml:"listen"`
+	CA     CA     `yaml:"ca"`
+	EST    EST    `yaml:"est"`
+	DNS    DNS    `yaml:"dns"`
+	OCSP   OCSP   `yaml:"ocsp"`
+	CRL    CRL    `yaml:"crl"`
+	Store  Store  `yaml:"store"`
+	Log    Log    `yaml:"log"`
+
+	// lines maps a key path such as "est.retry_after" to the line it was
+	// found on, so that Validate can name the line of a bad value.
+	lines map[string]int
+	// Source names where the configuration came from (a file path, or
+	// "embedded default").
+	Source string `yaml:"-"`
+}
+
+// Listen holds the listening addresses of every service. An empty address
+// disables that listener where that is allowed (metrics, web).
+type Listen struct {
+	EST     string `yaml:"est"`
+	HTTP    string `yaml:"http"`
+	DNS     string `yaml:"dns"`
+	Metrics string `yaml:"metrics"`
+	Web     string `yaml:"web"`
+}
+
+// CA configures the certificate authority.
+type CA struct {
+	// LeafLifetime is the validity of issued device certificates.
+	LeafLifetime Duration `yaml:"leaf_lifetime"`
+	// Backdate moves notBefore of issued certificates back a little to
+	// absorb clock skew between devices.
+	Backdate Duration `yaml:"backdate"`
+	// RootLifetime and IntermediateLifetime are used when the appliance
+	// creates its own hierarchies.
+	RootLifetime         Duration `yaml:"root_lifetime"`
+	IntermediateLifetime Duration `yaml:"intermediate_lifetime"`
+	// Organization is put in the subject of the CA certificates created here.
+	Organization string `yaml:"organization"`
+	// BaseURL is the plain-HTTP base put in issued certificates for OCSP,
+	// CRLs and CA certificates. Default: http://<hostname>:<listen.http port>.
+	BaseURL string `yaml:"base_url"`
+	// RSABits is the size of RSA keys the appliance generates for its own
+	// RSA hierarchy (root and intermediate) and for server-side key generation.
+	RSARootBits         int `yaml:"rsa_root_bits"`
+	RSAIntermediateBits int `yaml:"rsa_intermediate_bits"`
+	// ECDSA and RSA optionally import existing hierarchies instead of
+	// creating new ones.
+	ECDSA Hierarchy `yaml:"ecdsa"`
+	RSA   Hierarchy `yaml:"rsa"`
+}
+
+// Hierarchy imports an existing root and intermediate from PEM files.
+type Hierarchy struct {
+	Import *Import `yaml:"import"`
+}
+
+// Import names PEM files of an existing hierarchy. The root key is optional:
+// an offline root stays offline.
+type Import struct {
+	RootCert         string `yaml:"root_cert"`
+	RootKey          string `yaml:"root_key"`
+	IntermediateCert string `yaml:"intermediate_cert"`
+	IntermediateKey  string `yaml:"intermediate_key"`
+}
+
+// EST configures the enrollment server.
+type EST struct {
+	// TrustedClientRoots are PEM files of manufacturer root CAs whose
+	// client certificates may enroll.
+	TrustedClientRoots []string `yaml:"trusted_client_roots"`
+	// ClientCRLs are CRLs (files or http URLs) published by manufacturers.
+	ClientCRLs []string `yaml:"client_crls"`
+	// AllowExpiredClientCerts accepts expired (never revoked) manufacturer
+	// certificates, as BCP-003-03 allows.
+	AllowExpiredClientCerts bool `yaml:"allow_expired_client_certs"`
+	// ManualApproval stores requests without a trusted client certificate
+	// for an operator to approve, answering 202 with Retry-After.
+	ManualApproval bool `yaml:"manual_approval"`
+	// RetryAfter is sent with 202 answers.
+	RetryAfter Duration `yaml:"retry_after"`
+	// PendingLifetime is how long an undecided request waits.
+	PendingLifetime Duration `yaml:"pending_lifetime"`
+	// RequireChannelBinding refuses CSRs without tls-unique/tls-exporter
+	// proof of possession in challengePassword.
+	RequireChannelBinding bool `yaml:"require_channel_binding"`
+	// MaxBodyBytes caps request bodies (413 beyond).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// HSTSMaxAge is the Strict-Transport-Security max-age.
+	HSTSMaxAge Duration `yaml:"hsts_max_age"`
+	// ServerCertRenewBefore renews the appliance's own TLS certificates
+	// this long before they expire.
+	ServerCertRenewBefore Duration `yaml:"server_cert_renew_before"`
+}
+
+// DNS configures the unicast DNS-SD server.
+type DNS struct {
+	TTL Duration `yaml:"ttl"`
+	// Forward lists upstream resolvers (host:port) for names outside the
+	// zone; empty means such queries are refused.
+	Forward []string `yaml:"forward"`
+	// Advertise lists the _nmos-certs._tcp instances, one per entry.
+	Advertise []Advertisement `yaml:"advertise"`
+	// Services lists further DNS-SD services (IS-04 registry, IS-10 ...).
+	Services []Service `yaml:"services"`
+}
+
+// Advertisement is one _nmos-certs._tcp instance.
+type Advertisement struct {
+	Instance    string `yaml:"instance"`
+	Port        int    `yaml:"port"`
+	Pri         int    `yaml:"pri"`
+	Weight      int    `yaml:"weight"`
+	APISelector string `yaml:"api_selector"`
+}
+
+// Service is one further DNS-SD service instance.
+type Service struct {
+	Type     string   `yaml:"type"`
+	Instance string   `yaml:"instance"`
+	Target   string   `yaml:"target"`
+	Port     int      `yaml:"port"`
+	Pri      int      `yaml:"pri"`
+	Weight   int      `yaml:"weight"`
+	TXT      []string `yaml:"txt"`
+}
+
+// OCSP configures the responder.
+type OCSP struct {
+	// Signer is "delegated" (a short-lived responder certificate per
+	// issuer) or "issuer" (the CA key signs responses itself).
+	Signer string `yaml:"signer"`
+	// Validity is the span between thisUpdate and nextUpdate.
+	Validity Duration `yaml:"validity"`
+	// ResponderCertLifetime is the validity of delegated responder certificates.
+	ResponderCertLifetime Duration `yaml:"responder_cert_lifetime"`
+}
+
+// CRL configures the CRL publisher.
+type CRL struct {
+	// Validity is the span between thisUpdate and nextUpdate.
+	Validity Duration `yaml:"validity"`
+}
+
+// Store selects the database.
+type Store struct {
+	// Driver is "sqlite" (default, in data_dir) or "postgres".
+	Driver string `yaml:"driver"`
+	// DSN is the postgres connection string.
+	DSN string `yaml:"dsn"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as Go does ("90s", "2160h") or in
+// days ("90d").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td != 0 && td%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(td/(24*time.Hour)), 10) + "d"
+	}
+	return td.String()
+}
+
+// ParseDuration accepts Go durations and a whole number of days ("90d").
+func ParseDuration(s string) (Duration, error) {
+	if n := len(s); n > 1 && s[n-1] == 'd' {
+		days, err := strconv.ParseUint(s[:n-1], 10, 31)
+		if err == nil {
+			return Duration(time.Duration(days) * 24 * time.Hour), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	return Duration(d), nil
+}
+
+// Line returns the line where key (a dotted path such as "listen.est" or
+// "dns.advertise[1].pri") was set, or 0 when it came from defaults.
+func (c *Config) Line(key string) int {
+	if c == nil || c.lines == nil {
+		return 0
+	}
+	return c.lines[key]
+}
+
+// Port returns the numeric port of a host:port listen address.
+func Port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

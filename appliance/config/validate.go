@@ -1,0 +1,318 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Off disables an optional listener (metrics, web).
+const Off = "off"
+
+// Validate checks every value and returns all problems found, each naming
+// its key and line. It has no side effects and touches no files.
+func (c *Config) Validate() error {
+	if c == nil {
+		return &Error{Msg: "no configuration"}
+	}
+	var errs Errors
+	add := func(key, format string, args ...any) { errs = append(errs, c.errorf(key, format, args...)) }
+
+	if err := checkDNSName(c.Domain); err != nil {
+		add("domain", "%v", err)
+	}
+	if err := checkDNSName(c.Hostname); err != nil {
+		add("hostname", "%v", err)
+	} else if !InDomain(c.Hostname, c.Domain) {
+		add("hostname", "%q is not inside domain %q", c.Hostname, c.Domain)
+	}
+	if len(c.Addresses) == 0 {
+		add("addresses", "at least one address is needed: BCP-003-03 requires an A record for the hostname")
+	}
+	for i, a := range c.Addresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			add(fmt.Sprintf("addresses[%d]", i), "%q is not an IP address", a)
+		}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("data_dir", "must not be empty")
+	}
+
+	seen := map[string]string{}
+	listen := []struct {
+		key, val string
+		optional bool
+	}{
+		{"listen.est", c.Listen.EST, false},
+		{"listen.http", c.Listen.HTTP, false},
+		{"listen.dns", c.Listen.DNS, false},
+		{"listen.metrics", c.Listen.Metrics, true},
+		{"listen.web", c.Listen.Web, true},
+	}
+	for _, l := range listen {
+		if l.optional && l.val == Off {
+			continue
+		}
+		if err := checkHostPort(l.val); err != nil {
+			add(l.key, "%v", err)
+			continue
+		}
+		if other, dup := seen[l.val]; dup && Port(l.val) != 0 {
+			add(l.key, "%s is also used by %s", l.val, other)
+		}
+		seen[l.val] = l.key
+	}
+
+	positive := func(key string, d Duration) {
+		if d <= 0 {
+			add(key, "must be greater than zero")
+		}
+	}
+	positive("ca.leaf_lifetime", c.CA.LeafLifetime)
+	positive("ca.root_lifetime", c.CA.RootLifetime)
+	positive("ca.intermediate_lifetime", c.CA.IntermediateLifetime)
+	if c.CA.LeafLifetime >= c.CA.IntermediateLifetime {
+		add("ca.leaf_lifetime", "%s must be shorter than ca.intermediate_lifetime (%s)", c.CA.LeafLifetime, c.CA.IntermediateLifetime)
+	}
+	if c.CA.IntermediateLifetime > c.CA.RootLifetime {
+		add("ca.intermediate_lifetime", "%s must not exceed ca.root_lifetime (%s)", c.CA.IntermediateLifetime, c.CA.RootLifetime)
+	}
+	if c.CA.Backdate < 0 || c.CA.Backdate.D() > 24*time.Hour {
+		add("ca.backdate", "must be between 0 and 24h")
+	}
+	if c.CA.RSARootBits < 3072 || c.CA.RSARootBits > 8192 {
+		add("ca.rsa_root_bits", "must be between 3072 and 8192, got %d", c.CA.RSARootBits)
+	}
+	if c.CA.RSAIntermediateBits < 2048 || c.CA.RSAIntermediateBits > 8192 {
+		add("ca.rsa_intermediate_bits", "must be between 2048 and 8192, got %d", c.CA.RSAIntermediateBits)
+	}
+	if u, err := url.Parse(c.CA.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		add("ca.base_url", "want an http:// or https:// URL with a host, got %q", c.CA.BaseURL)
+	}
+	for _, h := range []struct {
+		key string
+		imp *Import
+	}{{"ca.ecdsa.import", c.CA.ECDSA.Import}, {"ca.rsa.import", c.CA.RSA.Import}} {
+		if h.imp == nil {
+			continue
+		}
+		if h.imp.RootCert == "" {
+			add(h.key+".root_cert", "is required when importing a hierarchy")
+		}
+		if h.imp.IntermediateCert == "" {
+			add(h.key+".intermediate_cert", "is required when importing a hierarchy")
+		}
+		if h.imp.IntermediateKey == "" {
+			add(h.key+".intermediate_key", "is required when importing a hierarchy")
+		}
+	}
+
+	for i, r := range c.EST.TrustedClientRoots {
+		if strings.TrimSpace(r) == "" {
+			add(fmt.Sprintf("est.trusted_client_roots[%d]", i), "empty path")
+		}
+	}
+	for i, r := range c.EST.ClientCRLs {
+		key := fmt.Sprintf("est.client_crls[%d]", i)
+		if strings.TrimSpace(r) == "" {
+			add(key, "empty path")
+		} else if strings.Contains(r, "://") {
+			if u, err := url.Parse(r); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add(key, "want a file path or an http(s) URL, got %q", r)
+			}
+		}
+	}
+	if c.EST.RetryAfter.D() < time.Second || c.EST.RetryAfter.D() > 24*time.Hour {
+		add("est.retry_after", "must be between 1s and 24h")
+	}
+	positive("est.pending_lifetime", c.EST.PendingLifetime)
+	if c.EST.MaxBodyBytes < 4<<10 || c.EST.MaxBodyBytes > 16<<20 {
+		add("est.max_body_bytes", "must be between 4096 and 16777216, got %d", c.EST.MaxBodyBytes)
+	}
+	if c.EST.HSTSMaxAge < 0 {
+		add("est.hsts_max_age", "must not be negative")
+	}
+	positive("est.server_cert_renew_before", c.EST.ServerCertRenewBefore)
+	if c.EST.ServerCertRenewBefore >= c.CA.LeafLifetime {
+		add("est.server_cert_renew_before", "%s must be shorter than ca.leaf_lifetime (%s)", c.EST.ServerCertRenewBefore, c.CA.LeafLifetime)
+	}
+
+	if c.DNS.TTL < 0 || c.DNS.TTL.D() > 7*24*time.Hour {
+		add("dns.ttl", "must be between 0 and 7d")
+	}
+	for i, f := range c.DNS.Forward {
+		if err := checkHostPort(f); err != nil {
+			add(fmt.Sprintf("dns.forward[%d]", i), "%v", err)
+		} else if host, _, _ := net.SplitHostPort(f); net.ParseIP(host) == nil {
+			add(fmt.Sprintf("dns.forward[%d]", i), "want an IP address and port, got %q", f)
+		}
+	}
+	instances := map[string]string{}
+	for i, a := range c.DNS.Advertise {
+		key := fmt.Sprintf("dns.advertise[%d]", i)
+		checkSRV(add, key, a.Port, a.Pri, a.Weight)
+		if a.APISelector != "" {
+			if !labelRE.MatchString(a.APISelector) || estOps[a.APISelector] {
+				add(key+".api_selector", "%q is not a usable EST label (letters, digits, '-', '_', '.', '~'; not an EST operation name)", a.APISelector)
+			}
+		}
+		name := a.Instance
+		if name == "" {
+			name = DefaultInstance(c.Hostname, a)
+		}
+		checkInstance(add, key+".instance", name, "_nmos-certs._tcp", instances)
+	}
+	for i, s := range c.DNS.Services {
+		key := fmt.Sprintf("dns.services[%d]", i)
+		if !serviceRE.MatchString(s.Type) {
+			add(key+".type", "want a DNS-SD service type such as _nmos-register._tcp, got %q", s.Type)
+		}
+		if s.Type == "_nmos-certs._tcp" {
+			add(key+".type", "_nmos-certs._tcp instances are configured under dns.advertise")
+		}
+		if s.Instance == "" {
+			add(key+".instance", "is required")
+		} else {
+			checkInstance(add, key+".instance", s.Instance, s.Type, instances)
+		}
+		if err := checkDNSName(s.Target); err != nil {
+			add(key+".target", "%v", err)
+		}
+		checkSRV(add, key, s.Port, s.Pri, s.Weight)
+		for j, t := range s.TXT {
+			k, _, _ := strings.Cut(t, "=")
+			if k == "" || len(t) > 255 {
+				add(fmt.Sprintf("%s.txt[%d]", key, j), "want key=value of at most 255 bytes, got %q", t)
+			}
+		}
+	}
+
+	if c.OCSP.Signer != "delegated" && c.OCSP.Signer != "issuer" {
+		add("ocsp.signer", "want delegated or issuer, got %q", c.OCSP.Signer)
+	}
+	positive("ocsp.validity", c.OCSP.Validity)
+	positive("ocsp.responder_cert_lifetime", c.OCSP.ResponderCertLifetime)
+	if c.OCSP.ResponderCertLifetime > 0 && c.OCSP.ResponderCertLifetime < c.OCSP.Validity {
+		add("ocsp.responder_cert_lifetime", "%s must be at least ocsp.validity (%s)", c.OCSP.ResponderCertLifetime, c.OCSP.Validity)
+	}
+	positive("crl.validity", c.CRL.Validity)
+
+	switch c.Store.Driver {
+	case "sqlite":
+	case "postgres":
+		if c.Store.DSN == "" {
+			add("store.dsn", "is required with driver postgres")
+		}
+	default:
+		add("store.driver", "want sqlite or postgres, got %q", c.Store.Driver)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+var (
+	labelRE   = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,64}$`)
+	serviceRE = regexp.MustCompile(`^_[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\._(tcp|udp)$`)
+	estOps    = map[string]bool{"cacerts": true, "simpleenroll": true, "simplereenroll": true, "serverkeygen": true, "csrattrs": true, "fullcmc": true}
+)
+
+// DefaultInstance is the DNS-SD instance name used for an advertisement
+// that does not name one.
+func DefaultInstance(hostname string, a Advertisement) string {
+	first, _, _ := strings.Cut(hostname, ".")
+	name := fmt.Sprintf("%s pri %d", first, a.Pri)
+	if a.APISelector != "" {
+		name += " " + a.APISelector
+	}
+	return name
+}
+
+func checkInstance(add func(string, string, ...any), key, name, typ string, seen map[string]string) {
+	if len(name) == 0 || len(name) > 63 {
+		add(key, "instance name must be 1 to 63 bytes, got %d", len(name))
+		return
+	}
+	full := strings.ToLower(name) + "." + typ
+	if other, dup := seen[full]; dup {
+		add(key, "instance %q of %s is also defined by %s (set a distinct instance name)", name, typ, other)
+	}
+	seen[full] = key
+}
+
+func checkSRV(add func(string, string, ...any), key string, port, pri, weight int) {
+	if port < 1 || port > 65535 {
+		add(key+".port", "must be between 1 and 65535, got %d", port)
+	}
+	if pri < 0 || pri > 65535 {
+		add(key+".pri", "must be between 0 and 65535, got %d", pri)
+	}
+	if weight < 0 || weight > 65535 {
+		add(key+".weight", "must be between 0 and 65535, got %d", weight)
+	}
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if err := checkDNSName(host); err != nil && host != "localhost" {
+			return fmt.Errorf("bad host in %q", s)
+		}
+	}
+	return nil
+}
+
+var ldhLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// checkDNSName accepts a fully qualified host name (without the final dot)
+// made of letter-digit-hyphen labels.
+func checkDNSName(name string) error {
+	if name == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	n := strings.TrimSuffix(strings.ToLower(name), ".")
+	if len(n) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", name)
+	}
+	if net.ParseIP(n) != nil {
+		return fmt.Errorf("%q is an IP address, want a DNS name", name)
+	}
+	labels := strings.Split(n, ".")
+	if len(labels) < 2 {
+		return fmt.Errorf("%q is not a fully qualified name", name)
+	}
+	for _, l := range labels {
+		if !ldhLabel.MatchString(l) {
+			return fmt.Errorf("%q is not a valid DNS name (label %q)", name, l)
+		}
+	}
+	return nil
+}
+
+// InDomain reports whether name equals domain or lies below it.
+func InDomain(name, domain string) bool {
+	n := strings.TrimSuffix(strings.ToLower(name), ".")
+	d := strings.TrimSuffix(strings.ToLower(domain), ".")
+	return n == d || strings.HasSuffix(n, "."+d)
+}

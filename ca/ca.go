@@ -1,0 +1,588 @@
+// Package ca is the certificate authority: it creates or imports the RSA
+// and ECDSA hierarchies, checks CSRs against policy, signs with cfssl,
+// records every certificate in the store before returning it, and
+// revokes. It knows nothing of HTTP or DNS.
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cflog "github.com/cloudflare/cfssl/log"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nmos-certs/nmos-certs/ca/policy"
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+func init() {
+	// cfssl logs through a package-level logger; its messages would
+	// duplicate ours (and some mention serials), so keep it quiet.
+	cflog.Level = cflog.LevelFatal
+}
+
+// Hierarchies are the two key algorithms the authority signs with.
+const (
+	ECDSA = "ecdsa"
+	RSA   = "rsa"
+)
+
+// Hierarchies lists the hierarchies in the order they are presented.
+var Hierarchies = []string{ECDSA, RSA}
+
+// Roles of a generation.
+const (
+	RoleRoot         = "root"
+	RoleIntermediate = "intermediate"
+)
+
+// Profiles recorded with issued certificates.
+const (
+	ProfileLeaf   = "leaf"
+	ProfileServer = "server"
+	ProfileOCSP   = "ocsp"
+)
+
+// Import names an existing hierarchy's PEM files.
+type Import struct {
+	RootCert, RootKey, IntermediateCert, IntermediateKey string
+}
+
+// Options configure an Authority.
+type Options struct {
+	Store   store.Store
+	DataDir string
+	// Domain bounds the names the authority certifies.
+	Domain string
+	// BaseURL is the plain-HTTP base of the OCSP, CRL and CA certificate URLs.
+	BaseURL string
+
+	LeafLifetime         time.Duration
+	Backdate             time.Duration
+	RootLifetime         time.Duration
+	IntermediateLifetime time.Duration
+	Organization         string
+	RSARootBits          int
+	RSAIntermediateBits  int
+	// Import, per hierarchy, uses existing CA files instead of creating.
+	Import map[string]*Import
+
+	Clock      func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Authority issues and revokes certificates.
+type Authority struct {
+	o       Options
+	policy  policy.Policy
+	metrics *metrics
+
+	mu     sync.RWMutex
+	gens   []*generation          // oldest first
+	active map[string]*generation // hierarchy -> active intermediate
+	byID   map[string]*generation
+
+	onRevoke []func(*store.Certificate)
+}
+
+// NoCAError is returned by Open when the store holds no CA yet.
+var ErrNoCA = errors.New("no CA has been created yet: run 'nmos-certs ca init' or start the appliance")
+
+// Open loads the authority from the store and the key files in the data
+// directory. When the store has no CA and create is true, both
+// hierarchies are created (or imported); otherwise ErrNoCA. A missing or
+// corrupt key file is an error naming the file: the authority never
+// creates a new CA over an existing one.
+func Open(ctx context.Context, o Options, create bool) (*Authority, error) {
+	if o.Store == nil {
+		return nil, errors.New("ca: no store")
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	a := &Authority{
+		o:      o,
+		policy: policy.Policy{Domain: o.Domain, MinRSABits: 2048},
+	}
+	m, err := newMetrics(o.Registerer, a)
+	if err != nil {
+		return nil, err
+	}
+	a.metrics = m
+	recs, err := o.Store.Generations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load CA generations: %w", err)
+	}
+	if len(recs) == 0 {
+		if !create {
+			return nil, ErrNoCA
+		}
+		if err := a.checkNoStrayKeys(); err != nil {
+			return nil, err
+		}
+		for _, h := range Hierarchies {
+			if imp := o.Import[h]; imp != nil {
+				err = a.importHierarchy(ctx, h, imp)
+			} else {
+				err = a.createHierarchy(ctx, h)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create %s hierarchy: %w", strings.ToUpper(h), err)
+			}
+		}
+	} else if err := a.load(recs); err != nil {
+		return nil, err
+	}
+	for _, h := range Hierarchies {
+		if a.active[h] == nil {
+			return nil, fmt.Errorf("the %s hierarchy has no active intermediate", strings.ToUpper(h))
+		}
+	}
+	return a, nil
+}
+
+// Reload re-reads the generations from the store (after another process
+// changed them).
+func (a *Authority) Reload(ctx context.Context) error {
+	recs, err := a.o.Store.Generations(ctx)
+	if err != nil {
+		return err
+	}
+	return a.load(recs)
+}
+
+func (a *Authority) keyDir() string { return filepath.Join(a.o.DataDir, "ca") }
+
+func (a *Authority) checkNoStrayKeys() error {
+	ents, err := os.ReadDir(a.keyDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".key") {
+			return fmt.Errorf("%s holds CA key files (%s) but the database has no CA records: refusing to create a new CA over them; restore the database or move the keys away",
+				a.keyDir(), e.Name())
+		}
+	}
+	return nil
+}
+
+// load parses the generation records and their key files.
+func (a *Authority) load(recs []*store.Generation) error {
+	gens := make([]*generation, 0, len(recs))
+	byID := map[string]*generation{}
+	active := map[string]*generation{}
+	for _, r := range recs {
+		cert, err := x509.ParseCertificate(r.CertDER)
+		if err != nil {
+			return fmt.Errorf("CA generation %s: stored certificate: %w", r.ID, err)
+		}
+		g := &generation{rec: r, cert: cert}
+		if r.KeyFile != "" && r.State != store.StateRetired {
+			path := filepath.Join(a.o.DataDir, r.KeyFile)
+			key, err := readKey(path)
+			if err != nil {
+				return fmt.Errorf("CA generation %s: %w", r.ID, err)
+			}
+			if !publicKeysEqual(key.Public(), cert.PublicKey) {
+				return fmt.Errorf("CA generation %s: %w", r.ID, &KeyFileError{Path: path, Err: errors.New("does not match the CA certificate")})
+			}
+			g.key = key
+		}
+		if p := byID[r.ParentID]; p != nil {
+			g.parent = p
+		}
+		gens = append(gens, g)
+		byID[r.ID] = g
+	}
+	for _, g := range gens {
+		if g.rec.Role == RoleIntermediate && g.rec.State == store.StateActive {
+			if g.key == nil {
+				return fmt.Errorf("CA generation %s is active but its key is not held", g.rec.ID)
+			}
+			active[g.rec.Hierarchy] = g
+		}
+		if g.key != nil {
+			if err := g.initSigner(a); err != nil {
+				return fmt.Errorf("CA generation %s: %w", g.rec.ID, err)
+			}
+		}
+	}
+	a.mu.Lock()
+	a.gens, a.byID, a.active = gens, byID, active
+	a.mu.Unlock()
+	return nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+// OnRevoke registers fn to be called after every revocation made through
+// this Authority.
+func (a *Authority) OnRevoke(fn func(*store.Certificate)) {
+	a.mu.Lock()
+	a.onRevoke = append(a.onRevoke, fn)
+	a.mu.Unlock()
+}
+
+// Store returns the authority's store.
+func (a *Authority) Store() store.Store { return a.o.Store }
+
+// Policy returns the CSR policy in force.
+func (a *Authority) Policy() policy.Policy { return a.policy }
+
+func spkiHash(raw []byte) []byte {
+	h := sha256.Sum256(raw)
+	return h[:]
+}
+
+// CheckCSR runs the issuance policy, including the key-reuse check,
+// without issuing.
+func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest) error {
+	_, err := a.check(ctx, csr)
+	return err
+}
+
+func (a *Authority) check(ctx context.Context, csr *x509.CertificateRequest) (*policy.Names, error) {
+	names, err := a.policy.Check(csr)
+	if err != nil {
+		a.metrics.refused(err)
+		return nil, err
+	}
+	used, err := a.o.Store.KeyUsed(ctx, spkiHash(csr.RawSubjectPublicKeyInfo))
+	if err != nil {
+		return nil, fmt.Errorf("check key reuse: %w", err)
+	}
+	if used {
+		err := &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: generate a new key pair for every CSR (BCP-003-03)"}
+		a.metrics.refused(err)
+		return nil, err
+	}
+	return names, nil
+}
+
+// Issue checks csr against policy and signs it with the active
+// intermediate of the matching hierarchy (ECDSA keys by the ECDSA chain,
+// RSA keys by the RSA chain). The certificate is durable in the store
+// before Issue returns. Refusals are *policy.Refusal.
+func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, identity string) (*x509.Certificate, error) {
+	names, err := a.check(ctx, csr)
+	if err != nil {
+		return nil, err
+	}
+	_, hier, err := policy.KeyType(csr.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return a.sign(ctx, hier, csr, names.DNSNames, identity, ProfileLeaf, a.o.LeafLifetime)
+}
+
+// sign signs and stores; the caller has checked the CSR.
+func (a *Authority) sign(ctx context.Context, hier string, csr *x509.CertificateRequest, hosts []string, identity, profile string, lifetime time.Duration) (*x509.Certificate, error) {
+	a.mu.RLock()
+	g := a.active[hier]
+	a.mu.RUnlock()
+	if g == nil {
+		return nil, fmt.Errorf("no active %s issuer", hier)
+	}
+	now := a.o.Clock()
+	notBefore := now.Add(-a.o.Backdate).Truncate(time.Second)
+	notAfter := now.Add(lifetime).Truncate(time.Second)
+	if notAfter.After(g.cert.NotAfter) {
+		notAfter = g.cert.NotAfter
+	}
+	start := time.Now()
+	cert, err := g.signLeaf(csr, hosts, notBefore, notAfter)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	keyDesc, _, _ := policy.KeyType(cert.PublicKey)
+	rec := &store.Certificate{
+		Serial:    cert.SerialNumber,
+		IssuerID:  g.rec.ID,
+		Subject:   cert.Subject.String(),
+		SANs:      cert.DNSNames,
+		KeyType:   keyDesc,
+		SPKIHash:  spkiHash(cert.RawSubjectPublicKeyInfo),
+		NotBefore: cert.NotBefore,
+		NotAfter:  cert.NotAfter,
+		IssuedAt:  now,
+		Identity:  identity,
+		Profile:   profile,
+		DER:       cert.Raw,
+	}
+	if err := a.o.Store.PutCertificate(ctx, rec); err != nil {
+		if errors.Is(err, store.ErrKeyReused) {
+			ref := &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: generate a new key pair for every CSR (BCP-003-03)"}
+			a.metrics.refused(ref)
+			return nil, ref
+		}
+		return nil, fmt.Errorf("record certificate: %w", err)
+	}
+	a.metrics.issued(hier, profile, time.Since(start))
+	a.o.Logger.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
+		slog.String("serial", store.SerialKey(cert.SerialNumber)), slog.String("issuer", g.rec.ID),
+		slog.String("subject", rec.Subject), slog.Any("names", cert.DNSNames), slog.String("key", keyDesc),
+		slog.String("profile", profile), slog.String("identity", identity),
+		slog.Time("not_after", cert.NotAfter))
+	return cert, nil
+}
+
+// Certificate returns a certificate the authority issued.
+func (a *Authority) Certificate(ctx context.Context, serial *big.Int) (*store.Certificate, error) {
+	return a.o.Store.Certificate(ctx, serial)
+}
+
+// Revoke marks a certificate revoked with an RFC 5280 reason code.
+func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (*store.Certificate, error) {
+	if _, ok := ReasonName(reason); !ok || reason == 8 {
+		return nil, fmt.Errorf("reason %d is not a revocation reason this authority uses", reason)
+	}
+	c, err := a.o.Store.Revoke(ctx, serial, a.o.Clock(), reason)
+	if err != nil {
+		return c, err
+	}
+	name, _ := ReasonName(reason)
+	a.o.Logger.LogAttrs(ctx, slog.LevelWarn, "certificate revoked",
+		slog.String("serial", store.SerialKey(serial)), slog.String("issuer", c.IssuerID),
+		slog.String("subject", c.Subject), slog.String("reason", name))
+	a.mu.RLock()
+	hooks := a.onRevoke
+	a.mu.RUnlock()
+	for _, fn := range hooks {
+		fn(c)
+	}
+	return c, nil
+}
+
+var reasons = []string{
+	0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
+	4: "superseded", 5: "cessationOfOperation", 6: "certificateHold", 7: "",
+	8: "removeFromCRL", 9: "privilegeWithdrawn", 10: "aACompromise",
+}
+
+// ReasonName names an RFC 5280 CRLReason code.
+func ReasonName(code int) (string, bool) {
+	if code < 0 || code >= len(reasons) || reasons[code] == "" {
+		return "", false
+	}
+	return reasons[code], true
+}
+
+// ParseReason accepts an RFC 5280 reason name (case-insensitive) or code.
+func ParseReason(s string) (int, error) {
+	for code, name := range reasons {
+		if name != "" && code != 8 && strings.EqualFold(name, s) {
+			return code, nil
+		}
+	}
+	var names []string
+	for code, name := range reasons {
+		if name != "" && code != 8 {
+			names = append(names, name)
+		}
+	}
+	return 0, fmt.Errorf("unknown revocation reason %q: want one of %s", s, strings.Join(names, ", "))
+}
+
+// GenerationInfo describes one CA generation for status displays.
+type GenerationInfo struct {
+	ID, Hierarchy, Role string
+	State               store.GenerationState
+	Cert                *x509.Certificate
+	KeyHeld             bool
+	Fingerprint         string // SHA-256 of the certificate, hex
+}
+
+// Generations lists every CA generation, oldest first.
+func (a *Authority) Generations() []GenerationInfo {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]GenerationInfo, 0, len(a.gens))
+	for _, g := range a.gens {
+		fp := sha256.Sum256(g.cert.Raw)
+		out = append(out, GenerationInfo{
+			ID: g.rec.ID, Hierarchy: g.rec.Hierarchy, Role: g.rec.Role, State: g.rec.State,
+			Cert: g.cert, KeyHeld: g.key != nil, Fingerprint: hex.EncodeToString(fp[:]),
+		})
+	}
+	return out
+}
+
+// Issuer is a generation that signs: its certificate and key.
+type Issuer struct {
+	ID     string
+	Cert   *x509.Certificate
+	Signer crypto.Signer
+}
+
+// Issuers returns every non-retired generation whose key is held: the
+// ones that answer OCSP and publish CRLs for what they signed.
+func (a *Authority) Issuers() []Issuer {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []Issuer
+	for _, g := range a.gens {
+		if g.key != nil && g.rec.State != store.StateRetired {
+			out = append(out, Issuer{ID: g.rec.ID, Cert: g.cert, Signer: g.key})
+		}
+	}
+	return out
+}
+
+// CACerts returns the certificates for EST /cacerts: the issuing
+// intermediates first (active before retiring), then the roots, for both
+// hierarchies.
+func (a *Authority) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var ints, roots []*generation
+	for _, g := range a.gens {
+		if g.rec.State == store.StateRetired {
+			continue
+		}
+		if g.rec.Role == RoleRoot {
+			roots = append(roots, g)
+		} else {
+			ints = append(ints, g)
+		}
+	}
+	order := func(gs []*generation) {
+		sort.SliceStable(gs, func(i, j int) bool {
+			if gs[i].rec.Hierarchy != gs[j].rec.Hierarchy {
+				return gs[i].rec.Hierarchy == ECDSA
+			}
+			return gs[i].rec.State == store.StateActive && gs[j].rec.State != store.StateActive
+		})
+	}
+	order(ints)
+	order(roots)
+	out := make([]*x509.Certificate, 0, len(ints)+len(roots))
+	for _, g := range append(ints, roots...) {
+		out = append(out, g.cert)
+	}
+	return out, nil
+}
+
+// Chains returns the roots and intermediates of every non-retired
+// generation, to verify certificates the authority issued.
+func (a *Authority) Chains(ctx context.Context) (roots, intermediates []*x509.Certificate, err error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, g := range a.gens {
+		if g.rec.State == store.StateRetired {
+			continue
+		}
+		if g.rec.Role == RoleRoot {
+			roots = append(roots, g.cert)
+		} else {
+			intermediates = append(intermediates, g.cert)
+		}
+	}
+	return roots, intermediates, nil
+}
+
+// ChainFor returns the issuing chain of a certificate the active
+// generations signed (intermediate, then root), or nil.
+func (a *Authority) ChainFor(cert *x509.Certificate) []*x509.Certificate {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, g := range a.gens {
+		if cert.CheckSignatureFrom(g.cert) == nil {
+			chain := []*x509.Certificate{g.cert}
+			for p := g.parent; p != nil; p = p.parent {
+				chain = append(chain, p.cert)
+			}
+			return chain
+		}
+	}
+	return nil
+}
+
+// CACertificate returns the certificate of a generation by ID.
+func (a *Authority) CACertificate(id string) (*x509.Certificate, bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	g := a.byID[id]
+	if g == nil {
+		return nil, false
+	}
+	return g.cert, true
+}
+
+// IssueResponderCert certifies pub as a delegated OCSP responder of the
+// generation issuerID: EKU OCSPSigning and id-pkix-ocsp-nocheck.
+func (a *Authority) IssueResponderCert(ctx context.Context, issuerID string, pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	a.mu.RLock()
+	g := a.byID[issuerID]
+	a.mu.RUnlock()
+	if g == nil || g.key == nil {
+		return nil, fmt.Errorf("no issuer %q with a key", issuerID)
+	}
+	if notAfter.After(g.cert.NotAfter) {
+		notAfter = g.cert.NotAfter
+	}
+	cert, err := g.signResponder(pub, notBefore, notAfter)
+	if err != nil {
+		return nil, fmt.Errorf("sign OCSP responder certificate: %w", err)
+	}
+	keyDesc, _, _ := policy.KeyType(cert.PublicKey)
+	rec := &store.Certificate{
+		Serial: cert.SerialNumber, IssuerID: issuerID, Subject: cert.Subject.String(), KeyType: keyDesc,
+		SPKIHash: spkiHash(cert.RawSubjectPublicKeyInfo), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+		IssuedAt: a.o.Clock(), Identity: "appliance: OCSP responder", Profile: ProfileOCSP, DER: cert.Raw,
+	}
+	if err := a.o.Store.PutCertificate(ctx, rec); err != nil {
+		return nil, fmt.Errorf("record OCSP responder certificate: %w", err)
+	}
+	a.metrics.issued(g.rec.Hierarchy, ProfileOCSP, 0)
+	return cert, nil
+}
+
+// URLs for a generation.
+func (a *Authority) ocspURL() string { return strings.TrimSuffix(a.o.BaseURL, "/") + "/ocsp" }
+func (a *Authority) crlURL(id string) string {
+	return strings.TrimSuffix(a.o.BaseURL, "/") + "/crl/" + id + ".crl"
+}
+func (a *Authority) issuerURL(id string) string {
+	return strings.TrimSuffix(a.o.BaseURL, "/") + "/ca/" + id + ".crt"
+}
+
+// CRLURL is the URL where the CRL of generation id is published.
+func (a *Authority) CRLURL(id string) string { return a.crlURL(id) }
+
+// PEM encodes certificates as PEM.
+func PEM(certs ...*x509.Certificate) []byte {
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return b
+}

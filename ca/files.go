@@ -1,0 +1,134 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cloudflare/cfssl/helpers"
+)
+
+// WriteFileAtomic writes data to path so that readers see either the old
+// file or the whole new one: a temporary file in the same directory is
+// written, synced and renamed over path, and the directory is synced.
+// The file gets mode perm regardless of the umask.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// writeKey stores a private key as PKCS#8 PEM, mode 0600, atomically.
+func writeKey(path string, key crypto.Signer) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// KeyFileError names a key file the authority cannot use.
+type KeyFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *KeyFileError) Error() string { return fmt.Sprintf("key file %s: %v", e.Path, e.Err) }
+func (e *KeyFileError) Unwrap() error { return e.Err }
+
+// readKey loads a PEM private key (PKCS#8, PKCS#1 or SEC 1). It refuses
+// key files readable by group or others.
+func readKey(path string) (crypto.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &KeyFileError{Path: path, Err: errors.New("missing")}
+		}
+		return nil, &KeyFileError{Path: path, Err: err}
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("mode %04o is too open: private keys must be 0600", fi.Mode().Perm())}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: err}
+	}
+	return parseKey(path, data)
+}
+
+func parseKey(path string, data []byte) (crypto.Signer, error) {
+	k, err := helpers.ParsePrivateKeyPEM(data)
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: errors.New("not a valid PEM private key (corrupt?)")}
+	}
+	return k, nil
+}
+
+// readCerts loads every certificate in a PEM file.
+func readCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate found", path)
+	}
+	return out, nil
+}

@@ -1,0 +1,365 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cloudflare/cfssl/config"
+	"github.com/cloudflare/cfssl/csr"
+	"github.com/cloudflare/cfssl/signer"
+	"github.com/cloudflare/cfssl/signer/local"
+
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+// generation is one CA certificate with (usually) its key and a cfssl
+// signer configured with the profiles it signs.
+type generation struct {
+	rec    *store.Generation
+	cert   *x509.Certificate
+	key    crypto.Signer
+	parent *generation
+	signer *local.Signer
+}
+
+const (
+	cfProfileLeaf         = "leaf"
+	cfProfileIntermediate = "intermediate"
+)
+
+// csrWhitelist copies only what the CSR is trusted to say: the subject
+// and the key. Names come from the policy's checked list.
+var csrWhitelist = &config.CSRWhitelist{Subject: true, PublicKeyAlgorithm: true, PublicKey: true, DNSNames: true}
+
+func (g *generation) initSigner(a *Authority) error {
+	id := g.rec.ID
+	leafUsage := []string{"digital signature", "server auth", "client auth"}
+	if g.rec.Hierarchy == RSA {
+		leafUsage = append(leafUsage, "key encipherment")
+	}
+	pol := &config.Signing{
+		Default: &config.SigningProfile{Usage: []string{"digital signature"}, Expiry: time.Hour},
+		Profiles: map[string]*config.SigningProfile{
+			cfProfileLeaf: {
+				Usage:        leafUsage,
+				Expiry:       a.o.LeafLifetime,
+				OCSP:         a.ocspURL(),
+				CRL:          a.crlURL(id),
+				IssuerURL:    []string{a.issuerURL(id)},
+				CSRWhitelist: csrWhitelist,
+			},
+			cfProfileIntermediate: {
+				Usage:        []string{"cert sign", "crl sign"},
+				Expiry:       a.o.IntermediateLifetime,
+				CAConstraint: config.CAConstraint{IsCA: true, MaxPathLen: 0, MaxPathLenZero: true},
+				OCSP:         a.ocspURL(),
+				CRL:          a.crlURL(id),
+				IssuerURL:    []string{a.issuerURL(id)},
+				CSRWhitelist: &config.CSRWhitelist{Subject: true, PublicKeyAlgorithm: true, PublicKey: true},
+			},
+		},
+	}
+	s, err := local.NewSigner(g.key, g.cert, signer.DefaultSigAlgo(g.key), pol)
+	if err != nil {
+		return fmt.Errorf("signer: %w", err)
+	}
+	g.signer = s
+	return nil
+}
+
+func csrPEM(der []byte) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func parsePEMCert(b []byte) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("signer returned no certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	out, err := g.signer.Sign(signer.SignRequest{
+		Request:   csrPEM(req.Raw),
+		Hosts:     hosts,
+		Profile:   cfProfileLeaf,
+		NotBefore: notBefore,
+		NotAfter:  notAfter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parsePEMCert(out)
+}
+
+var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
+
+// signResponder certifies a delegated OCSP responder key. cfssl's signer
+// needs a CSR, which a key handed over without its private half cannot
+// give, so this one profile is built with crypto/x509 directly.
+func (g *generation) signResponder(pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: g.cert.Subject.CommonName + " OCSP Responder", Organization: g.cert.Subject.Organization},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning},
+		BasicConstraintsValid: true,
+		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, g.cert, pub, g.key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func randomSerial() (*big.Int, error) {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	b[0] &= 0x7f
+	if b[0] == 0 {
+		b[0] = 1
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// newKey generates a CA key with cfssl's key request.
+func newKey(algo string, size int) (crypto.Signer, error) {
+	kr := &csr.KeyRequest{A: algo, S: size}
+	k, err := kr.Generate()
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("generated key cannot sign")
+	}
+	return s, nil
+}
+
+func (a *Authority) genID(hier, role string, seq int) string {
+	r := "int"
+	if role == RoleRoot {
+		r = "root"
+	}
+	return fmt.Sprintf("%s-%s-%d", hier, r, seq)
+}
+
+func (a *Authority) subject(hier, role string, seq int) *csr.CertificateRequest {
+	kind := "Intermediate CA"
+	if role == RoleRoot {
+		kind = "Root CA"
+	}
+	return &csr.CertificateRequest{
+		CN:    fmt.Sprintf("%s %s %s %d", a.o.Organization, strings.ToUpper(hier), kind, seq),
+		Names: []csr.Name{{O: a.o.Organization}},
+	}
+}
+
+// createHierarchy makes a new root and intermediate for hier. Keys are
+// written (0600, atomically) before the records that point at them.
+func (a *Authority) createHierarchy(ctx context.Context, hier string) error {
+	rootAlgo, rootSize, intAlgo, intSize := "ecdsa", 384, "ecdsa", 256
+	if hier == RSA {
+		rootAlgo, rootSize, intAlgo, intSize = "rsa", a.o.RSARootBits, "rsa", a.o.RSAIntermediateBits
+	}
+	now := a.o.Clock().Truncate(time.Second)
+
+	rootKey, err := newKey(rootAlgo, rootSize)
+	if err != nil {
+		return fmt.Errorf("root key: %w", err)
+	}
+	rootID := a.genID(hier, RoleRoot, 1)
+	rootCSR, err := csr.Generate(rootKey, a.subject(hier, RoleRoot, 1))
+	if err != nil {
+		return fmt.Errorf("root CSR: %w", err)
+	}
+	selfSigner, err := local.NewSigner(rootKey, nil, signer.DefaultSigAlgo(rootKey), &config.Signing{
+		Default: &config.SigningProfile{
+			Usage:        []string{"cert sign", "crl sign"},
+			Expiry:       a.o.RootLifetime,
+			CAConstraint: config.CAConstraint{IsCA: true, MaxPathLen: 1},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("root signer: %w", err)
+	}
+	rootPEM, err := selfSigner.Sign(signer.SignRequest{Request: string(rootCSR), NotBefore: now.Add(-a.o.Backdate), NotAfter: now.Add(a.o.RootLifetime)})
+	if err != nil {
+		return fmt.Errorf("self-sign root: %w", err)
+	}
+	rootCert, err := parsePEMCert(rootPEM)
+	if err != nil {
+		return err
+	}
+	root := &generation{
+		rec:  &store.Generation{ID: rootID, Hierarchy: hier, Role: RoleRoot, Seq: 1, State: store.StateActive, CertDER: rootCert.Raw, KeyFile: filepath.Join("ca", rootID+".key"), CreatedAt: now},
+		cert: rootCert, key: rootKey,
+	}
+	if err := root.initSigner(a); err != nil {
+		return err
+	}
+
+	intKey, err := newKey(intAlgo, intSize)
+	if err != nil {
+		return fmt.Errorf("intermediate key: %w", err)
+	}
+	intID := a.genID(hier, RoleIntermediate, 1)
+	intCSR, err := csr.Generate(intKey, a.subject(hier, RoleIntermediate, 1))
+	if err != nil {
+		return fmt.Errorf("intermediate CSR: %w", err)
+	}
+	intNotAfter := now.Add(a.o.IntermediateLifetime)
+	if intNotAfter.After(rootCert.NotAfter) {
+		intNotAfter = rootCert.NotAfter
+	}
+	intPEM, err := root.signer.Sign(signer.SignRequest{Request: string(intCSR), Profile: cfProfileIntermediate, NotBefore: now.Add(-a.o.Backdate), NotAfter: intNotAfter})
+	if err != nil {
+		return fmt.Errorf("sign intermediate: %w", err)
+	}
+	intCert, err := parsePEMCert(intPEM)
+	if err != nil {
+		return err
+	}
+	inter := &generation{
+		rec:  &store.Generation{ID: intID, Hierarchy: hier, Role: RoleIntermediate, Seq: 1, ParentID: rootID, State: store.StateActive, CertDER: intCert.Raw, KeyFile: filepath.Join("ca", intID+".key"), CreatedAt: now},
+		cert: intCert, key: intKey, parent: root,
+	}
+	if err := a.persist(ctx, root, inter); err != nil {
+		return err
+	}
+	a.o.Logger.Info("CA hierarchy created", "hierarchy", hier, "root", rootID, "intermediate", intID,
+		"root_not_after", rootCert.NotAfter, "intermediate_not_after", intCert.NotAfter)
+	return nil
+}
+
+// persist writes the keys, then records the generations, then adds them
+// to the authority.
+func (a *Authority) persist(ctx context.Context, gens ...*generation) error {
+	for _, g := range gens {
+		if g.key != nil && g.rec.KeyFile != "" {
+			if err := writeKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
+				return fmt.Errorf("write key of %s: %w", g.rec.ID, err)
+			}
+		}
+	}
+	for _, g := range gens {
+		if err := a.o.Store.PutGeneration(ctx, g.rec); err != nil {
+			return fmt.Errorf("record %s: %w", g.rec.ID, err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byID == nil {
+		a.byID = map[string]*generation{}
+		a.active = map[string]*generation{}
+	}
+	for _, g := range gens {
+		if g.signer == nil && g.key != nil {
+			if err := g.initSigner(a); err != nil {
+				return err
+			}
+		}
+		a.gens = append(a.gens, g)
+		a.byID[g.rec.ID] = g
+		if g.rec.Role == RoleIntermediate && g.rec.State == store.StateActive {
+			a.active[g.rec.Hierarchy] = g
+		}
+	}
+	return nil
+}
+
+// importHierarchy takes an existing root and intermediate from PEM files.
+func (a *Authority) importHierarchy(ctx context.Context, hier string, imp *Import) error {
+	now := a.o.Clock().Truncate(time.Second)
+	roots, err := readCerts(imp.RootCert)
+	if err != nil {
+		return fmt.Errorf("root_cert: %w", err)
+	}
+	ints, err := readCerts(imp.IntermediateCert)
+	if err != nil {
+		return fmt.Errorf("intermediate_cert: %w", err)
+	}
+	rootCert, intCert := roots[0], ints[0]
+	for _, c := range []*x509.Certificate{rootCert, intCert} {
+		if !c.IsCA || !c.BasicConstraintsValid {
+			return fmt.Errorf("%q is not a CA certificate", c.Subject)
+		}
+		if _, ok := c.PublicKey.(*ecdsa.PublicKey); ok != (hier == ECDSA) {
+			return fmt.Errorf("%q does not have %s key", c.Subject, strings.ToUpper(hier))
+		}
+		if _, ok := c.PublicKey.(*rsa.PublicKey); ok != (hier == RSA) {
+			return fmt.Errorf("%q does not have an %s key", c.Subject, strings.ToUpper(hier))
+		}
+	}
+	if err := rootCert.CheckSignatureFrom(rootCert); err != nil {
+		return fmt.Errorf("root_cert %q is not self-signed: %w", rootCert.Subject, err)
+	}
+	if err := intCert.CheckSignatureFrom(rootCert); err != nil {
+		return fmt.Errorf("intermediate_cert %q is not signed by root_cert: %w", intCert.Subject, err)
+	}
+	if !now.Before(intCert.NotAfter) {
+		return fmt.Errorf("intermediate_cert expired on %s", intCert.NotAfter.Format(time.RFC3339))
+	}
+	loadKey := func(path string, cert *x509.Certificate) (crypto.Signer, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &KeyFileError{Path: path, Err: err}
+		}
+		k, err := parseKey(path, data)
+		if err != nil {
+			return nil, err
+		}
+		if !publicKeysEqual(k.Public(), cert.PublicKey) {
+			return nil, &KeyFileError{Path: path, Err: errors.New("does not match its certificate")}
+		}
+		return k, nil
+	}
+	intKey, err := loadKey(imp.IntermediateKey, intCert)
+	if err != nil {
+		return err
+	}
+	rootID, intID := a.genID(hier, RoleRoot, 1), a.genID(hier, RoleIntermediate, 1)
+	root := &generation{
+		rec:  &store.Generation{ID: rootID, Hierarchy: hier, Role: RoleRoot, Seq: 1, State: store.StateActive, CertDER: rootCert.Raw, CreatedAt: now},
+		cert: rootCert,
+	}
+	if imp.RootKey != "" {
+		if root.key, err = loadKey(imp.RootKey, rootCert); err != nil {
+			return err
+		}
+		root.rec.KeyFile = filepath.Join("ca", rootID+".key")
+	}
+	inter := &generation{
+		rec:  &store.Generation{ID: intID, Hierarchy: hier, Role: RoleIntermediate, Seq: 1, ParentID: rootID, State: store.StateActive, CertDER: intCert.Raw, KeyFile: filepath.Join("ca", intID+".key"), CreatedAt: now},
+		cert: intCert, key: intKey, parent: root,
+	}
+	if err := a.persist(ctx, root, inter); err != nil {
+		return err
+	}
+	a.o.Logger.Info("CA hierarchy imported", "hierarchy", hier, "root", rootID, "intermediate", intID, "root_key_held", root.key != nil)
+	return nil
+}

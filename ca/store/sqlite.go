@@ -1,0 +1,618 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLite is the default Store: one database file in WAL mode with full
+// synchronous commits, so a certificate is on disk before anyone sees it.
+// Several processes (the appliance and the CLI) may open it at once.
+type SQLite struct {
+	w *sql.DB // one writer connection: SQLite has a single writer anyway
+	r *sql.DB // readers
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database at path and applies
+// migrations.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	s := &SQLite{w: w, r: r}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+var migrations = []string{
+	`CREATE TABLE certificates (
+		serial      TEXT PRIMARY KEY,
+		issuer_id   TEXT NOT NULL,
+		subject     TEXT NOT NULL,
+		sans        TEXT NOT NULL,
+		key_type    TEXT NOT NULL,
+		spki_sha256 BLOB NOT NULL UNIQUE,
+		not_before  INTEGER NOT NULL,
+		not_after   INTEGER NOT NULL,
+		issued_at   INTEGER NOT NULL,
+		identity    TEXT NOT NULL,
+		profile     TEXT NOT NULL,
+		der         BLOB NOT NULL,
+		revoked     INTEGER NOT NULL DEFAULT 0,
+		revoked_at  INTEGER,
+		reason      INTEGER
+	);
+	CREATE INDEX certificates_revoked ON certificates(issuer_id, serial) WHERE revoked = 1;
+	CREATE TABLE generations (
+		id         TEXT PRIMARY KEY,
+		hierarchy  TEXT NOT NULL,
+		role       TEXT NOT NULL,
+		seq        INTEGER NOT NULL,
+		parent_id  TEXT NOT NULL,
+		state      TEXT NOT NULL,
+		cert_der   BLOB NOT NULL,
+		key_file   TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE pending (
+		id          TEXT PRIMARY KEY,
+		operation   TEXT NOT NULL,
+		label       TEXT NOT NULL,
+		csr         BLOB NOT NULL,
+		spki_sha256 BLOB NOT NULL,
+		subject     TEXT NOT NULL,
+		sans        TEXT NOT NULL,
+		client      TEXT NOT NULL,
+		state       TEXT NOT NULL,
+		created_at  INTEGER NOT NULL,
+		expires_at  INTEGER NOT NULL,
+		decided_at  INTEGER,
+		decided_by  TEXT NOT NULL DEFAULT '',
+		serial      TEXT
+	);
+	CREATE INDEX pending_key ON pending(spki_sha256);
+	CREATE TABLE crl_numbers (
+		issuer_id TEXT PRIMARY KEY,
+		number    INTEGER NOT NULL
+	);
+	CREATE TABLE events (
+		id   INTEGER PRIMARY KEY AUTOINCREMENT,
+		kind TEXT NOT NULL,
+		ref  TEXT NOT NULL,
+		at   INTEGER NOT NULL
+	);`,
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this program knows (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// SerialKey is the canonical text form of a serial in the store.
+func SerialKey(n *big.Int) string { return n.Text(16) }
+
+func parseSerial(s string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok {
+		return nil, fmt.Errorf("bad serial %q in store", s)
+	}
+	return n, nil
+}
+
+func unix(t time.Time) int64 { return t.Unix() }
+
+func fromUnix(n int64) time.Time { return time.Unix(n, 0).UTC() }
+
+func joinNames(n []string) string { return strings.Join(n, "\n") }
+
+func splitNames(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// PutCertificate implements Store.
+func (s *SQLite) PutCertificate(ctx context.Context, c *Certificate) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO certificates
+		(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
+		unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER)
+	if err != nil {
+		if isUnique(err) {
+			var n int
+			if s.w.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`, c.SPKIHash).Scan(&n) == nil && n > 0 {
+				return ErrKeyReused
+			}
+			return fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
+		}
+		return fmt.Errorf("store certificate: %w", err)
+	}
+	return nil
+}
+
+const certCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason`
+
+type scanner interface{ Scan(...any) error }
+
+func scanCert(r scanner) (*Certificate, error) {
+	var (
+		c                 Certificate
+		serial, sans      string
+		nb, na, ia        int64
+		revoked           bool
+		revokedAt, reason sql.NullInt64
+	)
+	if err := r.Scan(&serial, &c.IssuerID, &c.Subject, &sans, &c.KeyType, &c.SPKIHash, &nb, &na, &ia, &c.Identity, &c.Profile, &c.DER, &revoked, &revokedAt, &reason); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Serial, err = parseSerial(serial); err != nil {
+		return nil, err
+	}
+	c.SANs = splitNames(sans)
+	c.NotBefore, c.NotAfter, c.IssuedAt = fromUnix(nb), fromUnix(na), fromUnix(ia)
+	c.Revoked = revoked
+	if revokedAt.Valid {
+		c.RevokedAt = fromUnix(revokedAt.Int64)
+	}
+	c.Reason = int(reason.Int64)
+	return &c, nil
+}
+
+// Certificate implements Store.
+func (s *SQLite) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
+	c, err := scanCert(s.r.QueryRowContext(ctx, `SELECT `+certCols+` FROM certificates WHERE serial = ?`, SerialKey(serial)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return c, err
+}
+
+// CertificateStatus implements Store.
+func (s *SQLite) CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error) {
+	var (
+		c                 = Certificate{Serial: serial, IssuerID: issuerID}
+		na                int64
+		revokedAt, reason sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT not_after, revoked, revoked_at, reason FROM certificates WHERE serial = ? AND issuer_id = ?`,
+		SerialKey(serial), issuerID).Scan(&na, &c.Revoked, &revokedAt, &reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.NotAfter = fromUnix(na)
+	if revokedAt.Valid {
+		c.RevokedAt = fromUnix(revokedAt.Int64)
+	}
+	c.Reason = int(reason.Int64)
+	return &c, nil
+}
+
+// ListCertificates implements Store.
+func (s *SQLite) ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error) {
+	q := `SELECT ` + certCols + ` FROM certificates WHERE 1=1`
+	var args []any
+	if opt.IssuerID != "" {
+		q += ` AND issuer_id = ?`
+		args = append(args, opt.IssuerID)
+	}
+	if opt.Revoked != nil {
+		q += ` AND revoked = ?`
+		args = append(args, *opt.Revoked)
+	}
+	q += ` ORDER BY rowid DESC`
+	if opt.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, opt.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Certificate
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CountCertificates implements Store.
+func (s *SQLite) CountCertificates(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT issuer_id, count(*) FROM certificates GROUP BY issuer_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// KeyUsed implements Store.
+func (s *SQLite) KeyUsed(ctx context.Context, spkiHash []byte) (bool, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`, spkiHash).Scan(&n)
+	return n > 0, err
+}
+
+// Revoke implements Store.
+func (s *SQLite) Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	c, err := scanCert(tx.QueryRowContext(ctx, `SELECT `+certCols+` FROM certificates WHERE serial = ?`, SerialKey(serial)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c.Revoked {
+		return c, ErrAlreadyRevoked
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked = 1, revoked_at = ?, reason = ? WHERE serial = ?`,
+		unix(at), reason, SerialKey(serial)); err != nil {
+		return nil, err
+	}
+	if err := addEvent(ctx, tx, EventRevoked, c.IssuerID+"/"+SerialKey(serial), at); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	c.Revoked, c.RevokedAt, c.Reason = true, fromUnix(unix(at)), reason
+	return c, nil
+}
+
+// Revocations implements Store.
+func (s *SQLite) Revocations(ctx context.Context, issuerID string, fn func(Revocation) error) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT serial, revoked_at, reason FROM certificates WHERE issuer_id = ? AND revoked = 1 ORDER BY serial`, issuerID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var serial string
+		var at, reason int64
+		if err := rows.Scan(&serial, &at, &reason); err != nil {
+			return err
+		}
+		n, err := parseSerial(serial)
+		if err != nil {
+			return err
+		}
+		if err := fn(Revocation{Serial: n, RevokedAt: fromUnix(at), Reason: int(reason)}); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// NextCRLNumber implements Store.
+func (s *SQLite) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+	var n int64
+	err := s.w.QueryRowContext(ctx, `INSERT INTO crl_numbers (issuer_id, number) VALUES (?, 1)
+		ON CONFLICT(issuer_id) DO UPDATE SET number = number + 1 RETURNING number`, issuerID).Scan(&n)
+	return n, err
+}
+
+// PutGeneration implements Store.
+func (s *SQLite) PutGeneration(ctx context.Context, g *Generation) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Hierarchy, g.Role, g.Seq, g.ParentID, string(g.State), g.CertDER, g.KeyFile, unix(g.CreatedAt)); err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("generation %s exists: %w", g.ID, ErrConflict)
+		}
+		return err
+	}
+	if err := addEvent(ctx, tx, EventGenerations, g.ID, g.CreatedAt); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Generations implements Store.
+func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at FROM generations ORDER BY rowid`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Generation
+	for rows.Next() {
+		var g Generation
+		var state string
+		var created int64
+		if err := rows.Scan(&g.ID, &g.Hierarchy, &g.Role, &g.Seq, &g.ParentID, &state, &g.CertDER, &g.KeyFile, &created); err != nil {
+			return nil, err
+		}
+		g.State, g.CreatedAt = GenerationState(state), fromUnix(created)
+		out = append(out, &g)
+	}
+	return out, rows.Err()
+}
+
+// SetGenerationState implements Store.
+func (s *SQLite) SetGenerationState(ctx context.Context, id string, st GenerationState) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE id = ?`, string(st), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	if err := addEvent(ctx, tx, EventGenerations, id, time.Now()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+const pendingCols = `id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, decided_at, decided_by, serial`
+
+func scanPending(r scanner) (*Pending, error) {
+	var (
+		p                Pending
+		sans, state      string
+		created, expires int64
+		decided          sql.NullInt64
+		serial           sql.NullString
+	)
+	if err := r.Scan(&p.ID, &p.Operation, &p.Label, &p.CSR, &p.SPKIHash, &p.Subject, &sans, &p.Client, &state, &created, &expires, &decided, &p.DecidedBy, &serial); err != nil {
+		return nil, err
+	}
+	p.SANs, p.State = splitNames(sans), PendingState(state)
+	p.CreatedAt, p.ExpiresAt = fromUnix(created), fromUnix(expires)
+	if decided.Valid {
+		p.DecidedAt = fromUnix(decided.Int64)
+	}
+	if serial.Valid {
+		n, err := parseSerial(serial.String)
+		if err != nil {
+			return nil, err
+		}
+		p.Serial = n
+	}
+	return &p, nil
+}
+
+// PutPending implements Store.
+func (s *SQLite) PutPending(ctx context.Context, p *Pending) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO pending (id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Operation, p.Label, p.CSR, p.SPKIHash, p.Subject, joinNames(p.SANs), p.Client,
+		string(p.State), unix(p.CreatedAt), unix(p.ExpiresAt))
+	if err != nil && isUnique(err) {
+		return fmt.Errorf("pending request %s exists: %w", p.ID, ErrConflict)
+	}
+	return err
+}
+
+func (s *SQLite) pendingRow(ctx context.Context, where string, arg any) (*Pending, error) {
+	p, err := scanPending(s.r.QueryRowContext(ctx, `SELECT `+pendingCols+` FROM pending WHERE `+where+` ORDER BY rowid DESC LIMIT 1`, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return p, err
+}
+
+// PendingByID implements Store.
+func (s *SQLite) PendingByID(ctx context.Context, id string) (*Pending, error) {
+	return s.pendingRow(ctx, `id = ?`, id)
+}
+
+// PendingByKey implements Store.
+func (s *SQLite) PendingByKey(ctx context.Context, spkiHash []byte) (*Pending, error) {
+	return s.pendingRow(ctx, `spki_sha256 = ?`, spkiHash)
+}
+
+// ListPending implements Store.
+func (s *SQLite) ListPending(ctx context.Context, state PendingState) ([]*Pending, error) {
+	q := `SELECT ` + pendingCols + ` FROM pending`
+	var args []any
+	if state != "" {
+		q += ` WHERE state = ?`
+		args = append(args, string(state))
+	}
+	rows, err := s.r.QueryContext(ctx, q+` ORDER BY rowid DESC`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Pending
+	for rows.Next() {
+		p, err := scanPending(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// DecidePending implements Store.
+func (s *SQLite) DecidePending(ctx context.Context, id string, st PendingState, by string, at time.Time) (*Pending, error) {
+	if st != PendingApproved && st != PendingDenied {
+		return nil, fmt.Errorf("decide pending: bad state %q", st)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	p, err := scanPending(tx.QueryRowContext(ctx, `SELECT `+pendingCols+` FROM pending WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.State != PendingWaiting {
+		return p, fmt.Errorf("request %s is %s: %w", id, p.State, ErrConflict)
+	}
+	if !at.Before(p.ExpiresAt) {
+		return p, fmt.Errorf("request %s expired at %s: %w", id, p.ExpiresAt.Format(time.RFC3339), ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE pending SET state = ?, decided_at = ?, decided_by = ? WHERE id = ?`, string(st), unix(at), by, id); err != nil {
+		return nil, err
+	}
+	if err := addEvent(ctx, tx, EventPendingDecided, id, at); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	p.State, p.DecidedAt, p.DecidedBy = st, fromUnix(unix(at)), by
+	return p, nil
+}
+
+// SetPendingIssued implements Store.
+func (s *SQLite) SetPendingIssued(ctx context.Context, id string, serial *big.Int) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE pending SET state = ?, serial = ? WHERE id = ? AND state = ?`,
+		string(PendingIssued), SerialKey(serial), id, string(PendingApproved))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("request %s is not approved: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// ExpirePending implements Store.
+func (s *SQLite) ExpirePending(ctx context.Context, now time.Time) (int, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE pending SET state = ? WHERE state = ? AND expires_at <= ?`,
+		string(PendingExpired), string(PendingWaiting), unix(now))
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+func addEvent(ctx context.Context, tx *sql.Tx, kind, ref string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO events (kind, ref, at) VALUES (?, ?, ?)`, kind, ref, unix(at))
+	return err
+}
+
+// LastEvent implements Store.
+func (s *SQLite) LastEvent(ctx context.Context) (int64, error) {
+	var n sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT max(id) FROM events`).Scan(&n)
+	return n.Int64, err
+}
+
+// EventsSince implements Store.
+func (s *SQLite) EventsSince(ctx context.Context, id int64) ([]Event, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, kind, ref, at FROM events WHERE id > ? ORDER BY id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Ref, &at); err != nil {
+			return nil, err
+		}
+		e.At = fromUnix(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,193 @@
+// Package store defines how the authority's records are kept: issued
+// certificates, CA key generations, pending enrollment requests, CRL
+// numbers and a change feed. SQLite is the default backend; the Store
+// interface is what a shared PostgreSQL backend implements too.
+package store
+
+import (
+	"context"
+	"errors"
+	"math/big"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned when a record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrKeyReused is returned by PutCertificate when the public key was
+	// already certified: devices must use a new key pair for every CSR.
+	ErrKeyReused = errors.New("public key already certified")
+	// ErrAlreadyRevoked is returned when revoking a revoked certificate.
+	ErrAlreadyRevoked = errors.New("certificate already revoked")
+	// ErrConflict is returned when a state change is not allowed from the
+	// record's current state.
+	ErrConflict = errors.New("conflicting state")
+)
+
+// Certificate is an issued certificate and its status.
+type Certificate struct {
+	Serial    *big.Int
+	IssuerID  string // the issuing generation
+	Subject   string
+	SANs      []string
+	KeyType   string // "ECDSA P-256", "RSA 2048", ...
+	SPKIHash  []byte // SHA-256 of the SubjectPublicKeyInfo
+	NotBefore time.Time
+	NotAfter  time.Time
+	IssuedAt  time.Time
+	// Identity describes who asked for the certificate.
+	Identity string
+	// Profile is what the certificate is for: "leaf", "server", "ocsp".
+	Profile string
+	DER     []byte
+
+	Revoked   bool
+	RevokedAt time.Time
+	Reason    int // RFC 5280 CRLReason
+}
+
+// GenerationState is the life-cycle state of a CA key generation.
+type GenerationState string
+
+const (
+	// StateActive generations issue new certificates.
+	StateActive GenerationState = "active"
+	// StateRetiring generations issue nothing new but still sign CRLs and
+	// OCSP answers for what they issued.
+	StateRetiring GenerationState = "retiring"
+	// StateRetired generations have nothing valid left.
+	StateRetired GenerationState = "retired"
+)
+
+// Generation is one CA certificate and key of a hierarchy.
+type Generation struct {
+	ID        string // e.g. "ecdsa-int-1"
+	Hierarchy string // "ecdsa" or "rsa"
+	Role      string // "root" or "intermediate"
+	Seq       int
+	ParentID  string // the generation that signed it; empty for a root
+	State     GenerationState
+	CertDER   []byte
+	KeyFile   string // relative to the data dir; empty when the key is not held
+	CreatedAt time.Time
+}
+
+// PendingState is the state of an enrollment request awaiting an operator.
+type PendingState string
+
+const (
+	PendingWaiting  PendingState = "pending"
+	PendingApproved PendingState = "approved"
+	PendingDenied   PendingState = "denied"
+	PendingIssued   PendingState = "issued"
+	PendingExpired  PendingState = "expired"
+)
+
+// Pending is an enrollment request waiting for manual approval.
+type Pending struct {
+	ID        string
+	Operation string // simpleenroll, simplereenroll, serverkeygen
+	Label     string
+	CSR       []byte // DER
+	SPKIHash  []byte
+	Subject   string
+	SANs      []string
+	// Client describes the requester for the operator: the presented
+	// certificate (if any), why it was not trusted, the remote address.
+	Client    string
+	State     PendingState
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	DecidedAt time.Time
+	DecidedBy string
+	Serial    *big.Int // set once issued
+}
+
+// Event is a change that other processes sharing the store react to.
+type Event struct {
+	ID   int64
+	Kind string // EventRevoked, EventPendingDecided, EventGenerations
+	Ref  string
+	At   time.Time
+}
+
+// Event kinds.
+const (
+	EventRevoked        = "revoked"
+	EventPendingDecided = "pending_decided"
+	EventGenerations    = "generations"
+)
+
+// ListOptions filters ListCertificates.
+type ListOptions struct {
+	IssuerID string
+	// Revoked filters by status when not nil.
+	Revoked *bool
+	// Limit caps the number of results (0: no limit).
+	Limit int
+}
+
+// Revocation is one entry of a CRL.
+type Revocation struct {
+	Serial    *big.Int
+	RevokedAt time.Time
+	Reason    int
+}
+
+// Store keeps everything the authority must not lose. Every write is
+// durable when the call returns.
+type Store interface {
+	// PutCertificate records a newly issued certificate. ErrKeyReused
+	// when the public key was certified before.
+	PutCertificate(ctx context.Context, c *Certificate) error
+	// Certificate finds one certificate by serial.
+	Certificate(ctx context.Context, serial *big.Int) (*Certificate, error)
+	// CertificateStatus is the fast path for OCSP: status fields only
+	// (DER and names are left empty).
+	CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error)
+	// ListCertificates lists certificates, newest first.
+	ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error)
+	// CountCertificates counts certificates by issuer.
+	CountCertificates(ctx context.Context) (map[string]int, error)
+	// KeyUsed reports whether a public key (SHA-256 of its SPKI) was
+	// certified before.
+	KeyUsed(ctx context.Context, spkiHash []byte) (bool, error)
+	// Revoke marks a certificate revoked and records an EventRevoked.
+	Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error)
+	// Revocations calls fn for every revoked certificate of the issuer,
+	// in serial order.
+	Revocations(ctx context.Context, issuerID string, fn func(Revocation) error) error
+	// NextCRLNumber returns a CRL number greater than any returned before
+	// for that issuer.
+	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+
+	// PutGeneration records a new CA generation.
+	PutGeneration(ctx context.Context, g *Generation) error
+	// Generations lists every generation, oldest first.
+	Generations(ctx context.Context) ([]*Generation, error)
+	// SetGenerationState changes a generation's state.
+	SetGenerationState(ctx context.Context, id string, s GenerationState) error
+
+	// PutPending records a request awaiting approval.
+	PutPending(ctx context.Context, p *Pending) error
+	// PendingByID finds a request by ID.
+	PendingByID(ctx context.Context, id string) (*Pending, error)
+	// PendingByKey finds the newest request for a public key.
+	PendingByKey(ctx context.Context, spkiHash []byte) (*Pending, error)
+	// ListPending lists requests in a state ("" for all), newest first.
+	ListPending(ctx context.Context, state PendingState) ([]*Pending, error)
+	// DecidePending moves a waiting request to approved or denied.
+	DecidePending(ctx context.Context, id string, s PendingState, by string, at time.Time) (*Pending, error)
+	// SetPendingIssued marks an approved request issued with a serial.
+	SetPendingIssued(ctx context.Context, id string, serial *big.Int) error
+	// ExpirePending marks waiting requests past their expiry expired and
+	// returns how many.
+	ExpirePending(ctx context.Context, now time.Time) (int, error)
+
+	// LastEvent returns the newest event ID (0 when none).
+	LastEvent(ctx context.Context) (int64, error)
+	// EventsSince returns events with an ID greater than id, oldest first.
+	EventsSince(ctx context.Context, id int64) ([]Event, error)
+
+	Close() error
+}
