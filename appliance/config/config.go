@@ -169,10 +169,10 @@ type CRL struct {
 
 // Store selects the database.
 type Store struct {
-	// Driver is "sqlite" (default, in data_dir) or "postgres".
+	// Driver is "sqlite" (the database file in data_dir). The Store
+	// interface is ready for a shared PostgreSQL backend, which a later
+	// version adds.
 	Driver string `yaml:"driver"`
-	// DSN is the postgres connection string.
-	DSN string `yaml:"dsn"`
 }
 
 // Log configures logging.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -20,66 +21,69 @@ func (c *Config) ApplyDefaults() {
 	if c.lines == nil {
 		c.lines = map[string]int{}
 	}
-	setS := func(p *string, v string) {
-		if *p == "" {
+	// A key the file sets keeps its value, even a zero one, so that
+	// Validate can refuse it; only absent keys get defaults.
+	set := func(key string) bool { _, ok := c.lines[key]; return ok }
+	setS := func(key string, p *string, v string) {
+		if !set(key) && *p == "" {
 			*p = v
 		}
 	}
-	setD := func(p *Duration, v time.Duration) {
-		if *p == 0 {
+	setD := func(key string, p *Duration, v time.Duration) {
+		if !set(key) && *p == 0 {
 			*p = Duration(v)
 		}
 	}
-	setI := func(p *int, v int) {
-		if *p == 0 {
+	setI := func(key string, p *int, v int) {
+		if !set(key) && *p == 0 {
 			*p = v
 		}
 	}
-	setS(&c.DataDir, DefaultDataDir)
-	if len(c.Addresses) == 0 && c.Hostname == "" {
+	setS("data_dir", &c.DataDir, DefaultDataDir)
+	if !set("addresses") && !set("hostname") {
 		c.Addresses = []string{"127.0.0.1"}
 	}
-	setS(&c.Domain, DefaultDomain)
-	setS(&c.Hostname, DefaultHostname)
+	setS("domain", &c.Domain, DefaultDomain)
+	setS("hostname", &c.Hostname, DefaultHostname)
 
-	setS(&c.Listen.EST, "127.0.0.1:8443")
-	setS(&c.Listen.HTTP, "127.0.0.1:8080")
-	setS(&c.Listen.DNS, "127.0.0.1:5354")
-	setS(&c.Listen.Metrics, "127.0.0.1:9153")
-	setS(&c.Listen.Web, "127.0.0.1:8444")
+	setS("listen.est", &c.Listen.EST, "127.0.0.1:8443")
+	setS("listen.http", &c.Listen.HTTP, "127.0.0.1:8080")
+	setS("listen.dns", &c.Listen.DNS, "127.0.0.1:5354")
+	setS("listen.metrics", &c.Listen.Metrics, "127.0.0.1:9153")
+	setS("listen.web", &c.Listen.Web, "127.0.0.1:8444")
 
-	setD(&c.CA.LeafLifetime, 90*24*time.Hour)
-	setD(&c.CA.Backdate, 5*time.Minute)
-	setD(&c.CA.RootLifetime, 20*365*24*time.Hour)
-	setD(&c.CA.IntermediateLifetime, 5*365*24*time.Hour)
-	setS(&c.CA.Organization, "nmos-certs")
-	setI(&c.CA.RSARootBits, 3072)
-	setI(&c.CA.RSAIntermediateBits, 2048)
-	if c.CA.BaseURL == "" {
+	setD("ca.leaf_lifetime", &c.CA.LeafLifetime, 90*24*time.Hour)
+	setD("ca.backdate", &c.CA.Backdate, 5*time.Minute)
+	setD("ca.root_lifetime", &c.CA.RootLifetime, 20*365*24*time.Hour)
+	setD("ca.intermediate_lifetime", &c.CA.IntermediateLifetime, 5*365*24*time.Hour)
+	setS("ca.organization", &c.CA.Organization, "nmos-certs")
+	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
+	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)
+	if !set("ca.base_url") {
 		c.CA.BaseURL = "http://" + net.JoinHostPort(c.Hostname, strconv.Itoa(Port(c.Listen.HTTP)))
 	}
 
-	setD(&c.EST.RetryAfter, 30*time.Second)
-	setD(&c.EST.PendingLifetime, 7*24*time.Hour)
-	setI(&c.EST.MaxBodyBytes, 64<<10)
-	setD(&c.EST.HSTSMaxAge, 365*24*time.Hour)
-	setD(&c.EST.ServerCertRenewBefore, 30*24*time.Hour)
+	setD("est.retry_after", &c.EST.RetryAfter, 30*time.Second)
+	setD("est.pending_lifetime", &c.EST.PendingLifetime, 7*24*time.Hour)
+	setI("est.max_body_bytes", &c.EST.MaxBodyBytes, 64<<10)
+	setD("est.hsts_max_age", &c.EST.HSTSMaxAge, 365*24*time.Hour)
+	setD("est.server_cert_renew_before", &c.EST.ServerCertRenewBefore, 30*24*time.Hour)
 
-	setD(&c.DNS.TTL, 60*time.Second)
-	if len(c.DNS.Advertise) == 0 {
+	setD("dns.ttl", &c.DNS.TTL, 60*time.Second)
+	if !set("dns.advertise") {
 		c.DNS.Advertise = []Advertisement{{}}
 	}
 	estPort := Port(c.Listen.EST)
 	for i := range c.DNS.Advertise {
-		setI(&c.DNS.Advertise[i].Port, estPort)
+		setI(fmt.Sprintf("dns.advertise[%d].port", i), &c.DNS.Advertise[i].Port, estPort)
 	}
 
-	setS(&c.OCSP.Signer, "delegated")
-	setD(&c.OCSP.Validity, 24*time.Hour)
-	setD(&c.OCSP.ResponderCertLifetime, 7*24*time.Hour)
-	setD(&c.CRL.Validity, 7*24*time.Hour)
+	setS("ocsp.signer", &c.OCSP.Signer, "delegated")
+	setD("ocsp.validity", &c.OCSP.Validity, 24*time.Hour)
+	setD("ocsp.responder_cert_lifetime", &c.OCSP.ResponderCertLifetime, 7*24*time.Hour)
+	setD("crl.validity", &c.CRL.Validity, 7*24*time.Hour)
 
-	setS(&c.Store.Driver, "sqlite")
-	setS(&c.Log.Level, "info")
-	setS(&c.Log.Format, "text")
+	setS("store.driver", &c.Store.Driver, "sqlite")
+	setS("log.level", &c.Log.Level, "info")
+	setS("log.format", &c.Log.Format, "text")
 }

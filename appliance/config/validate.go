@@ -152,6 +152,9 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("dns.forward[%d]", i), "want an IP address and port, got %q", f)
 		}
 	}
+	if len(c.DNS.Advertise) == 0 {
+		add("dns.advertise", "at least one _nmos-certs._tcp advertisement is needed (BCP-003-03)")
+	}
 	instances := map[string]string{}
 	for i, a := range c.DNS.Advertise {
 		key := fmt.Sprintf("dns.advertise[%d]", i)
@@ -205,11 +208,9 @@ func (c *Config) Validate() error {
 	switch c.Store.Driver {
 	case "sqlite":
 	case "postgres":
-		if c.Store.DSN == "" {
-			add("store.dsn", "is required with driver postgres")
-		}
+		add("store.driver", "postgres is not available in this version: use sqlite")
 	default:
-		add("store.driver", "want sqlite or postgres, got %q", c.Store.Driver)
+		add("store.driver", "want sqlite, got %q", c.Store.Driver)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,11 @@ var _ Store = (*SQLite)(nil)
 // OpenSQLite opens (creating if needed) the database at path and applies
 // migrations.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	// The database holds no keys, but pending requests and client
+	// descriptions are nobody else's business: create it private.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
 	q := url.Values{}
 	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)

@@ -1,0 +1,43 @@
+# nmos-certs: the two commands a newcomer needs are `make run` and `make test`.
+
+GO          ?= go
+BIN         ?= nmos-certs
+PKG         := github.com/nmos-certs/nmos-certs
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X $(PKG)/appliance/app.Version=$(VERSION)
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+STATICCHECK := $(GOBIN)/staticcheck
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: all build run test lint unit tools bench e2e clean
+
+all: build
+
+## build: a static binary ./nmos-certs (CGO_ENABLED=0)
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+## run: build and serve the embedded default on loopback (data in ./nmos-certs-data)
+run: build
+	./$(BIN) serve
+
+## test: formatting, vet, staticcheck and every test with the race detector
+test: lint unit
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+tools:
+	@if ! $(STATICCHECK) -version 2>/dev/null | grep -q '$(STATICCHECK_VERSION:v%=%)'; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+
+clean:
+	rm -f $(BIN)

@@ -1,0 +1,315 @@
+// Package app builds every component of the appliance from a
+// configuration, runs them and stops them. It alone connects the domain
+// packages to each other.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// DBFile is the SQLite database's name inside the data directory.
+const DBFile = "nmos-certs.db"
+
+// Open opens the store and the authority of a configuration, creating the
+// data directory and, when create is true, the CA. The caller closes the
+// returned store.
+func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, clock func() time.Time, create bool) (*ca.Authority, store.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data_dir: %w", err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DBFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	imp := map[string]*ca.Import{}
+	for h, i := range map[string]*config.Import{ca.ECDSA: cfg.CA.ECDSA.Import, ca.RSA: cfg.CA.RSA.Import} {
+		if i != nil {
+			imp[h] = &ca.Import{RootCert: i.RootCert, RootKey: i.RootKey, IntermediateCert: i.IntermediateCert, IntermediateKey: i.IntermediateKey}
+		}
+	}
+	auth, err := ca.Open(ctx, ca.Options{
+		Store:                st,
+		DataDir:              cfg.DataDir,
+		Domain:               cfg.Domain,
+		BaseURL:              cfg.CA.BaseURL,
+		LeafLifetime:         cfg.CA.LeafLifetime.D(),
+		Backdate:             cfg.CA.Backdate.D(),
+		RootLifetime:         cfg.CA.RootLifetime.D(),
+		IntermediateLifetime: cfg.CA.IntermediateLifetime.D(),
+		Organization:         cfg.CA.Organization,
+		RSARootBits:          cfg.CA.RSARootBits,
+		RSAIntermediateBits:  cfg.CA.RSAIntermediateBits,
+		Import:               imp,
+		Clock:                clock,
+		Logger:               logger.With("component", "ca"),
+		Registerer:           reg,
+	}, create)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return auth, st, nil
+}
+
+// Options tune an App beyond its configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Clock is injected into every time-dependent part; time.Now by default.
+	Clock func() time.Time
+	// EventPoll is how often the store's change feed is read (1s default):
+	// this is how a revocation made by the CLI reaches the running appliance.
+	EventPoll time.Duration
+	// Ready, if set, is called once every listener is bound.
+	Ready func(*App)
+}
+
+// App is a running appliance.
+type App struct {
+	cfg   *config.Config
+	o     Options
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	ca    *ca.Authority
+	store store.Store
+
+	listeners map[string]net.Listener
+	servers   []*http.Server
+
+	mu        sync.Mutex
+	lastEvent int64
+}
+
+// New builds every component from cfg. Nothing listens yet.
+func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.EventPoll == 0 {
+		o.EventPoll = time.Second
+	}
+	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{}}
+	a.reg.MustRegister(buildInfo())
+	auth, st, err := Open(ctx, cfg, o.Logger, a.reg, o.Clock, true)
+	if err != nil {
+		return nil, err
+	}
+	a.ca, a.store = auth, st
+	if a.lastEvent, err = st.LastEvent(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Authority returns the app's CA.
+func (a *App) Authority() *ca.Authority { return a.ca }
+
+// Addr returns the bound address of a listener ("est", "http", "dns",
+// "metrics", "web"), or nil.
+func (a *App) Addr(name string) net.Addr {
+	if l := a.listeners[name]; l != nil {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Gatherer returns what /metrics serves: the appliance's registry and the
+// process-wide default one (Go runtime, process, CoreDNS).
+func (a *App) Gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{a.reg, prometheus.DefaultGatherer}
+}
+
+func (a *App) listen(name, addr string) error {
+	if addr == "" || addr == config.Off {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen.%s: %w", name, err)
+	}
+	a.listeners[name] = l
+	return nil
+}
+
+// Run binds every listener, serves until ctx ends, then shuts down.
+func (a *App) Run(ctx context.Context) error {
+	defer a.store.Close()
+	for _, l := range []struct{ name, addr string }{
+		{"http", a.cfg.Listen.HTTP},
+		{"metrics", a.cfg.Listen.Metrics},
+	} {
+		if err := a.listen(l.name, l.addr); err != nil {
+			a.closeListeners()
+			return err
+		}
+	}
+
+	httpMux := http.NewServeMux()
+	httpMux.Handle("/ca/", a.caCertHandler())
+	a.serve("http", httpMux)
+
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("/metrics", promhttp.HandlerFor(a.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)}))
+	a.serve("metrics", metricsMux)
+
+	for name, l := range a.listeners {
+		a.log.Info("listening", "service", name, "addr", l.Addr().String())
+	}
+	if a.o.Ready != nil {
+		a.o.Ready(a)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchEvents(ctx) }()
+
+	<-ctx.Done()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range a.servers {
+		if err := s.Shutdown(shutdown); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	wg.Wait()
+	a.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (a *App) closeListeners() {
+	for _, l := range a.listeners {
+		l.Close()
+	}
+}
+
+func (a *App) serve(name string, h http.Handler) {
+	l := a.listeners[name]
+	if l == nil {
+		return
+	}
+	s := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.With("component", name).Handler(), slog.LevelDebug),
+	}
+	a.servers = append(a.servers, s)
+	go func() {
+		if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("server stopped", "service", name, "err", err)
+		}
+	}()
+}
+
+// watchEvents follows the store's change feed so that changes made by
+// another process (the CLI) take effect here within seconds.
+func (a *App) watchEvents(ctx context.Context) {
+	t := time.NewTicker(a.o.EventPoll)
+	defer t.Stop()
+	expire := time.NewTicker(time.Minute)
+	defer expire.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expire.C:
+			if n, err := a.store.ExpirePending(ctx, a.o.Clock()); err != nil {
+				a.log.Warn("expire pending requests", "err", err)
+			} else if n > 0 {
+				a.log.Info("pending requests expired", "count", n)
+			}
+		case <-t.C:
+			a.pollEvents(ctx)
+		}
+	}
+}
+
+func (a *App) pollEvents(ctx context.Context) {
+	a.mu.Lock()
+	since := a.lastEvent
+	a.mu.Unlock()
+	evs, err := a.store.EventsSince(ctx, since)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("read store events", "err", err)
+		}
+		return
+	}
+	for _, e := range evs {
+		a.handleEvent(ctx, e)
+		a.mu.Lock()
+		a.lastEvent = e.ID
+		a.mu.Unlock()
+	}
+}
+
+func (a *App) handleEvent(ctx context.Context, e store.Event) {
+	switch e.Kind {
+	case store.EventGenerations:
+		if err := a.ca.Reload(ctx); err != nil {
+			a.log.Error("reload CA generations", "err", err)
+		}
+	}
+}
+
+// caCertHandler serves each CA certificate by generation ID, as DER at
+// /ca/<id>.crt (the caIssuers URL) and PEM at /ca/<id>.pem.
+func (a *App) caCertHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		name := r.URL.Path[len("/ca/"):]
+		ext := filepath.Ext(name)
+		cert, ok := a.ca.CACertificate(name[:len(name)-len(ext)])
+		if !ok || (ext != ".crt" && ext != ".pem") {
+			http.NotFound(w, r)
+			return
+		}
+		body, ctype := cert.Raw, "application/pkix-cert"
+		if ext == ".pem" {
+			body, ctype = ca.PEM(cert), "application/x-pem-file"
+		}
+		w.Header().Set("Content-Type", ctype)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body)
+	})
+}
+
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "nmos_certs_build_info",
+		Help: "Build information of the running nmos-certs binary.",
+	}, []string{"version", "goversion"})
+	g.WithLabelValues(Version, goVersion()).Set(1)
+	return g
+}

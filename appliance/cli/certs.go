@@ -1,0 +1,258 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+func operator() string {
+	if u, err := user.Current(); err == nil {
+		return "operator " + u.Username + " (cli)"
+	}
+	return "operator (cli)"
+}
+
+// parseSerial accepts hex serials with or without colons or 0x.
+func parseSerial(s string) (*big.Int, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(strings.TrimSpace(s), ":", ""), "0x"))
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || h == "" || n.Sign() <= 0 {
+		return nil, usageError("%q is not a certificate serial (hex, as 'certs list' shows it)", s)
+	}
+	return n, nil
+}
+
+// readCSR reads a PEM or DER PKCS#10 request.
+func readCSR(path string) (*x509.CertificateRequest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		if b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST" {
+			return nil, fmt.Errorf("%s: PEM block is %q, want CERTIFICATE REQUEST", path, b.Type)
+		}
+		der = b.Bytes
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a PKCS#10 certificate request: %v", path, err)
+	}
+	return csr, nil
+}
+
+func certsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "certs",
+		Usage: "issue, list, show and revoke certificates",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "issue",
+				Usage: "sign a CSR (PEM or DER) for a device that cannot use EST; writes the certificate and its intermediate as PEM",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "csr", Usage: "certificate request `FILE`", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "output `FILE` (- for standard output); never overwritten", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					csr, err := readCSR(c.String("csr"))
+					if err != nil {
+						return err
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, _ store.Store) error {
+						cert, err := a.Issue(ctx, csr, operator())
+						if err != nil {
+							return fmt.Errorf("not issued: %w", err)
+						}
+						chain := a.ChainFor(cert)
+						if len(chain) > 0 {
+							chain = chain[:len(chain)-1]
+						}
+						if err := writeOut(c.String("out"), ca.PEM(append([]*x509.Certificate{cert}, chain...)...)); err != nil {
+							return fmt.Errorf("certificate %s was issued and recorded, but writing it failed: %w (get it with 'certs show --pem')", store.SerialKey(cert.SerialNumber), err)
+						}
+						fmt.Fprintf(c.App.ErrWriter, "issued %s for %s, valid until %s\n", store.SerialKey(cert.SerialNumber),
+							strings.Join(cert.DNSNames, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list issued certificates, newest first",
+				Flags: []cli.Flag{configFlag,
+					&cli.BoolFlag{Name: "revoked", Usage: "only revoked certificates"},
+					&cli.IntFlag{Name: "limit", Value: 100, Usage: "at most `N` rows (0: all)"},
+				},
+				Action: func(c *cli.Context) error {
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						opt := store.ListOptions{Limit: c.Int("limit")}
+						if c.Bool("revoked") {
+							t := true
+							opt.Revoked = &t
+						}
+						certs, err := st.ListCertificates(ctx, opt)
+						if err != nil {
+							return err
+						}
+						tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "SERIAL\tSTATUS\tISSUER\tKEY\tNOT AFTER\tNAMES\tIDENTITY")
+						for _, x := range certs {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", store.SerialKey(x.Serial), status(x), x.IssuerID, x.KeyType,
+								x.NotAfter.Format(time.DateOnly), strings.Join(x.SANs, ","), x.Identity)
+						}
+						return tw.Flush()
+					})
+				},
+			},
+			{
+				Name:      "show",
+				Usage:     "show one certificate",
+				ArgsUsage: "SERIAL",
+				Flags:     []cli.Flag{configFlag, &cli.BoolFlag{Name: "pem", Usage: "print only the certificate as PEM"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("certs show takes one SERIAL")
+					}
+					serial, err := parseSerial(c.Args().First())
+					if err != nil {
+						return err
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						x, err := st.Certificate(ctx, serial)
+						if errors.Is(err, store.ErrNotFound) {
+							return fmt.Errorf("no certificate with serial %s", store.SerialKey(serial))
+						}
+						if err != nil {
+							return err
+						}
+						w := c.App.Writer
+						if !c.Bool("pem") {
+							fmt.Fprintf(w, "Serial:     %s\nStatus:     %s\nSubject:    %s\nNames:      %s\nKey:        %s\nIssuer:     %s\nNot before: %s\nNot after:  %s\nIssued at:  %s\nIdentity:   %s\nProfile:    %s\n",
+								store.SerialKey(x.Serial), status(x), x.Subject, strings.Join(x.SANs, ", "), x.KeyType, x.IssuerID,
+								x.NotBefore.Format(time.RFC3339), x.NotAfter.Format(time.RFC3339), x.IssuedAt.Format(time.RFC3339), x.Identity, x.Profile)
+							if x.Revoked {
+								name, _ := ca.ReasonName(x.Reason)
+								fmt.Fprintf(w, "Revoked at: %s (%s)\n", x.RevokedAt.Format(time.RFC3339), name)
+							}
+						}
+						_, err = w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: x.DER}))
+						return err
+					})
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke a certificate; OCSP and the CRL reflect it within seconds",
+				ArgsUsage: "SERIAL",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "RFC 5280 `REASON`: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("certs revoke takes one SERIAL")
+					}
+					serial, err := parseSerial(c.Args().First())
+					if err != nil {
+						return err
+					}
+					reason, err := ca.ParseReason(c.String("reason"))
+					if err != nil {
+						return usageError("%v", err)
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, _ store.Store) error {
+						x, err := a.Revoke(ctx, serial, reason)
+						switch {
+						case errors.Is(err, store.ErrNotFound):
+							return fmt.Errorf("no certificate with serial %s", store.SerialKey(serial))
+						case errors.Is(err, store.ErrAlreadyRevoked):
+							return fmt.Errorf("certificate %s was already revoked at %s", store.SerialKey(serial), x.RevokedAt.Format(time.RFC3339))
+						case err != nil:
+							return err
+						}
+						name, _ := ca.ReasonName(reason)
+						fmt.Fprintf(c.App.Writer, "revoked %s (%s): %s\n", store.SerialKey(serial), name, strings.Join(x.SANs, ", "))
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+func status(c *store.Certificate) string {
+	switch {
+	case c.Revoked:
+		return "revoked"
+	case time.Now().After(c.NotAfter):
+		return "expired"
+	}
+	return "valid"
+}
+
+func requestsCommand() *cli.Command {
+	decide := func(st store.PendingState) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError("takes one request ID")
+			}
+			return withCA(c, false, func(ctx context.Context, a *ca.Authority, s store.Store) error {
+				p, err := s.DecidePending(ctx, c.Args().First(), st, operator(), time.Now())
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("no request %q", c.Args().First())
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "%s %s: %s (%s); the device gets its answer at its next retry\n", p.ID, p.State, p.Subject, strings.Join(p.SANs, ", "))
+				return nil
+			})
+		}
+	}
+	return &cli.Command{
+		Name:  "requests",
+		Usage: "decide enrollment requests waiting for manual approval",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list requests (waiting ones unless --all)",
+				Flags: []cli.Flag{configFlag, &cli.BoolFlag{Name: "all", Usage: "every request, decided or not"}},
+				Action: func(c *cli.Context) error {
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, s store.Store) error {
+						state := store.PendingWaiting
+						if c.Bool("all") {
+							state = ""
+						}
+						ps, err := s.ListPending(ctx, state)
+						if err != nil {
+							return err
+						}
+						tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "ID\tSTATE\tOPERATION\tRECEIVED\tEXPIRES\tSUBJECT\tNAMES\tCLIENT")
+						for _, p := range ps {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.State, p.Operation, p.CreatedAt.Format(time.RFC3339),
+								p.ExpiresAt.Format(time.RFC3339), p.Subject, strings.Join(p.SANs, ","), p.Client)
+						}
+						return tw.Flush()
+					})
+				},
+			},
+			{Name: "approve", Usage: "approve a waiting request", ArgsUsage: "ID", Flags: []cli.Flag{configFlag}, Action: decide(store.PendingApproved)},
+			{Name: "deny", Usage: "deny a waiting request", ArgsUsage: "ID", Flags: []cli.Flag{configFlag}, Action: decide(store.PendingDenied)},
+		},
+	}
+}

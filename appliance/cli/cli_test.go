@@ -1,0 +1,297 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), append([]string{"nmos-certs"}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+// siteConfig writes a configuration with its data dir in a temp dir.
+func siteConfig(t *testing.T, extra string) (cfgPath, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfgPath = filepath.Join(dir, "nmos-certs.yaml")
+	y := fmt.Sprintf("data_dir: %s\nlisten:\n  est: 127.0.0.1:0\n  http: 127.0.0.1:0\n  dns: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n  web: \"off\"\ndns:\n  advertise:\n    - port: 8443\n%s", filepath.Join(dir, "data"), extra)
+	if err := os.WriteFile(cfgPath, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dir
+}
+
+func needOpenSSL(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+}
+
+func opensslCSR(t *testing.T, dir, name, keyArgs, subj, san string) string {
+	t.Helper()
+	csr := filepath.Join(dir, name+".csr")
+	args := append([]string{"req", "-new"}, strings.Fields(keyArgs)...)
+	args = append(args, "-nodes", "-keyout", filepath.Join(dir, name+".key"), "-subj", subj, "-out", csr)
+	if san != "" {
+		args = append(args, "-addext", "subjectAltName="+san)
+	}
+	if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
+		t.Fatalf("openssl req: %v\n%s", err, out)
+	}
+	return csr
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	r := run(t, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "nmos-certs ") {
+		t.Fatalf("version: %+v", r)
+	}
+	for _, args := range [][]string{{"--help"}, {"serve", "--help"}, {"certs", "issue", "--help"}, {"requests", "--help"}, {"ca", "status", "--help"}} {
+		if r := run(t, args...); r.code != 0 || !strings.Contains(r.stdout, "USAGE") {
+			t.Errorf("%v: %+v", args, r)
+		}
+	}
+	if r := run(t, "no-such-command"); r.code == 0 {
+		t.Errorf("unknown command exited 0")
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	r := run(t, "config", "example")
+	if r.code != 0 || !strings.Contains(r.stdout, "trusted_client_roots") {
+		t.Fatalf("example: %+v", r)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte(r.stdout), 0o644)
+	if r := run(t, "config", "check", good); r.code != 0 || !strings.Contains(r.stdout, "ok") {
+		t.Fatalf("check example: %+v", r)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("domain: studio.example.test\nest:\n  retry_aftr: 5s\n"), 0o644)
+	r = run(t, "config", "check", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, "bad.yaml:3: est.retry_aftr: unknown key") {
+		t.Fatalf("check bad: %+v", r)
+	}
+	if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines != 0 {
+		t.Errorf("one error should print one line, got:\n%s", r.stderr)
+	}
+	if r := run(t, "config", "check", filepath.Join(dir, "missing.yaml")); r.code == 0 || !strings.Contains(r.stderr, "missing.yaml") {
+		t.Fatalf("check missing file: %+v", r)
+	}
+	if r := run(t, "config", "check"); r.code != 2 {
+		t.Fatalf("check without FILE: %+v", r)
+	}
+}
+
+// An invalid configuration stops serve before it binds any port: the
+// error is about the configuration, not about the port held here.
+func TestServeRefusesBadConfigBeforeBinding(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg, _ := siteConfig(t, fmt.Sprintf("ca:\n  leaf_lifetime: -5h\n"))
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, bytes.Replace(data, []byte("http: 127.0.0.1:0"), []byte("http: "+l.Addr().String()), 1), 0o644)
+	r := run(t, "serve", "--config", cfg)
+	if r.code == 0 || !strings.Contains(r.stderr, "ca.leaf_lifetime") || strings.Contains(r.stderr, "address already in use") {
+		t.Fatalf("serve with a bad config: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(cfg), "data")); err == nil {
+		t.Error("data dir created for an invalid configuration")
+	}
+}
+
+func TestCAAndCertsCommands(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "")
+	if r := run(t, "ca", "status", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "no CA has been created yet") {
+		t.Fatalf("status before init: %+v", r)
+	}
+	r := run(t, "ca", "init", "--config", cfg)
+	if r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	for _, want := range []string{"ecdsa-root-1", "ecdsa-int-1", "rsa-root-1", "rsa-int-1", "ECDSA P-384", "ECDSA P-256", "RSA 3072", "RSA 2048", "active"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("init output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	st := run(t, "ca", "status", "--config", cfg)
+	if st.code != 0 || st.stdout != r.stdout {
+		t.Fatalf("status differs from init output: %+v", st)
+	}
+	if again := run(t, "ca", "init", "--config", cfg); again.code != 0 || again.stdout != r.stdout {
+		t.Fatalf("second init changed the CA: %+v", again)
+	}
+
+	// The CA's certificates, to verify with openssl.
+	chains := map[string]string{"ecdsa": filepath.Join(dir, "ecdsa-chain.pem"), "rsa": filepath.Join(dir, "rsa-chain.pem")}
+	a, closeStore := openAuthority(t, cfg)
+	cacerts, _ := a.CACerts(context.Background())
+	for _, h := range []string{"ecdsa", "rsa"} {
+		var b bytes.Buffer
+		for _, c := range cacerts {
+			if strings.Contains(strings.ToLower(c.Subject.CommonName), h+" ") {
+				b.Write(pemCert(c.Raw))
+			}
+		}
+		os.WriteFile(chains[h], b.Bytes(), 0o644)
+	}
+	closeStore()
+
+	serialRE := regexp.MustCompile(`issued ([0-9a-f]+) for`)
+	serials := map[string]string{}
+	for _, tc := range []struct{ name, key, hier string }{
+		{"ec", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "ecdsa"},
+		{"rsa", "-newkey rsa:2048", "rsa"},
+	} {
+		csr := opensslCSR(t, dir, tc.name, tc.key, "/CN="+tc.name+".studio.example.test/serialNumber=SN-"+tc.name, "DNS:"+tc.name+".studio.example.test")
+		out := filepath.Join(dir, tc.name+".crt")
+		r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", out)
+		if r.code != 0 {
+			t.Fatalf("issue %s: %+v", tc.name, r)
+		}
+		m := serialRE.FindStringSubmatch(r.stderr)
+		if m == nil {
+			t.Fatalf("no serial in %q", r.stderr)
+		}
+		serials[tc.name] = m[1]
+		v, err := exec.Command("openssl", "verify", "-purpose", "sslclient", "-CAfile", chains[tc.hier], out).CombinedOutput()
+		if err != nil || !strings.Contains(string(v), ": OK") {
+			t.Fatalf("openssl verify %s: %v\n%s", tc.name, err, v)
+		}
+		other := chains["rsa"]
+		if tc.hier == "rsa" {
+			other = chains["ecdsa"]
+		}
+		if v, err := exec.Command("openssl", "verify", "-CAfile", other, out).CombinedOutput(); err == nil {
+			t.Fatalf("%s certificate verified against the other hierarchy:\n%s", tc.name, v)
+		}
+		// The same CSR again is refused (key reuse), and --out is never overwritten.
+		if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", out+".2"); r.code == 0 || !strings.Contains(r.stderr, "new key pair") {
+			t.Fatalf("reissue of the same key: %+v", r)
+		}
+		if r := run(t, "certs", "issue", "--config", cfg, "--csr", opensslCSR(t, dir, tc.name+"b", tc.key, "/CN="+tc.name+"b.studio.example.test", ""), "--out", out); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+			t.Fatalf("overwrote --out: %+v", r)
+		}
+	}
+	// Refusals with reasons.
+	for _, tc := range []struct{ subj, san, want string }{
+		{"/CN=x.example.org", "", "outside the domain"},
+		{"/CN=*.studio.example.test", "", "wildcard"},
+		{"/CN=192.0.2.7", "", "IP address"},
+		{"/O=nobody", "", "names no host"},
+	} {
+		csr := opensslCSR(t, dir, "refused", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", tc.subj, tc.san)
+		if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "refused.crt")); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: %+v", tc.subj, r)
+		}
+	}
+	weak := filepath.Join(dir, "weak.csr")
+	if out, err := exec.Command("openssl", "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", filepath.Join(dir, "weak.key"), "-subj", "/CN=w.studio.example.test", "-out", weak).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", weak, "--out", filepath.Join(dir, "w.crt")); r.code == 0 || !strings.Contains(r.stderr, "too small") {
+		t.Errorf("RSA 1024: %+v", r)
+	}
+	garbage := filepath.Join(dir, "garbage.csr")
+	os.WriteFile(garbage, []byte("not a csr"), 0o644)
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", garbage, "--out", filepath.Join(dir, "g.crt")); r.code == 0 || !strings.Contains(r.stderr, "not a PKCS#10") {
+		t.Errorf("garbage CSR: %+v", r)
+	}
+
+	// list, show, revoke.
+	r = run(t, "certs", "list", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, serials["ec"]) || !strings.Contains(r.stdout, serials["rsa"]) {
+		t.Fatalf("list: %+v", r)
+	}
+	r = run(t, "certs", "show", "--config", cfg, serials["rsa"])
+	if r.code != 0 || !strings.Contains(r.stdout, "SERIALNUMBER=SN-rsa") || !strings.Contains(r.stdout, "BEGIN CERTIFICATE") {
+		t.Fatalf("show: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", "--config", cfg, "--reason", "nonsense", serials["ec"]); r.code != 2 || !strings.Contains(r.stderr, "keyCompromise") {
+		t.Fatalf("revoke with a bad reason: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", "--config", cfg, "--reason", "keyCompromise", serials["ec"]); r.code != 0 || !strings.Contains(r.stdout, "revoked") {
+		t.Fatalf("revoke: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", "--config", cfg, serials["ec"]); r.code == 0 || !strings.Contains(r.stderr, "already revoked") {
+		t.Fatalf("revoke twice: %+v", r)
+	}
+	if r := run(t, "certs", "show", "--config", cfg, serials["ec"]); !strings.Contains(r.stdout, "keyCompromise") {
+		t.Fatalf("show revoked: %+v", r)
+	}
+	if r := run(t, "certs", "list", "--config", cfg, "--revoked"); strings.Contains(r.stdout, serials["rsa"]) || !strings.Contains(r.stdout, serials["ec"]) {
+		t.Fatalf("list --revoked: %+v", r)
+	}
+	if r := run(t, "certs", "show", "--config", cfg, "zz"); r.code != 2 {
+		t.Fatalf("show with a bad serial: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", "--config", cfg, "abcdef"); r.code == 0 || !strings.Contains(r.stderr, "no certificate") {
+		t.Fatalf("revoke unknown: %+v", r)
+	}
+}
+
+func TestRequestsCommands(t *testing.T) {
+	cfg, _ := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	a, closeStore := openAuthority(t, cfg)
+	ctx := context.Background()
+	now := time.Now()
+	for _, id := range []string{"req-a", "req-b"} {
+		h := sha256.Sum256([]byte(id))
+		if err := a.Store().PutPending(ctx, &store.Pending{ID: id, Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: h[:], Subject: "CN=" + id,
+			SANs: []string{id + ".studio.example.test"}, Client: "no client certificate from 192.0.2.9", State: store.PendingWaiting,
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeStore()
+	r := run(t, "requests", "list", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "req-a") || !strings.Contains(r.stdout, "no client certificate") {
+		t.Fatalf("list: %+v", r)
+	}
+	if r := run(t, "requests", "approve", "--config", cfg, "req-a"); r.code != 0 || !strings.Contains(r.stdout, "approved") {
+		t.Fatalf("approve: %+v", r)
+	}
+	if r := run(t, "requests", "deny", "--config", cfg, "req-b"); r.code != 0 || !strings.Contains(r.stdout, "denied") {
+		t.Fatalf("deny: %+v", r)
+	}
+	if r := run(t, "requests", "deny", "--config", cfg, "req-a"); r.code == 0 || !strings.Contains(r.stderr, "approved") {
+		t.Fatalf("deny after approve: %+v", r)
+	}
+	if r := run(t, "requests", "approve", "--config", cfg, "nope"); r.code == 0 || !strings.Contains(r.stderr, "no request") {
+		t.Fatalf("approve unknown: %+v", r)
+	}
+	if r := run(t, "requests", "list", "--config", cfg); strings.Contains(r.stdout, "req-a") {
+		t.Fatalf("decided request still listed as waiting: %+v", r)
+	}
+	if r := run(t, "requests", "list", "--config", cfg, "--all"); !strings.Contains(r.stdout, "req-a") || !strings.Contains(r.stdout, "denied") {
+		t.Fatalf("list --all: %+v", r)
+	}
+}
