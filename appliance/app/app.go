@@ -8,19 +8,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"crypto/tls"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/appliance/dns"
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/est"
+	"github.com/nmos-certs/nmos-certs/ocsp"
 )
 
 // Version is set at build time.
@@ -91,6 +98,13 @@ type App struct {
 	ca    *ca.Authority
 	store store.Store
 
+	server *serverCerts
+	est    *est.Server
+	trust  *est.Trust
+	ocsp   *ocsp.Responder
+	crl    *ocsp.Publisher
+	dns    *dns.Server
+
 	listeners map[string]net.Listener
 	servers   []*http.Server
 
@@ -116,19 +130,38 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.ca, a.store = auth, st
-	if a.lastEvent, err = st.LastEvent(ctx); err != nil {
+	if err := a.build(ctx); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return a, nil
 }
 
+// build makes every service of the configuration; nothing listens yet.
+func (a *App) build(ctx context.Context) error {
+	var err error
+	if a.lastEvent, err = a.store.LastEvent(ctx); err != nil {
+		return err
+	}
+	a.server = &serverCerts{ca: a.ca, hostname: a.cfg.Hostname, renewBefore: a.cfg.EST.ServerCertRenewBefore.D()}
+	if err := a.server.refresh(ctx); err != nil {
+		return err
+	}
+	if err := a.newEST(ctx); err != nil {
+		return err
+	}
+	return a.newRevocation(ctx)
+}
+
 // Authority returns the app's CA.
 func (a *App) Authority() *ca.Authority { return a.ca }
 
 // Addr returns the bound address of a listener ("est", "http", "dns",
-// "metrics", "web"), or nil.
+// "metrics"), or nil. For "dns" it is the TCP address; UDP uses the same.
 func (a *App) Addr(name string) net.Addr {
+	if name == "dns" && a.dns != nil {
+		return net.TCPAddrFromAddrPort(a.dns.Addr())
+	}
 	if l := a.listeners[name]; l != nil {
 		return l.Addr()
 	}
@@ -157,6 +190,7 @@ func (a *App) listen(name, addr string) error {
 func (a *App) Run(ctx context.Context) error {
 	defer a.store.Close()
 	for _, l := range []struct{ name, addr string }{
+		{"est", a.cfg.Listen.EST},
 		{"http", a.cfg.Listen.HTTP},
 		{"metrics", a.cfg.Listen.Metrics},
 	} {
@@ -165,10 +199,23 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	dnsOpts, err := dnsOptions(a.cfg)
+	if err == nil {
+		a.dns, err = dns.Start(dnsOpts, a.log)
+	}
+	if err != nil {
+		a.closeListeners()
+		return fmt.Errorf("listen.dns: %w", err)
+	}
+	defer a.dns.Stop()
+
+	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
+	a.serve("est", a.est)
 
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/ca/", a.caCertHandler())
-	a.serve("http", httpMux)
+	httpMux.Handle("/crl/", a.crl)
+	a.serve("http", a.ocsp.Wrap(httpMux))
 
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(a.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)}))
@@ -182,8 +229,14 @@ func (a *App) Run(ctx context.Context) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); a.watchEvents(ctx) }()
+	for _, loop := range []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts} {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(ctx) }()
+	}
+	if a.trust != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.trust.Run(ctx) }()
+	}
 
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -274,6 +327,41 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 	case store.EventGenerations:
 		if err := a.ca.Reload(ctx); err != nil {
 			a.log.Error("reload CA generations", "err", err)
+			return
+		}
+		a.est.Invalidate()
+		if err := a.ocsp.Reload(ctx); err != nil {
+			a.log.Error("reload OCSP issuers", "err", err)
+		}
+		if err := a.crl.RebuildAll(ctx); err != nil {
+			a.log.Error("rebuild CRLs", "err", err)
+		}
+	case store.EventRevoked:
+		issuer, serialHex, ok := strings.Cut(e.Ref, "/")
+		serial, okSerial := new(big.Int).SetString(serialHex, 16)
+		if !ok || !okSerial {
+			a.log.Warn("malformed revocation event", "ref", e.Ref)
+			return
+		}
+		a.ocsp.Invalidate(issuer, serial)
+		if err := a.crl.Rebuild(ctx, issuer); err != nil {
+			a.log.Error("rebuild CRL after revocation", "issuer", issuer, "err", err)
+		}
+	}
+}
+
+// renewServerCerts keeps the appliance's own TLS certificates fresh.
+func (a *App) renewServerCerts(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.server.refresh(ctx); err != nil {
+				a.log.Error("renew server certificates", "err", err)
+			}
 		}
 	}
 }

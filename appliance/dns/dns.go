@@ -19,12 +19,14 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
+	mdns "github.com/miekg/dns"
 
 	// The plugins of the rendered Corefile, and only those.
 	_ "github.com/coredns/coredns/plugin/bind"
@@ -79,7 +81,7 @@ type Options struct {
 
 // Server is a running DNS server.
 type Server struct {
-	inst      *caddy.Instance
+	inst     *caddy.Instance
 	listen   string         // Options.Listen as asked for, perhaps with port 0
 	resolved string         // Options.Listen with port 0 replaced
 	addr     netip.AddrPort // the address bound, on UDP and TCP
@@ -134,7 +136,12 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 		}
 		inst, err := caddy.Start(corefileInput(corefile))
 		if err != nil {
-			if attempt < 3 && resolved != o.Listen && errors.Is(err, syscall.EADDRINUSE) {
+			if inst != nil {
+				// Startup callbacks may have run (forward starts its
+				// proxies before the listeners are opened): undo them.
+				_ = inst.ShutdownCallbacks()
+			}
+			if attempt < 3 && resolved != o.Listen && addrInUse(err) {
 				continue
 			}
 			return nil, fmt.Errorf("dns: start coredns: %w", err)
@@ -143,6 +150,10 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 		break
 	}
 	if err := s.learnAddr(); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := s.waitReady(o.Zone); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -180,6 +191,9 @@ func (s *Server) Reload(o Options) error {
 	}
 	s.inst, s.corefile, s.listen, s.resolved = inst, corefile, asked, o.Listen
 	if err := s.learnAddr(); err != nil {
+		return fmt.Errorf("dns: reload: %w", err)
+	}
+	if err := s.waitReady(o.Zone); err != nil {
 		return fmt.Errorf("dns: reload: %w", err)
 	}
 	s.logger.Info("dns server reloaded", "listen", s.addr.String(), "zone", o.Zone, "services", len(o.Services), "forward", len(o.Forward))
@@ -240,6 +254,37 @@ func (s *Server) learnAddr() error {
 	return nil
 }
 
+// waitReady returns once the server answers over UDP and TCP. CoreDNS starts
+// its listeners' serving loops in goroutines; until a loop runs, stopping the
+// server cannot reach it, so Start and Reload return only after both answer.
+func (s *Server) waitReady(zone string) error {
+	target := s.addr
+	if target.Addr().IsUnspecified() {
+		lo := netip.IPv6Loopback()
+		if target.Addr().Is4() {
+			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		target = netip.AddrPortFrom(lo, target.Port())
+	}
+	q := new(mdns.Msg)
+	q.SetQuestion(mdns.Fqdn(zone), mdns.TypeSOA)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, network := range []string{"udp", "tcp"} {
+		c := &mdns.Client{Net: network, Timeout: 250 * time.Millisecond}
+		for {
+			_, _, err := c.Exchange(q, target.String())
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("dns: server on %s does not answer over %s: %w", target, network, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
 // resolveListen replaces port 0 with a port that is free for both UDP and
 // TCP: CoreDNS would otherwise bind two different ports.
 func resolveListen(listen string) (string, error) {
@@ -271,6 +316,12 @@ func resolveListen(listen string) (string, error) {
 		return net.JoinHostPort(h, strconv.Itoa(p)), nil
 	}
 	return "", fmt.Errorf("dns: listen %q: no port free on both UDP and TCP: %w", listen, lastErr)
+}
+
+// addrInUse reports whether err is a bind failure on a busy address. caddy
+// formats the listener errors with %v, so the error chain is lost.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), syscall.EADDRINUSE.Error())
 }
 
 func corefileInput(corefile string) caddy.Input {

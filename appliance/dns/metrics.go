@@ -38,6 +38,7 @@ func setupMetrics(c *caddy.Controller) error {
 		return plugin.Error(metricsDirective, c.Errf("%s takes no block", metricsDirective))
 	}
 	m := &metricsRecorder{zones: plugin.OriginsFromArgsOrServerBlock(nil, c.ServerBlockKeys)}
+	m.rootOnly = len(m.zones) == 1 && m.zones[0] == "."
 
 	// Which plugins are enabled, as the stock directive reports it.
 	conf := dnsserver.GetConfig(c)
@@ -63,8 +64,9 @@ func setupMetrics(c *caddy.Controller) error {
 
 // metricsRecorder is the handler of the metrics directive.
 type metricsRecorder struct {
-	Next  plugin.Handler
-	zones []string
+	Next     plugin.Handler
+	zones    []string
+	rootOnly bool // zones is just ".": every query is in zone "."
 }
 
 // ServeDNS implements plugin.Handler: it runs the rest of the chain and
@@ -73,9 +75,11 @@ func (m *metricsRecorder) ServeDNS(ctx context.Context, w dns.ResponseWriter, r 
 	state := request.Request{W: w, Req: r}
 	reqSize := r.Len() // before a plugin changes the request
 
-	zone := plugin.Zones(m.zones).Matches(state.Name())
-	if zone == "" {
-		zone = "."
+	zone := "."
+	if !m.rootOnly {
+		if z := plugin.Zones(m.zones).Matches(state.Name()); z != "" {
+			zone = z
+		}
 	}
 	rw := &recordingWriter{Recorder: dnstest.NewRecorder(w)}
 	status, err := plugin.NextOrFailure(m.Name(), m.Next, ctx, rw, r)

@@ -309,14 +309,14 @@ func TestGarbage(t *testing.T) {
 	packets := [][]byte{
 		{},
 		{0x12},
-		{0x12, 0x34, 0x01},                                // truncated header
-		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00},  // truncated header
+		{0x12, 0x34, 0x01}, // truncated header
+		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00},       // truncated header
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0}, // one question announced, none present
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0, 0}, // no question
 		{0x12, 0x34, 0x01, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-		wire[:len(wire)-3],                      // question cut short
+		wire[:len(wire)-3],                     // question cut short
 		append(slices.Clone(wire), 0xde, 0xad), // trailing bytes
-		bytes.Repeat([]byte{0xc0, 0x0c}, 300),   // compression pointer loop
+		bytes.Repeat([]byte{0xc0, 0x0c}, 300),  // compression pointer loop
 	}
 	for range 200 {
 		p := make([]byte, 1+randInt(600))
@@ -475,7 +475,7 @@ func TestStopReleasesPort(t *testing.T) {
 }
 
 // TestMetrics checks that CoreDNS's own series and the plugin's are recorded
-// in the default registry, without a metrics listener.
+// in the default registry, which the appliance serves on its /metrics.
 func TestMetrics(t *testing.T) {
 	s, _ := startServer(t, testOptions())
 	server := "dns://" + s.Addr().String()

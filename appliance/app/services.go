@@ -1,0 +1,198 @@
+package app
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/appliance/dns"
+	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/est"
+	"github.com/nmos-certs/nmos-certs/ocsp"
+)
+
+// ocspSource adapts the authority and its store to what the OCSP
+// responder and CRL publisher need.
+type ocspSource struct {
+	ca    *ca.Authority
+	store store.Store
+}
+
+func (s ocspSource) Issuers(ctx context.Context) ([]ocsp.Issuer, error) {
+	var out []ocsp.Issuer
+	for _, is := range s.ca.Issuers() {
+		out = append(out, ocsp.Issuer{ID: is.ID, Cert: is.Cert, Signer: is.Signer})
+	}
+	return out, nil
+}
+
+func (s ocspSource) CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*store.Certificate, error) {
+	return s.store.CertificateStatus(ctx, issuerID, serial)
+}
+
+func (s ocspSource) Revocations(ctx context.Context, issuerID string, fn func(store.Revocation) error) error {
+	return s.store.Revocations(ctx, issuerID, fn)
+}
+
+func (s ocspSource) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+	return s.store.NextCRLNumber(ctx, issuerID)
+}
+
+func (s ocspSource) IssueResponderCert(ctx context.Context, issuerID string, pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	return s.ca.IssueResponderCert(ctx, issuerID, pub, notBefore, notAfter)
+}
+
+// serverCerts holds the appliance's own TLS certificates (ECDSA first,
+// then RSA) and renews them before they expire.
+type serverCerts struct {
+	ca          *ca.Authority
+	hostname    string
+	renewBefore time.Duration
+	certs       atomic.Pointer[[]*tls.Certificate]
+}
+
+func (s *serverCerts) refresh(ctx context.Context) error {
+	var out []*tls.Certificate
+	for _, h := range ca.Hierarchies {
+		c, err := s.ca.ServerCertificate(ctx, h, s.hostname, s.renewBefore)
+		if err != nil {
+			return fmt.Errorf("%s server certificate: %w", strings.ToUpper(h), err)
+		}
+		out = append(out, c)
+	}
+	s.certs.Store(&out)
+	return nil
+}
+
+func (s *serverCerts) get() []*tls.Certificate {
+	if p := s.certs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// estLabels are the api_selector labels of the advertisements.
+func estLabels(cfg *config.Config) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, a := range cfg.DNS.Advertise {
+		if a.APISelector != "" && !seen[a.APISelector] {
+			seen[a.APISelector] = true
+			out = append(out, a.APISelector)
+		}
+	}
+	return out
+}
+
+// dnsOptions renders the DNS section of the configuration for the
+// embedded server.
+func dnsOptions(cfg *config.Config) (dns.Options, error) {
+	o := dns.Options{
+		Zone:     cfg.Domain,
+		Hostname: cfg.Hostname,
+		Listen:   cfg.Listen.DNS,
+		TTL:      cfg.DNS.TTL.D(),
+		Forward:  cfg.DNS.Forward,
+	}
+	for _, a := range cfg.Addresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return o, fmt.Errorf("addresses: %w", err)
+		}
+		o.Addresses = append(o.Addresses, ip)
+	}
+	for _, a := range cfg.DNS.Advertise {
+		name := a.Instance
+		if name == "" {
+			name = config.DefaultInstance(cfg.Hostname, a)
+		}
+		o.Services = append(o.Services, dns.Service{
+			Type: "_nmos-certs._tcp", Instance: name, Target: cfg.Hostname,
+			Port: a.Port, Pri: a.Pri, Weight: a.Weight, APISelector: a.APISelector,
+		})
+	}
+	for _, s := range cfg.DNS.Services {
+		o.Services = append(o.Services, dns.Service{
+			Type: s.Type, Instance: s.Instance, Target: s.Target,
+			Port: s.Port, Pri: s.Pri, Weight: s.Weight, TXT: s.TXT,
+		})
+	}
+	return o, nil
+}
+
+// newEST builds the EST handler and the manufacturer trust.
+func (a *App) newEST(ctx context.Context) error {
+	cfg := a.cfg
+	if len(cfg.EST.TrustedClientRoots) > 0 {
+		t, err := est.LoadTrust(ctx, est.TrustConfig{
+			RootFiles:  cfg.EST.TrustedClientRoots,
+			CRLSources: cfg.EST.ClientCRLs,
+			Clock:      a.o.Clock,
+			Logger:     a.log.With("component", "est"),
+		})
+		if err != nil {
+			return fmt.Errorf("est.trusted_client_roots: %w", err)
+		}
+		a.trust = t
+	}
+	srv, err := est.New(est.Options{
+		CA:                      a.ca,
+		Approvals:               a.store,
+		Trust:                   a.trust,
+		Clock:                   a.o.Clock,
+		Logger:                  a.log,
+		Registerer:              a.reg,
+		Labels:                  estLabels(cfg),
+		ManualApproval:          cfg.EST.ManualApproval,
+		RetryAfter:              cfg.EST.RetryAfter.D(),
+		PendingLifetime:         cfg.EST.PendingLifetime.D(),
+		AllowExpiredClientCerts: cfg.EST.AllowExpiredClientCerts,
+		RequireChannelBinding:   cfg.EST.RequireChannelBinding,
+		MaxBodyBytes:            int64(cfg.EST.MaxBodyBytes),
+		HSTSMaxAge:              cfg.EST.HSTSMaxAge.D(),
+		KeySigner: func() *tls.Certificate {
+			if c := a.server.get(); len(c) > 0 {
+				return c[0]
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.est = srv
+	return nil
+}
+
+func (a *App) newRevocation(ctx context.Context) error {
+	o := ocsp.Options{
+		Source:                ocspSource{ca: a.ca, store: a.store},
+		Clock:                 a.o.Clock,
+		Logger:                a.log,
+		Registerer:            a.reg,
+		Mode:                  a.cfg.OCSP.Signer,
+		Validity:              a.cfg.OCSP.Validity.D(),
+		ResponderCertLifetime: a.cfg.OCSP.ResponderCertLifetime.D(),
+		CRLValidity:           a.cfg.CRL.Validity.D(),
+		CRLURL:                a.ca.CRLURL,
+	}
+	r, err := ocsp.NewResponder(ctx, o)
+	if err != nil {
+		return err
+	}
+	p, err := ocsp.NewPublisher(ctx, o)
+	if err != nil {
+		return err
+	}
+	a.ocsp, a.crl = r, p
+	return nil
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Compares the appliance's DNS server (appliance/dns: metrics, errors and the
+# nmoscerts plugin) with stock CoreDNS's file plugin serving the same records
+# from a zone file, with dnsperf over loopback:
+#   nmoscerts   the appliance's chain: bind, metrics, errors, nmoscerts
+#   file        the same chain with file in place of nmoscerts
+#   file-bare   file alone
+# The servers run one at a time. With two CPUs or more, each server runs with
+# GOMAXPROCS=1 pinned to CPU 0 and dnsperf to CPU 1, so that the figure is the
+# server's throughput on one core rather than the scheduler's mood.
+#
+# Usage: bench/dnsperf/run.sh
+# Environment: DURATION (seconds per run, 10), CLIENTS (dnsperf -c, 4),
+# MAXQPS (dnsperf -Q, 500000), ROUNDS (runs per server, alternating, 2),
+# DNSPERF_ARGS (extra dnsperf arguments, "-e": queries with EDNS0),
+# OUR_PORT (15353), STOCK_PORT (15354).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+DURATION="${DURATION:-10}"
+CLIENTS="${CLIENTS:-4}"
+MAXQPS="${MAXQPS:-500000}"
+ROUNDS="${ROUNDS:-2}"
+DNSPERF_ARGS="${DNSPERF_ARGS:--e}"
+OUR_PORT="${OUR_PORT:-15353}"
+STOCK_PORT="${STOCK_PORT:-15354}"
+
+for tool in go dnsperf dig; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
+done
+
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building..."
+(cd "$here" && go build -o "$work/nmosdns" ./nmosdns && go build -o "$work/stockcoredns" ./stockcoredns)
+"$work/nmosdns" -write-zone "$work/zone.db"
+
+# wait_ready PORT: until the server answers the zone's SOA.
+wait_ready() {
+	for _ in $(seq 100); do
+		if dig @127.0.0.1 -p "$1" +time=1 +tries=1 +short studio.example.test SOA 2>/dev/null | grep -q hostmaster; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "run.sh: server on port $1 does not answer" >&2
+	return 1
+}
+
+# check PORT: the answers the benchmark relies on.
+check() {
+	local ptr
+	ptr="$(dig @127.0.0.1 -p "$1" +short _nmos-certs._tcp.studio.example.test PTR | wc -l)"
+	[ "$ptr" -eq 2 ] || { echo "run.sh: port $1 answers $ptr PTR records, want 2" >&2; return 1; }
+}
+
+# bench NAME PORT: one dnsperf run; prints "NAME qps lost".
+bench() {
+	local out qps lost
+	out="$("${client_cpu[@]}" dnsperf -s 127.0.0.1 -p "$2" -d "$here/queries.txt" -l "$DURATION" -c "$CLIENTS" -Q "$MAXQPS" $DNSPERF_ARGS)"
+	qps="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
+	lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
+	echo "$1 $qps $lost"
+}
+
+server_cpu=()
+client_cpu=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+	server_cpu=(env GOMAXPROCS=1 taskset -c 0)
+	client_cpu=(taskset -c 1)
+fi
+
+run_one() {
+	case "$1" in
+	nmoscerts)
+		"${server_cpu[@]}" "$work/nmosdns" -listen "127.0.0.1:$OUR_PORT" >/dev/null &
+		port=$OUR_PORT
+		;;
+	file)
+		"${server_cpu[@]}" "$work/stockcoredns" -listen "127.0.0.1:$STOCK_PORT" -zone studio.example.test. -zonefile "$work/zone.db" >/dev/null &
+		port=$STOCK_PORT
+		;;
+	file-bare)
+		"${server_cpu[@]}" "$work/stockcoredns" -bare -listen "127.0.0.1:$STOCK_PORT" -zone studio.example.test. -zonefile "$work/zone.db" >/dev/null &
+		port=$STOCK_PORT
+		;;
+	esac
+	pid=$!
+	wait_ready "$port"
+	check "$port"
+	bench "$1" "$port" >>"$work/results"
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+	pid=""
+}
+
+echo "dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l $DURATION -c $CLIENTS -Q $MAXQPS $DNSPERF_ARGS ($(grep -c . "$here/queries.txt") query kinds), $ROUNDS rounds"
+if [ "${#server_cpu[@]}" -gt 0 ]; then echo "server: ${server_cpu[*]}; dnsperf: ${client_cpu[*]}"; fi
+for _ in $(seq "$ROUNDS"); do
+	run_one nmoscerts
+	run_one file
+	run_one file-bare
+done
+
+echo
+printf '%-10s %14s %10s\n' server "queries/s" lost
+while read -r name qps lost; do
+	printf '%-10s %14s %10s\n' "$name" "$qps" "$lost"
+done <"$work/results"
+awk '{sum[$1]+=$2; n[$1]++} END {
+	ours = sum["nmoscerts"]/n["nmoscerts"]; stock = sum["file"]/n["file"]; bare = sum["file-bare"]/n["file-bare"]
+	printf "\nmean queries/s: nmoscerts %.0f, file %.0f (ratio %.2f), file-bare %.0f (ratio %.2f)\n", ours, stock, ours/stock, bare, ours/bare
+}' "$work/results"

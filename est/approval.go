@@ -1,0 +1,238 @@
+package est
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nmos-certs/nmos-certs/ca/policy"
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+// manual handles a request without a trusted client certificate when
+// manual approval is on (BCP-003-03, RFC 7030 4.2.3). Requests are found
+// again by the SHA-256 of the CSR's public key, so a client retries by
+// sending a CSR for the same key (it may be a new CSR, e.g. with a new
+// channel binding, but it must ask for the same subject and names).
+//
+//   - no request for the key, or an expired one: check the CSR against
+//     the policy (a refusal is a 400 and nothing is stored), queue it, 202;
+//   - waiting: 202 with Retry-After;
+//   - approved: issue the stored (approved) CSR, mark it issued, 200;
+//   - issued: the same certificate again, for a client that lost it
+//     (not for serverkeygen: the key was delivered once and not kept);
+//   - denied: 403.
+func (s *Server) manual(ctx context.Context, op, label string, csr *x509.CertificateRequest, kd *keyDelivery, who *clientAuth, rl *requestLog) (*response, error) {
+	spki := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	defer s.manualLocks.lock(spki)()
+
+	now := s.now()
+	p, err := s.o.Approvals.PendingByKey(ctx, spki[:])
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return s.queue(ctx, op, label, csr, spki[:], who, rl)
+	case err != nil:
+		return nil, fmt.Errorf("look up pending request: %w", err)
+	}
+	rl.pendingID = p.ID
+	switch p.State {
+	case store.PendingExpired:
+		return s.queue(ctx, op, label, csr, spki[:], who, rl)
+	case store.PendingWaiting:
+		if !now.Before(p.ExpiresAt) {
+			return s.queue(ctx, op, label, csr, spki[:], who, rl)
+		}
+		s.decide(rl, methodManual, decisionPending)
+		return s.accepted(p, now), nil
+	case store.PendingDenied:
+		s.decide(rl, methodManual, decisionRefused)
+		by := ""
+		if p.DecidedBy != "" {
+			by = " by " + p.DecidedBy
+		}
+		return nil, forbidden("request %s was denied%s: generate a new key pair to ask again", p.ID, by)
+	}
+	if p.Operation != op {
+		s.decide(rl, methodManual, decisionRefused)
+		return nil, errorf(http.StatusConflict, "request %s for this key was made with %s, not %s", p.ID, p.Operation, op)
+	}
+	approved, err := x509.ParseCertificateRequest(p.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("pending request %s holds an unreadable CSR: %w", p.ID, err)
+	}
+	if !sameRequest(csr, approved) {
+		s.decide(rl, methodManual, decisionRefused)
+		return nil, forbidden("request %s was for subject %q and names %v: this CSR asks for %q and %v", p.ID,
+			approved.Subject.String(), csrNames(approved), csr.Subject.String(), csrNames(csr))
+	}
+	switch p.State {
+	case store.PendingApproved:
+		s.decide(rl, methodManual, decisionAccepted)
+		return s.issueApproved(ctx, op, approved, kd, p, rl)
+	case store.PendingIssued:
+		if op == opServerKeyGen {
+			s.decide(rl, methodManual, decisionRefused)
+			return nil, errorf(http.StatusConflict, "request %s was issued and its server-generated key delivered, which is not kept: ask again with a new key", p.ID)
+		}
+		return s.reissued(ctx, p, rl)
+	}
+	return nil, fmt.Errorf("pending request %s is in unknown state %q", p.ID, p.State)
+}
+
+// queue records a new request for the operator and answers 202.
+func (s *Server) queue(ctx context.Context, op, label string, csr *x509.CertificateRequest, spki []byte, who *clientAuth, rl *requestLog) (*response, error) {
+	// Only what the policy accepts is shown to an operator.
+	if err := s.o.CA.CheckCSR(ctx, csr); err != nil {
+		return nil, err
+	}
+	id, err := newPendingID()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	sans := make([]string, 0, len(csr.DNSNames)+len(csr.IPAddresses))
+	sans = append(sans, csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	p := &store.Pending{
+		ID:        id,
+		Operation: op,
+		Label:     label,
+		CSR:       csr.Raw,
+		SPKIHash:  spki,
+		Subject:   csr.Subject.String(),
+		SANs:      sans,
+		Client:    who.describe() + "; from " + rl.remote,
+		State:     store.PendingWaiting,
+		CreatedAt: now,
+		ExpiresAt: now.Add(s.o.PendingLifetime),
+	}
+	if err := s.o.Approvals.PutPending(ctx, p); err != nil {
+		return nil, fmt.Errorf("queue request for approval: %w", err)
+	}
+	rl.pendingID = id
+	s.decide(rl, methodManual, decisionPending)
+	return s.accepted(p, now), nil
+}
+
+// accepted is the 202 answer for a waiting request.
+func (s *Server) accepted(p *store.Pending, now time.Time) *response {
+	secs := max(int(s.o.RetryAfter/time.Second), 1)
+	resp := textResponse(http.StatusAccepted, fmt.Sprintf(
+		"request %s is waiting for an operator's approval until %s: retry after %d seconds with a CSR for the same key",
+		p.ID, p.ExpiresAt.UTC().Format(time.RFC3339), secs))
+	resp.retryAfter = secs
+	return resp
+}
+
+// issueApproved issues an approved request and marks it issued.
+func (s *Server) issueApproved(ctx context.Context, op string, csr *x509.CertificateRequest, kd *keyDelivery, p *store.Pending, rl *requestLog) (*response, error) {
+	by := p.DecidedBy
+	if by == "" {
+		by = "an operator"
+	}
+	identity := fmt.Sprintf("approved request %s by %s", p.ID, by)
+	resp, cert, err := s.issue(ctx, op, csr, kd, identity, rl)
+	if err != nil {
+		// Another process sharing the store may have issued it first.
+		var ref *policy.Refusal
+		if op != opServerKeyGen && (errors.As(err, &ref) && ref.Code == policy.CodeKeyReused || errors.Is(err, store.ErrKeyReused)) {
+			if q, qerr := s.o.Approvals.PendingByKey(ctx, p.SPKIHash); qerr == nil && q.ID == p.ID && q.State == store.PendingIssued {
+				return s.reissued(ctx, q, rl)
+			}
+		}
+		return nil, err
+	}
+	if err := s.o.Approvals.SetPendingIssued(ctx, p.ID, cert.SerialNumber); err != nil {
+		// The certificate is durable and the client gets it; the request
+		// stays "approved" in the queue.
+		s.log.ErrorContext(ctx, "issued an approved request but could not mark it issued",
+			"pending_id", p.ID, "serial", rl.serial, "error", err)
+	}
+	return resp, nil
+}
+
+// reissued answers an already issued request with its certificate.
+func (s *Server) reissued(ctx context.Context, p *store.Pending, rl *requestLog) (*response, error) {
+	if p.Serial == nil {
+		return nil, fmt.Errorf("pending request %s is issued without a serial", p.ID)
+	}
+	rec, err := s.o.CA.Certificate(ctx, p.Serial)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s of request %s: %w", p.Serial.Text(16), p.ID, err)
+	}
+	rl.serial = p.Serial.Text(16)
+	if rec.Revoked {
+		s.decide(rl, methodManual, decisionRefused)
+		return nil, forbidden("the certificate issued for request %s was revoked: ask again with a new key", p.ID)
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s of request %s: %w", p.Serial.Text(16), p.ID, err)
+	}
+	s.decide(rl, methodManual, decisionAccepted)
+	return certResponse(cert), nil
+}
+
+// sameRequest reports whether two CSRs ask for the same subject and names.
+func sameRequest(a, b *x509.CertificateRequest) bool {
+	return sameSubject(a.RawSubject, b.RawSubject) && slices.Equal(
+		sanSet(a.DNSNames, a.IPAddresses, a.EmailAddresses, uriStrings(a.URIs...)),
+		sanSet(b.DNSNames, b.IPAddresses, b.EmailAddresses, uriStrings(b.URIs...)))
+}
+
+// newPendingID returns a random URL-safe identifier.
+func newPendingID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pending request id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// keyLocks serialises the manual-approval bookkeeping of one public key
+// in this process, so that concurrent retries neither queue a key twice
+// nor issue an approved request twice, without making requests for other
+// keys wait (a server-generated RSA key takes a while).
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[[32]byte]*keyLock
+}
+
+type keyLock struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lock locks key and returns the unlock function.
+func (k *keyLocks) lock(key [32]byte) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[[32]byte]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,82 @@
+package est
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus collectors. No label carries a
+// serial, a name or an address.
+type metrics struct {
+	requests *prometheus.CounterVec   // operation, outcome
+	duration *prometheus.HistogramVec // operation
+	auth     *prometheus.CounterVec   // method, outcome
+}
+
+// Auth decision label values.
+const (
+	methodManufacturer = "manufacturer" // a manufacturer certificate
+	methodIssued       = "issued"       // a certificate this CA issued
+	methodManual       = "manual"       // manual approval by an operator
+	methodNone         = "none"         // no usable credential
+
+	decisionAccepted = "accepted"
+	decisionRefused  = "refused"
+	decisionPending  = "pending"
+)
+
+func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nmos_certs_est_requests_total",
+			Help: "EST requests by operation and outcome.",
+		}, []string{"operation", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nmos_certs_est_request_duration_seconds",
+			Help:    "Time to answer EST requests, by operation.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"operation"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nmos_certs_est_auth_decisions_total",
+			Help: "EST client authorization decisions by method (manufacturer, issued, manual, none) and outcome (accepted, refused, pending).",
+		}, []string{"method", "outcome"}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.requests = register(reg, m.requests)
+	m.duration = register(reg, m.duration)
+	m.auth = register(reg, m.auth)
+	if pending != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "nmos_certs_est_pending_requests",
+			Help: "Enrollment requests waiting for an operator's approval.",
+		}, pending)
+		// A server built again on reload takes the gauge over: the old
+		// one reads the approvals of the configuration being replaced.
+		if err := reg.Register(g); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				reg.Unregister(are.ExistingCollector)
+				_ = reg.Register(g)
+			}
+		}
+	}
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// the same description so that a server rebuilt on reload keeps counting
+// in the same series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
