@@ -87,6 +87,8 @@ type Options struct {
 	EventPoll time.Duration
 	// Ready, if set, is called once every listener is bound.
 	Ready func(*App)
+	// LogLevel, if set, is the level a reload changes (log.level).
+	LogLevel *slog.LevelVar
 }
 
 // App is a running appliance.
@@ -98,18 +100,25 @@ type App struct {
 	ca    *ca.Authority
 	store store.Store
 
-	server *serverCerts
-	est    *est.Server
-	trust  *est.Trust
-	ocsp   *ocsp.Responder
-	crl    *ocsp.Publisher
-	dns    *dns.Server
+	server     *serverCerts
+	estHandler estHandler
+	ocsp       *ocsp.Responder
+	crl        *ocsp.Publisher
+	dns        *dns.Server
 
 	listeners map[string]net.Listener
 	servers   []*http.Server
 
 	mu        sync.Mutex
 	lastEvent int64
+
+	reloadMu  sync.Mutex
+	reloads   *reloadMetrics
+	trustMu   sync.Mutex
+	trust     *est.Trust
+	trustStop context.CancelFunc
+	runCtx    context.Context
+	wg        sync.WaitGroup
 }
 
 // New builds every component from cfg. Nothing listens yet.
@@ -125,6 +134,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{}}
 	a.reg.MustRegister(buildInfo())
+	a.reloads = newReloadMetrics(a.reg)
 	auth, st, err := Open(ctx, cfg, o.Logger, a.reg, o.Clock, true)
 	if err != nil {
 		return nil, err
@@ -147,9 +157,12 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.server.refresh(ctx); err != nil {
 		return err
 	}
-	if err := a.newEST(ctx); err != nil {
+	srv, trust, err := a.newEST(ctx)
+	if err != nil {
 		return err
 	}
+	a.estHandler.p.Store(srv)
+	a.trust = trust
 	return a.newRevocation(ctx)
 }
 
@@ -210,7 +223,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.dns.Stop()
 
 	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
-	a.serve("est", a.est)
+	a.serve("est", &a.estHandler)
 
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/ca/", a.caCertHandler())
@@ -228,15 +241,14 @@ func (a *App) Run(ctx context.Context) error {
 		a.o.Ready(a)
 	}
 
-	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts} {
-		wg.Add(1)
-		go func() { defer wg.Done(); loop(ctx) }()
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); loop(ctx) }()
 	}
-	if a.trust != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.trust.Run(ctx) }()
-	}
+	a.trustMu.Lock()
+	a.runCtx = ctx
+	a.trustMu.Unlock()
+	a.swapTrust(a.trust)
 
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -247,7 +259,7 @@ func (a *App) Run(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	wg.Wait()
+	a.wg.Wait()
 	a.log.Info("stopped")
 	return errors.Join(errs...)
 }
@@ -329,7 +341,7 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 			a.log.Error("reload CA generations", "err", err)
 			return
 		}
-		a.est.Invalidate()
+		a.estHandler.p.Load().Invalidate()
 		if err := a.ocsp.Reload(ctx); err != nil {
 			a.log.Error("reload OCSP issuers", "err", err)
 		}

@@ -129,9 +129,10 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 	return o, nil
 }
 
-// newEST builds the EST handler and the manufacturer trust.
-func (a *App) newEST(ctx context.Context) error {
+// newEST builds the EST handler and the manufacturer trust of a.cfg.
+func (a *App) newEST(ctx context.Context) (*est.Server, *est.Trust, error) {
 	cfg := a.cfg
+	var trust *est.Trust
 	if len(cfg.EST.TrustedClientRoots) > 0 {
 		t, err := est.LoadTrust(ctx, est.TrustConfig{
 			RootFiles:  cfg.EST.TrustedClientRoots,
@@ -140,14 +141,14 @@ func (a *App) newEST(ctx context.Context) error {
 			Logger:     a.log.With("component", "est"),
 		})
 		if err != nil {
-			return fmt.Errorf("est.trusted_client_roots: %w", err)
+			return nil, nil, fmt.Errorf("est.trusted_client_roots: %w", err)
 		}
-		a.trust = t
+		trust = t
 	}
 	srv, err := est.New(est.Options{
 		CA:                      a.ca,
 		Approvals:               a.store,
-		Trust:                   a.trust,
+		Trust:                   trust,
 		Clock:                   a.o.Clock,
 		Logger:                  a.log,
 		Registerer:              a.reg,
@@ -167,10 +168,9 @@ func (a *App) newEST(ctx context.Context) error {
 		},
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	a.est = srv
-	return nil
+	return srv, trust, nil
 }
 
 func (a *App) newRevocation(ctx context.Context) error {

@@ -32,7 +32,7 @@ func withCA(c *cli.Context, create bool, fn func(ctx context.Context, a *ca.Auth
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if create {
-		logger = newLogger(cfg, c.App.ErrWriter)
+		logger = newLogger(cfg, c.App.ErrWriter, nil)
 	}
 	a, st, err := app.Open(c.Context, cfg, logger, prometheus.NewRegistry(), time.Now, create)
 	if err != nil {

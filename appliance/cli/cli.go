@@ -92,10 +92,13 @@ func loadConfig(c *cli.Context) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
+func newLogger(cfg *config.Config, w io.Writer, level slog.Leveler) *slog.Logger {
+	if level == nil {
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+		level = lvl
+	}
+	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,18 +21,22 @@ func serveCommand() *cli.Command {
 		Usage: "run the appliance",
 		Description: "Runs every service of the configuration. Without --config it serves the embedded\n" +
 			"default on loopback high ports with its data in ./nmos-certs-data and prints how to try it.\n" +
-			"SIGINT or SIGTERM stop it.",
+			"SIGINT or SIGTERM stop it; SIGHUP reloads the configuration file (EST, DNS-SD and\n" +
+			"log level settings apply at once; listeners, data_dir and the CA need a restart).",
 		Flags: []cli.Flag{configFlag},
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c)
 			if err != nil {
 				return err
 			}
-			logger := newLogger(cfg, c.App.ErrWriter)
+			level := new(slog.LevelVar)
+			_ = level.UnmarshalText([]byte(cfg.Log.Level))
+			logger := newLogger(cfg, c.App.ErrWriter, level)
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			a, err := app.New(ctx, cfg, app.Options{
-				Logger: logger,
+				Logger:   logger,
+				LogLevel: level,
 				Ready: func(a *app.App) {
 					if c.String("config") == "" {
 						printTour(c.App.Writer, cfg, a)
@@ -40,9 +46,40 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						reload(ctx, c.String("config"), a, logger)
+					}
+				}
+			}()
 			return a.Run(ctx)
 		},
 	}
+}
+
+// reload reads the configuration file again and applies it; any error
+// keeps the running configuration.
+func reload(ctx context.Context, path string, a *app.App, logger *slog.Logger) {
+	if path == "" {
+		logger.Info("SIGHUP ignored: the embedded default configuration has nothing to reload")
+		return
+	}
+	next, err := config.LoadFile(path)
+	if err == nil {
+		err = next.CheckFiles()
+	}
+	if err != nil {
+		logger.Error("configuration reload failed; the running configuration is unchanged", "err", err)
+		return
+	}
+	_ = a.Reload(ctx, next) // Reload logs its outcome.
 }
 
 // printTour tells a newcomer running the embedded default what listens

@@ -124,6 +124,10 @@ func splitListen(listen string) (netip.Addr, uint16, error) {
 	if err != nil || host.Zone() != "" {
 		return netip.Addr{}, 0, fmt.Errorf("dns: listen %q: the host must be an IP address without zone", listen)
 	}
+	if host.IsMulticast() {
+		// BCP-003-03 advertises the EST server by unicast DNS-SD only.
+		return netip.Addr{}, 0, fmt.Errorf("dns: listen %q: multicast addresses are not served; DNS-SD here is unicast", listen)
+	}
 	return host.Unmap(), uint16(port), nil
 }
 
@@ -151,8 +155,8 @@ func upstreams(forward []string, host netip.Addr, port uint16) ([]string, error)
 			}
 			ap = netip.AddrPortFrom(a, 53)
 		}
-		if ap.Addr().Zone() != "" || ap.Port() == 0 || ap.Addr().IsUnspecified() {
-			return nil, fmt.Errorf("dns: forward[%d] %q: want an IP without zone and a port other than 0", i, f)
+		if ap.Addr().Zone() != "" || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			return nil, fmt.Errorf("dns: forward[%d] %q: want a unicast IP without zone and a port other than 0", i, f)
 		}
 		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		if ap.Port() == port && (ap.Addr() == host || !host.IsValid() && ap.Addr().IsLoopback()) {

@@ -93,6 +93,8 @@ func TestRenderErrors(t *testing.T) {
 		{"listen host name", func(o *Options) { o.Listen = "localhost:53" }, `listen "localhost:53": the host must be an IP address`},
 		{"listen without port", func(o *Options) { o.Listen = "127.0.0.1" }, `listen "127.0.0.1": want host:port`},
 		{"listen port range", func(o *Options) { o.Listen = "127.0.0.1:65536" }, `port "65536" is not a number from 0 to 65535`},
+		{"listen multicast", func(o *Options) { o.Listen = "224.0.0.251:5353" }, "multicast addresses are not served"},
+		{"forward multicast", func(o *Options) { o.Forward = []string{"[ff02::fb]:5353"} }, `forward[0] "[ff02::fb]:5353": want a unicast IP`},
 		{"ttl fraction", func(o *Options) { o.TTL = 1500 * time.Millisecond }, "ttl 1.5s: want whole seconds"},
 		{"ttl long", func(o *Options) { o.TTL = 200 * time.Hour }, "ttl 200h0m0s"},
 		{"forward name", func(o *Options) { o.Forward = []string{"dns.example"} }, `forward[0] "dns.example": want IP or IP:port`},

@@ -1,0 +1,92 @@
+package app
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/globalsign/est"
+	mdns "github.com/miekg/dns"
+)
+
+func txtOf(t *testing.T, addr, name string) string {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(name, mdns.TypeTXT)
+	r, _, err := (&mdns.Client{Net: "udp", Timeout: 5 * time.Second}).Exchange(m, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) == 0 {
+		return ""
+	}
+	return strings.Join(r.Answer[0].(*mdns.TXT).Txt, " ")
+}
+
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "")
+	a := start(t, cfg)
+	ctx := context.Background()
+	dnsAddr := a.Addr("dns").String()
+	instance := "est\\ pri\\ 0._nmos-certs._tcp.studio.example.test."
+	if got := txtOf(t, dnsAddr, instance); got != "pri=0" {
+		t.Fatalf("TXT before reload: %q", got)
+	}
+	metric := func(name string) string {
+		_, body := get(t, "http://"+a.Addr("metrics").String()+"/metrics")
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, name+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+
+	// A listener change needs a restart: refused, nothing changes.
+	moved := testConfig(t, dir, "")
+	moved.Listen.EST = "127.0.0.1:1"
+	if err := a.Reload(ctx, moved); !errors.Is(err, ErrRestartNeeded) || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("reload with a listener change: %v", err)
+	}
+	if m := metric("nmos_certs_config_last_reload_successful"); m != "nmos_certs_config_last_reload_successful 0" {
+		t.Errorf("after a failed reload: %q", m)
+	}
+
+	// A missing manufacturer root: refused, the old EST server keeps going.
+	broken := testConfig(t, dir, "est:\n  trusted_client_roots: ["+filepath.Join(dir, "missing.pem")+"]\n")
+	if err := a.Reload(ctx, broken); err == nil {
+		t.Fatal("reload with a missing root file succeeded")
+	}
+
+	// DNS and manual approval change live.
+	next := testConfig(t, dir, "est:\n  manual_approval: true\n  retry_after: 7s\n")
+	next.DNS.Advertise[0].Pri = 42
+	next.DNS.Advertise[0].Instance = "est pri 0"
+	if err := a.Reload(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if got := txtOf(t, dnsAddr, instance); got != "pri=42" {
+		t.Fatalf("TXT after reload: %q", got)
+	}
+	if m := metric("nmos_certs_config_last_reload_successful"); m != "nmos_certs_config_last_reload_successful 1" {
+		t.Errorf("after a good reload: %q", m)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c := &est.Client{Host: a.Addr("est").String(), InsecureSkipVerify: true}
+	_, err := c.Enroll(ctx, csrFor(t, key, "anon.studio.example.test"))
+	var ee interface{ RetryAfter() int }
+	if !errors.As(err, &ee) || ee.RetryAfter() != 7 {
+		t.Fatalf("enrollment after enabling manual approval: %v", err)
+	}
+	waiting, _ := a.store.ListPending(ctx, "pending")
+	if len(waiting) != 1 {
+		t.Fatalf("%d waiting requests", len(waiting))
+	}
+}
