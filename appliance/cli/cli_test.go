@@ -112,7 +112,7 @@ func TestServeRefusesBadConfigBeforeBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cfg, _ := siteConfig(t, fmt.Sprintf("ca:\n  leaf_lifetime: -5h\n"))
+	cfg, _ := siteConfig(t, "ca:\n  leaf_lifetime: -5h\n")
 	data, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, bytes.Replace(data, []byte("http: 127.0.0.1:0"), []byte("http: "+l.Addr().String()), 1), 0o644)
 	r := run(t, "serve", "--config", cfg)
