@@ -100,7 +100,7 @@ type Authority struct {
 	onRevoke []func(*store.Certificate)
 }
 
-// NoCAError is returned by Open when the store holds no CA yet.
+// ErrNoCA is returned by Open when the store holds no CA yet.
 var ErrNoCA = errors.New("no CA has been created yet: run 'nmos-certs ca init' or start the appliance")
 
 // Open loads the authority from the store and the key files in the data

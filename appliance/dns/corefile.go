@@ -20,7 +20,7 @@ import (
 //	    bind HOST            # when Listen has a host
 //	    metrics              # records CoreDNS's metrics, no listener
 //	    errors
-//	    nmoscerts ZONE { ... fallthrough when Forward is set }
+//	    nmoscerts ZONE { ... fallthrough when Forward is set; prepacked }
 //	    forward . UPSTREAM... # when Forward is set
 //	}
 //
@@ -77,6 +77,9 @@ func Render(o Options) (string, error) {
 	if len(upstreams) > 0 {
 		w.line(2, "fallthrough")
 	}
+	// No plugin of this chain needs the response as a message: metrics reads
+	// the response code from the packed header.
+	w.line(2, "prepacked")
 	w.line(1, "}")
 	if len(upstreams) > 0 {
 		w.line(1, append([]string{"forward", "."}, upstreams...)...)
@@ -96,6 +99,7 @@ func pluginConfig(o Options, ttl uint32) nmoscerts.Config {
 		Addresses:   o.Addresses,
 		TTL:         ttl,
 		Fallthrough: len(o.Forward) > 0,
+		Prepacked:   true,
 	}
 	for _, s := range o.Services {
 		cfg.Services = append(cfg.Services, nmoscerts.Service{

@@ -21,7 +21,7 @@ DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-4}"
 MAXQPS="${MAXQPS:-500000}"
 ROUNDS="${ROUNDS:-2}"
-DNSPERF_ARGS="${DNSPERF_ARGS:--e}"
+DNSPERF_ARGS="${DNSPERF_ARGS--e}"
 OUR_PORT="${OUR_PORT:-15353}"
 STOCK_PORT="${STOCK_PORT:-15354}"
 
@@ -60,13 +60,22 @@ check() {
 	[ "$ptr" -eq 2 ] || { echo "run.sh: port $1 answers $ptr PTR records, want 2" >&2; return 1; }
 }
 
-# bench NAME PORT: one dnsperf run; prints "NAME qps lost".
+# cpu_ticks PID: user and system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz="$(getconf CLK_TCK)"
+
+# bench NAME PORT PID: one dnsperf run; appends "NAME qps lost cpu-us-per-query".
+# The server's CPU time per query is steadier than queries/s when other
+# work shares the machine.
 bench() {
-	local out qps lost
+	local out qps lost done t0 t1
+	t0="$(cpu_ticks "$3")"
 	out="$("${client_cpu[@]}" dnsperf -s 127.0.0.1 -p "$2" -d "$here/queries.txt" -l "$DURATION" -c "$CLIENTS" -Q "$MAXQPS" $DNSPERF_ARGS)"
+	t1="$(cpu_ticks "$3")"
 	qps="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
 	lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
-	echo "$1 $qps $lost"
+	done="$(awk '/Queries completed:/ {print $3}' <<<"$out")"
+	echo "$1 $qps $lost $(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$done" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
 }
 
 server_cpu=()
@@ -94,7 +103,7 @@ run_one() {
 	pid=$!
 	wait_ready "$port"
 	check "$port"
-	bench "$1" "$port" >>"$work/results"
+	bench "$1" "$port" "$pid" >>"$work/results"
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	pid=""
@@ -109,11 +118,18 @@ for _ in $(seq "$ROUNDS"); do
 done
 
 echo
-printf '%-10s %14s %10s\n' server "queries/s" lost
-while read -r name qps lost; do
-	printf '%-10s %14s %10s\n' "$name" "$qps" "$lost"
+printf '%-10s %12s %8s %16s\n' server "queries/s" lost "CPU us/query"
+while read -r name qps lost cpu; do
+	printf '%-10s %12.0f %8s %16s\n' "$name" "$qps" "$lost" "$cpu"
 done <"$work/results"
-awk '{sum[$1]+=$2; n[$1]++} END {
-	ours = sum["nmoscerts"]/n["nmoscerts"]; stock = sum["file"]/n["file"]; bare = sum["file-bare"]/n["file-bare"]
-	printf "\nmean queries/s: nmoscerts %.0f, file %.0f (ratio %.2f), file-bare %.0f (ratio %.2f)\n", ours, stock, ours/stock, bare, ours/bare
+awk '{q[$1] += $2; c[$1] += $4; n[$1]++} END {
+	printf "\nmean            queries/s   CPU us/query\n"
+	split("nmoscerts file file-bare", names, " ")
+	for (i = 1; i <= 3; i++) {
+		s = names[i]
+		printf "%-10s %14.0f %14.1f\n", s, q[s] / n[s], c[s] / n[s]
+	}
+	printf "nmoscerts/file: %.2fx queries/s, %.2fx CPU per query; nmoscerts/file-bare: %.2fx, %.2fx\n",
+		(q["nmoscerts"] / n["nmoscerts"]) / (q["file"] / n["file"]), (c["nmoscerts"] / n["nmoscerts"]) / (c["file"] / n["file"]),
+		(q["nmoscerts"] / n["nmoscerts"]) / (q["file-bare"] / n["file-bare"]), (c["nmoscerts"] / n["nmoscerts"]) / (c["file-bare"] / n["file-bare"])
 }' "$work/results"

@@ -40,6 +40,12 @@ type Config struct {
 	// Fallthrough passes queries for names outside Zone to the next plugin;
 	// without it they are answered REFUSED.
 	Fallthrough bool
+	// Prepacked writes answers packed at setup, as bytes (ResponseWriter.Write),
+	// instead of messages, falling back to messages when an answer needs
+	// truncating or the query is TSIG-signed. It skips packing per query, but
+	// plugins before this one that look at the response message (log, cache,
+	// dnstap, rewrite) see no message; use it in chains without them.
+	Prepacked bool
 }
 
 // Service is one DNS-SD advertisement (RFC 6763): a PTR from its service type
@@ -272,8 +278,8 @@ func parseUint16(what, s string, min int) (int, error) {
 	return v, checkUint16(what, v, min)
 }
 
-// checkAddresses validates a host's addresses: no zones, no unspecified or
-// duplicate addresses. IPv4-mapped IPv6 addresses are taken as IPv4.
+// checkAddresses validates a host's addresses: no zones, no unspecified,
+// multicast or duplicate addresses. IPv4-mapped IPv6 addresses are taken as IPv4.
 func checkAddresses(addrs []netip.Addr) ([]netip.Addr, error) {
 	out := make([]netip.Addr, 0, len(addrs))
 	seen := map[netip.Addr]bool{}
@@ -285,8 +291,8 @@ func checkAddresses(addrs []netip.Addr) ([]netip.Addr, error) {
 		if a.Zone() != "" {
 			return nil, fmt.Errorf("address %s has a zone", a)
 		}
-		if a.IsUnspecified() {
-			return nil, fmt.Errorf("address %s is unspecified", a)
+		if a.IsUnspecified() || a.IsMulticast() {
+			return nil, fmt.Errorf("address %s is not a host address", a)
 		}
 		if seen[a] {
 			return nil, fmt.Errorf("address %s is given twice", a)

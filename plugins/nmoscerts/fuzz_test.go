@@ -11,10 +11,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// FuzzServeDNS feeds packed messages to the handler: it must not panic, and
-// whatever it writes must pack, fit the client's buffer and answer the query.
+// FuzzServeDNS feeds packed messages to the handler: it must not panic,
+// whatever it writes must pack, fit the client's buffer and answer the query,
+// and the prepacked mode must write the same response.
 func FuzzServeDNS(f *testing.F) {
 	n := newTestHandler(f, testCorefile)
+	packed := newTestHandler(f, testCorefile)
+	packed.Prepacked = true
 	for _, tc := range dnsTestCases {
 		tc.Do = true
 		for _, m := range []*dns.Msg{tc.Msg(), sorted(tc).Msg()} {
@@ -39,6 +42,7 @@ func FuzzServeDNS(f *testing.F) {
 			if err := m.Unpack(data); err != nil {
 				return
 			}
+			query := m.Copy()
 			rec := dnstest.NewRecorder(&test.ResponseWriter{TCP: tcp})
 			size := (&request.Request{W: rec, Req: m}).Size()
 			rc, err := n.ServeDNS(context.Background(), request.NewScrubWriter(m, rec), m)
@@ -60,6 +64,12 @@ func FuzzServeDNS(f *testing.F) {
 			}
 			if rec.Msg.Id != m.Id || len(rec.Msg.Question) != 1 || rec.Msg.Question[0] != m.Question[0] {
 				t.Fatalf("response %v does not answer %v", rec.Msg.MsgHdr, m.Question)
+			}
+
+			want, _ := answer(t, n, query, tcp)
+			got, _ := answer(t, packed, query, tcp)
+			if err := sameResponse(got, want); err != nil {
+				t.Fatalf("prepacked response differs: %v", err)
 			}
 		}
 	})

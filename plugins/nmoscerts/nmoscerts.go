@@ -3,7 +3,8 @@
 // optionally, other NMOS services.
 //
 // Every answer is computed once, when the plugin is set up; a query costs a
-// map lookup and one message write. Multicast DNS is never used.
+// map lookup and one message write, or, in the prepacked mode, a copy of
+// bytes packed at setup. Multicast DNS is never used.
 package nmoscerts
 
 import (
@@ -23,8 +24,21 @@ type NMOSCerts struct {
 	Next plugin.Handler
 	// Fall passes queries outside the zone to Next instead of refusing them.
 	Fall bool
+	// Prepacked writes answers packed at setup with Write instead of
+	// WriteMsg; see Config.Prepacked.
+	Prepacked bool
 
 	zone *zone
+}
+
+// New validates cfg and precomputes every answer of the zone. The returned
+// handler has no Next plugin; set Next to chain it.
+func New(cfg Config) (*NMOSCerts, error) {
+	z, err := buildZone(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &NMOSCerts{zone: z, Fall: cfg.Fallthrough, Prepacked: cfg.Prepacked}, nil
 }
 
 // ServeDNS implements the plugin.Handler interface.
@@ -50,6 +64,10 @@ func (n *NMOSCerts) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 	}
 
 	rep := n.zone.lookup(qname, q.Qtype)
+	if n.Prepacked && writePacked(w, r, q, qname, rep) {
+		countRequest(q.Qtype, rep.rcode)
+		return dns.RcodeSuccess, nil
+	}
 	m := &dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Id:               r.Id,

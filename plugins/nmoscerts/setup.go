@@ -50,6 +50,7 @@ func setup(c *caddy.Controller) error {
 //	        txt KEY[=VALUE]...
 //	    }
 //	    fallthrough
+//	    prepacked
 //	}
 //
 // Errors carry the position of the offending line. Checks that involve
@@ -127,6 +128,11 @@ func parse(c *caddy.Controller) (Config, error) {
 					return cfg, err
 				}
 				cfg.Services = append(cfg.Services, s)
+			case "prepacked":
+				if c.NextArg() {
+					return cfg, c.ArgErr()
+				}
+				cfg.Prepacked = true
 			case "fallthrough":
 				if c.NextArg() {
 					return cfg, c.Errf("fallthrough takes no arguments: it passes every query outside %s to the next plugin", cfg.Zone)

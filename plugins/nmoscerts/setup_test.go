@@ -64,6 +64,7 @@ func TestParseErrors(t *testing.T) {
 		{"address missing", "nmoscerts studio.example.test {\nhostname est.studio.example.test\n" + svc + "}", 6, "address is required"},
 		{"address bad", head + "address 192.0.2.300\n" + svc + "}", 4, `"192.0.2.300" is not an IP address`},
 		{"address duplicate", head + "address 192.0.2.1\n" + svc + "}", 4, "given twice"},
+		{"address multicast", head + "address 224.0.0.251\n" + svc + "}", 4, "224.0.0.251 is not a host address"},
 		{"address without args", head + "address\n" + svc + "}", 4, "Wrong argument count"},
 		{"no IPv4", "nmoscerts studio.example.test {\nhostname est.studio.example.test\naddress ::1\n" + svc + "}", 0, "at least one IPv4 address"},
 		{"ttl zero", head + "ttl 0\n" + svc + "}", 4, "ttl \"0\""},

@@ -20,6 +20,13 @@ type reply struct {
 	answer []dns.RR
 	ns     []dns.RR
 	extra  []dns.RR
+
+	// negative replies (NXDOMAIN, NODATA) serve any name; wire holds their
+	// authority section. Positive replies serve one question; wire holds
+	// the whole message and qend is where its question's name ends.
+	negative bool
+	wire     []byte
+	qend     int
 }
 
 // node is a name that exists in the zone. An empty non-terminal (such as
@@ -77,16 +84,7 @@ func (b *builder) get(owner string, t uint16) []dns.RR {
 	return nil
 }
 
-// New validates cfg and precomputes every answer of the zone. The returned
-// handler has no Next plugin; set Next to chain it.
-func New(cfg Config) (*NMOSCerts, error) {
-	z, err := buildZone(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return &NMOSCerts{zone: z, Fall: cfg.Fallthrough}, nil
-}
-
+// buildZone validates cfg and builds the zone's records and replies.
 func buildZone(cfg Config) (*zone, error) {
 	origin, err := checkZone(cfg.Zone)
 	if err != nil {
@@ -337,8 +335,22 @@ func (b *builder) compile(origin string, soa *dns.SOA, counts map[string]int) (*
 	// Negative answers carry the SOA, with the negative TTL (RFC 2308 section 5).
 	neg := dns.Copy(soa).(*dns.SOA)
 	neg.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
-	z.nodata = &reply{rcode: dns.RcodeSuccess, ns: []dns.RR{neg}}
-	z.nxdomain = &reply{rcode: dns.RcodeNameError, ns: []dns.RR{neg}}
+	z.nodata = &reply{rcode: dns.RcodeSuccess, ns: []dns.RR{neg}, negative: true}
+	z.nxdomain = &reply{rcode: dns.RcodeNameError, ns: []dns.RR{neg}, negative: true}
+
+	// The same replies, packed, for the prepacked mode.
+	for _, r := range []*reply{z.nodata, z.nxdomain} {
+		if err := r.packNegative(); err != nil {
+			return nil, fmt.Errorf("pack negative reply: %w", err)
+		}
+	}
+	for name, n := range z.nodes {
+		for qtype, r := range n.replies {
+			if err := r.pack(name, qtype); err != nil {
+				return nil, fmt.Errorf("pack reply for %s %s: %w", name, dns.TypeToString[qtype], err)
+			}
+		}
+	}
 	return z, nil
 }
 
