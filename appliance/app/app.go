@@ -170,7 +170,7 @@ func (a *App) build(ctx context.Context) error {
 func (a *App) Authority() *ca.Authority { return a.ca }
 
 // Addr returns the bound address of a listener ("est", "http", "dns",
-// "metrics"), or nil. For "dns" it is the TCP address; UDP uses the same.
+// "metrics", "web"), or nil. For "dns" it is the TCP address; UDP uses the same.
 func (a *App) Addr(name string) net.Addr {
 	if name == "dns" && a.dns != nil {
 		return net.TCPAddrFromAddrPort(a.dns.Addr())
@@ -206,6 +206,7 @@ func (a *App) Run(ctx context.Context) error {
 		{"est", a.cfg.Listen.EST},
 		{"http", a.cfg.Listen.HTTP},
 		{"metrics", a.cfg.Listen.Metrics},
+		{"web", a.cfg.Listen.Web},
 	} {
 		if err := a.listen(l.name, l.addr); err != nil {
 			a.closeListeners()
@@ -224,6 +225,13 @@ func (a *App) Run(ctx context.Context) error {
 
 	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
 	a.serve("est", &a.estHandler)
+
+	if l := a.listeners["web"]; l != nil {
+		webTLS := est.TLSConfig(a.server.get)
+		webTLS.ClientAuth = tls.NoClientCert
+		a.listeners["web"] = tls.NewListener(l, webTLS)
+		a.serve("web", a.webHandler())
+	}
 
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/ca/", a.caCertHandler())

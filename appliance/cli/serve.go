@@ -98,6 +98,7 @@ nmos-certs %s is serving the embedded default configuration (data in %s).
   DNS-SD   %s udp+tcp, zone %s
   OCSP/CRL http://%s/ocsp  http://%s/crl/
   metrics  http://%s/metrics
+  UI       https://%s/   (read-only, loopback only)
 
 Try it:
   curl -s http://%s/ca/ecdsa-root-1.pem
@@ -108,6 +109,6 @@ Try it:
   nmos-certs certs issue --csr dev.csr --out dev.crt
 
 `, app.Version, cfg.DataDir,
-		addr("est"), cfg.Hostname, cfg.Listen.DNS, cfg.Domain, addr("http"), addr("http"), addr("metrics"),
+		addr("est"), cfg.Hostname, cfg.Listen.DNS, cfg.Domain, addr("http"), addr("http"), addr("metrics"), addr("web"),
 		addr("http"), addr("metrics"), cfg.Domain, cfg.Domain)
 }
