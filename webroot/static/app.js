@@ -27,7 +27,7 @@ function fill(id, rows, columns) {
 }
 
 const day = (s) => (s ? s.slice(0, 10) : "");
-const time = (s) => (s ? s.replace("T", " ").replace("Z", " UTC") : "");
+const time = (s) => (s ? s.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "");
 
 async function refresh() {
   const res = await fetch("api/v1/status", { cache: "no-store" });
