@@ -156,7 +156,8 @@ func (p *Publisher) Rebuild(ctx context.Context, issuerID string) error {
 }
 
 // Run rebuilds each CRL once half its validity has passed (or when its
-// last build failed), until ctx ends.
+// last build failed), until ctx ends. It does not look for new issuers:
+// call RebuildAll when the generations change.
 func (p *Publisher) Run(ctx context.Context) {
 	t := time.NewTicker(min(max(p.o.CRLValidity/48, 10*time.Second), time.Hour))
 	defer t.Stop()
