@@ -2,9 +2,9 @@
 // with n issued certificates on a loopback port, and prints GET URLs to
 // point a load generator at:
 //
-//	go run ./bench/ocsp -n 10000 -paths /tmp/paths.txt
+//	go run ./bench/ocsp -n 10000 -paths paths.txt
 //	wrk -t2 -c32 -d10s URL                                   # one cached answer
-//	wrk -t2 -c32 -d10s -s bench/ocsp/random.lua BASE -- /tmp/paths.txt  # random certificates
+//	wrk -t2 -c32 -d10s -s bench/ocsp/random.lua BASE -- paths.txt  # random certificates
 //
 // It is a measuring tool, not part of the appliance.
 package main
