@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -18,9 +20,28 @@ import (
 // SQLite is the default Store: one database file in WAL mode with full
 // synchronous commits, so a certificate is on disk before anyone sees it.
 // Several processes (the appliance and the CLI) may open it at once.
+//
+// Certificates are stored by group commit (see PutCertificate): one
+// goroutine owns certificate inserts and commits every certificate handed
+// to it while the previous commit was being synced in one transaction, so
+// that concurrent enrollments share one fsync instead of queueing for one
+// each.
 type SQLite struct {
 	w *sql.DB // one writer connection: SQLite has a single writer anyway
 	r *sql.DB // readers
+
+	insert  *sql.Stmt // the certificate INSERT, prepared on the writer
+	keyUsed *sql.Stmt // KeyUsed's query, prepared on the readers
+
+	puts      chan *putRequest // to the group-commit writer; unbuffered
+	closing   chan struct{}    // closed by Close: the writer stops
+	writeDone chan struct{}    // closed when the writer has stopped
+	closeOnce sync.Once
+
+	queued   atomic.Int64 // PutCertificate callers waiting to hand over
+	accepted atomic.Int64 // certificates the writer has taken
+	batches  atomic.Int64 // transactions committed by the writer
+	rows     atomic.Int64 // certificates they stored
 }
 
 var _ Store = (*SQLite)(nil)
@@ -50,17 +71,39 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s := &SQLite{w: w, r: r}
+	// Keep the readers open: a connection closed for being idle is a
+	// database to open again (file, WAL index, pragmas, schema).
+	r.SetMaxIdleConns(8)
+	s := &SQLite{w: w, r: r, puts: make(chan *putRequest), closing: make(chan struct{}), writeDone: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
+		close(s.writeDone)
 		s.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
+	if s.insert, err = w.PrepareContext(ctx, insertCertSQL); err == nil {
+		s.keyUsed, err = r.PrepareContext(ctx, keyUsedSQL)
+	}
+	if err != nil {
+		close(s.writeDone)
+		s.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	go s.writeCertificates()
 	return s, nil
 }
 
-// Close closes the database.
+// Close stops the certificate writer, after the batch it is committing,
+// and closes the database. PutCertificate calls made after Close fail.
 func (s *SQLite) Close() error {
-	return errors.Join(s.w.Close(), s.r.Close())
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.writeDone
+	var errs []error
+	for _, st := range []*sql.Stmt{s.insert, s.keyUsed} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(append(errs, s.w.Close(), s.r.Close())...)
 }
 
 var migrations = []string{
@@ -187,24 +230,194 @@ func isUnique(err error) bool {
 	return false
 }
 
-// PutCertificate implements Store.
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
+const insertCertSQL = `INSERT INTO certificates
+	(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// ErrClosed is returned by PutCertificate once the store is closed.
+var ErrClosed = errors.New("store closed")
+
+// maxBatch bounds the certificates committed in one transaction.
+const maxBatch = 256
+
+// putRequest is one PutCertificate call waiting for its batch to commit.
+type putRequest struct {
+	ctx  context.Context
+	cert *Certificate
+	done chan error // buffered: the writer never waits for the caller
+}
+
+// PutCertificate implements Store by group commit.
+//
+// The caller hands its certificate to the writer goroutine and waits.
+// The writer takes one certificate, then every other one already waiting,
+// and commits them in one transaction: BEGIN IMMEDIATE, one INSERT per
+// certificate, COMMIT. Each caller gets its own answer, and only once the
+// COMMIT has returned: nil means the row is on disk. There is no timer:
+// an idle store commits a lone certificate at once, and under load a
+// batch is whatever arrived while the previous commit was syncing.
+//
+// Per-row semantics inside a batch are those of separate calls. A
+// constraint violation (the UNIQUE key hash, the serial) makes SQLite
+// abort that one INSERT statement and undo its changes, while the rows
+// inserted before it stay in the still-open transaction (SQLite's
+// default ABORT conflict resolution): that caller gets ErrKeyReused (or
+// ErrConflict for a serial) and the others go on. The key check runs
+// inside the transaction, so it sees the rows of the same batch: of two
+// certificates for one key in one batch, the first is stored and the
+// second is ErrKeyReused, exactly as if they had come one after the
+// other. Any other INSERT error abandons the batch (ROLLBACK) and its
+// certificates are committed again one per transaction, so that one bad
+// row cannot fail its neighbours; a failed BEGIN or COMMIT fails the
+// whole batch, none of which was stored.
+//
+// Crash consistency: SQLite in WAL mode with synchronous=FULL syncs the
+// WAL, commit frame included, before COMMIT returns, and a transaction
+// whose commit frame did not reach the disk is discarded whole on
+// recovery. A crash therefore keeps a batch entirely or drops it
+// entirely, and a dropped batch is one whose callers had not been
+// answered yet: no caller was told nil for it, so no certificate was
+// handed out. A certificate returned by the authority is always on disk.
+//
+// If ctx ends while the certificate waits, PutCertificate returns
+// ctx.Err(); a batch already committing may still store it, which only
+// records a certificate nobody received, never the reverse.
 func (s *SQLite) PutCertificate(ctx context.Context, c *Certificate) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO certificates
-		(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
-		unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER)
-	if err != nil {
-		if isUnique(err) {
-			var n int
-			if s.w.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`, c.SPKIHash).Scan(&n) == nil && n > 0 {
-				return ErrKeyReused
-			}
-			return fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
-		}
-		return fmt.Errorf("store certificate: %w", err)
+	req := &putRequest{ctx: ctx, cert: c, done: make(chan error, 1)}
+	s.queued.Add(1)
+	select {
+	case s.puts <- req:
+		s.queued.Add(-1)
+	case <-s.closing:
+		s.queued.Add(-1)
+		return fmt.Errorf("store certificate: %w", ErrClosed)
+	case <-ctx.Done():
+		s.queued.Add(-1)
+		return ctx.Err()
 	}
-	return nil
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writeCertificates is the group-commit writer (see PutCertificate).
+func (s *SQLite) writeCertificates() {
+	defer close(s.writeDone)
+	batch := make([]*putRequest, 0, maxBatch)
+	for {
+		select {
+		case r := <-s.puts:
+			batch = append(batch[:0], r)
+		case <-s.closing:
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.puts:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		s.accepted.Add(int64(len(batch)))
+		s.commitBatch(batch)
+		clear(batch)
+	}
+}
+
+// commitBatch stores the certificates of batch in one transaction and
+// answers every request.
+func (s *SQLite) commitBatch(batch []*putRequest) {
+	live := make([]*putRequest, 0, len(batch))
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err // gone before its turn: not stored
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch belongs to no single caller: one caller going away must
+	// not roll back the others.
+	errs, err := s.insertBatch(context.Background(), live)
+	var rowErr *rowError
+	if errors.As(err, &rowErr) && len(live) > 1 {
+		// One row failed in a way that may be its own: commit each
+		// certificate alone so that the others are not refused for it.
+		for _, r := range live {
+			s.commitBatch([]*putRequest{r})
+		}
+		return
+	}
+	for i, r := range live {
+		if err != nil {
+			r.done <- fmt.Errorf("store certificate: %w", err)
+		} else {
+			r.done <- errs[i]
+		}
+	}
+}
+
+// rowError is an INSERT failing for a reason other than a constraint.
+type rowError struct{ err error }
+
+func (e *rowError) Error() string { return e.err.Error() }
+func (e *rowError) Unwrap() error { return e.err }
+
+// insertBatch inserts and commits reqs in one transaction. It returns each
+// row's outcome, or an error for the whole batch, in which case nothing
+// was committed: a *rowError when an INSERT failed, else the failure of
+// BEGIN or COMMIT.
+func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	ins := tx.StmtContext(ctx, s.insert)
+	errs := make([]error, len(reqs))
+	stored := 0
+	for i, r := range reqs {
+		c := r.cert
+		_, err := ins.ExecContext(ctx, SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
+			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER)
+		switch {
+		case err == nil:
+			stored++
+		case isUnique(err):
+			var n int
+			if tx.QueryRowContext(ctx, keyUsedSQL, c.SPKIHash).Scan(&n) == nil && n > 0 {
+				errs[i] = ErrKeyReused
+			} else {
+				errs[i] = fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
+			}
+		case isConstraint(err):
+			// Only this statement was undone; the transaction goes on.
+			errs[i] = fmt.Errorf("store certificate: %w", err)
+		default:
+			return nil, &rowError{err}
+		}
+	}
+	if stored == 0 {
+		return errs, nil // nothing to commit; the deferred ROLLBACK ends it
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	s.batches.Add(1)
+	s.rows.Add(int64(stored))
+	return errs, nil
 }
 
 const certCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason`
@@ -319,10 +532,12 @@ func (s *SQLite) CountCertificates(ctx context.Context) (map[string]int, error) 
 	return out, rows.Err()
 }
 
+const keyUsedSQL = `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`
+
 // KeyUsed implements Store.
 func (s *SQLite) KeyUsed(ctx context.Context, spkiHash []byte) (bool, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`, spkiHash).Scan(&n)
+	err := s.keyUsed.QueryRowContext(ctx, spkiHash).Scan(&n)
 	return n > 0, err
 }
 

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Compares EST enrollment throughput of nmos-certs with globalsign's
+# reference EST server (github.com/globalsign/est/cmd/estserver, the
+# version in go.mod), on loopback, with bench/est/estload:
+#   nmos-certs   the appliance as "nmos-certs serve" runs it: policy checks,
+#                ECDSA P-256 intermediate, every certificate stored durably
+#                (SQLite, WAL, synchronous=FULL) before it is returned
+#   globalsign   estserver with its mock CA: an ECDSA P-256 intermediate
+#                under an ECDSA P-384 root (the shape of ours), nothing stored
+# Every enrollment is a new TCP connection and a full TLS 1.3 handshake
+# with the same manufacturer device certificate (ECDSA P-256, trusted by
+# both servers), a fresh ECDSA P-256 key and CSR (pre-generated), and a
+# checked certs-only answer. See estload's documentation.
+#
+# The servers run at once, idle when not measured. For each client count
+# they take turns (ROUNDS runs each, the order rotating every round), so
+# that drift in the machine's load spreads over all of them; the summary
+# gives medians. The server's CPU time per enrollment comes from
+# /proc/<pid>/stat (utime+stime) over each timed run. With BASELINE_BIN,
+# a second nmos-certs build (say, of the previous commit) is measured in
+# the same rotation as "baseline", which is how to compare two builds on
+# a machine whose load changes.
+#
+# TLS as alike as the reference server allows. Its TLS settings are fixed
+# in its code: TLS 1.2 and 1.3, key exchange P-521/P-384/P-256 only,
+# client certificates verified by crypto/tls when given. nmos-certs offers
+# TLS 1.2 and 1.3, X25519/P-256/P-384, and verifies client certificates
+# itself. By default the client offers P-256 alone (CURVES=P256), so both
+# do the same key exchange; with CURVES= (Go's defaults, which lead with
+# X25519MLKEM768 and X25519) the reference server answers every handshake
+# with a HelloRetryRequest for P-256 and nmos-certs uses X25519. Other
+# differences: the reference server writes a log line per request (to a
+# file here) where nmos-certs at log level warn writes none; it stores
+# nothing and checks no policy.
+#
+# Usage: bench/est/run.sh
+# Environment: DURATION (seconds per run, 10), CLIENTS ("4 16 64"),
+# ROUNDS (runs per server and client count, 2), CURVES (P256),
+# NMOS_CERTS_BIN (an nmos-certs binary to measure instead of building one),
+# BASELINE_BIN (another nmos-certs binary to measure alongside),
+# OUR_PORT (28443; +1 HTTP, +2 DNS; the baseline uses +10 to +12),
+# REF_PORT (28450).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+DURATION="${DURATION:-10}"
+CLIENTS="${CLIENTS:-4 16 64}"
+ROUNDS="${ROUNDS:-2}"
+CURVES="${CURVES-P256}"
+OUR_PORT="${OUR_PORT:-28443}"
+REF_PORT="${REF_PORT:-28450}"
+HOST=est.studio.example.test
+
+for tool in go jq curl; do
+	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
+done
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building..."
+(
+	cd "$root"
+	if [ -z "${NMOS_CERTS_BIN:-}" ]; then go build -o "$work/nmos-certs" .; fi
+	go build -o "$work/estserver" github.com/globalsign/est/cmd/estserver
+	go build -o "$work/estload" ./bench/est/estload
+	go build -o "$work/estpki" ./bench/est/estpki
+)
+nmos_bin="${NMOS_CERTS_BIN:-$work/nmos-certs}"
+"$work/estpki" -dir "$work/pki" -hostname "$HOST"
+
+declare -A port anchor pid
+names=(nmos-certs globalsign)
+
+# start_nmos NAME BINARY EST_PORT: a fresh CA in a temporary data directory.
+start_nmos() {
+	local name="$1" bin="$2" p="$3"
+	cat >"$work/$name.yaml" <<EOF
+domain: studio.example.test
+hostname: $HOST
+addresses: [127.0.0.1]
+data_dir: $work/$name-data
+listen:
+  est: 127.0.0.1:$p
+  http: 127.0.0.1:$((p + 1))
+  dns: 127.0.0.1:$((p + 2))
+  metrics: "off"
+  web: "off"
+est:
+  trusted_client_roots: [$work/pki/mfr-root.pem]
+log:
+  level: warn
+EOF
+	"$bin" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+	pid[$name]=$!
+	pids+=("$!")
+	port[$name]=$p
+	anchor[$name]="$work/$name-root.pem"
+}
+start_nmos nmos-certs "$nmos_bin" "$OUR_PORT"
+if [ -n "${BASELINE_BIN:-}" ]; then
+	start_nmos baseline "$BASELINE_BIN" "$((OUR_PORT + 10))"
+	names+=(baseline)
+fi
+
+# The reference server: its mock CA and TLS certificate from estpki, the
+# manufacturer root as its client CA, no rate limit.
+cat >"$work/estserver.json" <<EOF
+{
+  "mock_ca": {"certificates": "$work/pki/ref-ca.pem", "private_key": "$work/pki/ref-ca.key"},
+  "tls": {
+    "listen_address": "127.0.0.1:$REF_PORT",
+    "certificates": "$work/pki/ref-server.pem",
+    "private_key": "$work/pki/ref-server.key",
+    "client_cas": ["$work/pki/mfr-root.pem"]
+  },
+  "healthcheck_password": "bench",
+  "rate_limit": 0,
+  "timeout": 30,
+  "log_file": "$work/estserver.log"
+}
+EOF
+"$work/estserver" -config "$work/estserver.json" >"$work/estserver.out" 2>&1 &
+pid[globalsign]=$!
+pids+=("$!")
+port[globalsign]=$REF_PORT
+anchor[globalsign]="$work/pki/ref-root.pem"
+
+# wait_ok URL [curl options]: until it answers 200.
+wait_ok() {
+	local url="$1"
+	shift
+	for _ in $(seq 150); do
+		if [ "$(curl -s -o /dev/null -w '%{http_code}' "$@" "$url" || true)" = 200 ]; then return 0; fi
+		sleep 0.1
+	done
+	echo "run.sh: $url does not answer" >&2
+	cat "$work"/*.log "$work/estserver.out" >&2 || true
+	return 1
+}
+for name in "${names[@]}"; do
+	if [ "$name" = globalsign ]; then continue; fi
+	wait_ok "http://127.0.0.1:$((port[$name] + 1))/ca/ecdsa-root-1.pem"
+	curl -s -o "${anchor[$name]}" "http://127.0.0.1:$((port[$name] + 1))/ca/ecdsa-root-1.pem"
+done
+wait_ok "https://$HOST:$REF_PORT/.well-known/est/cacerts" --cacert "$work/pki/ref-root.pem" --resolve "$HOST:$REF_PORT:127.0.0.1"
+
+# load NAME CLIENTS OUT [estload flags]: one run against NAME.
+load() {
+	local name="$1" clients="$2" out="$3"
+	shift 3
+	if ! kill -0 "${pid[$name]}" 2>/dev/null; then
+		echo "run.sh: the $name server (pid ${pid[$name]}) is no longer running" >&2
+		exit 1
+	fi
+	"$work/estload" -server "127.0.0.1:${port[$name]}" -servername "$HOST" -cacert "${anchor[$name]}" \
+		-cert "$work/pki/device.pem" -key-file "$work/pki/device.key" \
+		-label "$name" -c "$clients" -curves "$CURVES" -server-pid "${pid[$name]}" -out json "$@" >"$out"
+}
+
+# A short check of each server (and a warm-up): no errors allowed.
+for name in "${names[@]}"; do
+	load "$name" 2 "$work/check-$name.json" -n 40
+	if [ "$(jq .error_count "$work/check-$name.json")" != 0 ]; then
+		echo "run.sh: $name fails enrollments:" >&2
+		jq -r '.errors, .first_error' "$work/check-$name.json" >&2
+		exit 1
+	fi
+	echo "$name: $(jq -r .tls "$work/check-$name.json")"
+done
+
+echo "estload -c C -d ${DURATION}s -curves '${CURVES}' (ECDSA P-256 keys, new TLS connection per enrollment), $ROUNDS rounds"
+for c in $CLIENTS; do
+	for r in $(seq "$ROUNDS"); do
+		n=${#names[@]}
+		for k in $(seq 0 $((n - 1))); do
+			name="${names[$(((r - 1 + k) % n))]}"
+			f="$work/run-$name-$c-$r.json"
+			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1000 + 2 * c))"
+			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen)"' "$f"
+		done
+	done
+done
+
+summary='
+	def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	group_by([.clients, .label]) | map({
+		label: .[0].label, clients: .[0].clients,
+		rate: (map(.enroll_per_s) | median), p50: (map(.latency_ms.p50) | median),
+		p99: (map(.latency_ms.p99) | median), cpu: (map(.server_cpu_ms_per_enroll) | median),
+		errors: (map(.error_count) | add)
+	})'
+echo
+{
+	printf 'server\tclients\tenroll/s\tp50 ms\tp99 ms\tCPU ms/enroll\terrors\n'
+	jq -rs "$summary"' | sort_by(.clients, .label)[]
+		| [.label, .clients, (.rate * 10 | round) / 10, (.p50 * 10 | round) / 10, (.p99 * 10 | round) / 10, (.cpu * 100 | round) / 100, .errors] | @tsv' \
+		"$work"/run-*.json
+} | column -t -s "$(printf '\t')"
+echo
+jq -rs "$summary"' | group_by(.clients)[]
+	| (map(select(.label == "globalsign"))[0]) as $g
+	| map(select(.label != "globalsign"))[]
+	| "\(.clients) clients: \(.label)/globalsign enrollments/s \((.rate / $g.rate * 100 | round) / 100)x, server CPU per enrollment \((.cpu / $g.cpu * 100 | round) / 100)x"' \
+	"$work"/run-*.json
+echo "(medians of $ROUNDS runs of ${DURATION}s each; CPU: the server process's utime+stime per successful enrollment)"

@@ -1,0 +1,357 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func countRows(t testing.TB, s *SQLite) int {
+	t.Helper()
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM certificates`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// One batch gives every row the answer it would get alone, including
+// against rows of the same batch.
+func TestGroupCommitBatchSemantics(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	before := testCert(0)
+	if err := s.PutCertificate(ctx, before); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+
+	sameKey := testCert(12)
+	sameKey.SPKIHash = testCert(11).SPKIHash
+	sameSerial := testCert(13)
+	sameSerial.Serial = testCert(10).Serial
+	reusedOld := testCert(14)
+	reusedOld.SPKIHash = before.SPKIHash
+	notNull := testCert(16)
+	notNull.SPKIHash = nil // NOT NULL: a constraint other than UNIQUE
+
+	cases := []struct {
+		ctx  context.Context
+		cert *Certificate
+		want func(error) bool
+		desc string
+	}{
+		{ctx, testCert(10), func(err error) bool { return err == nil }, "new"},
+		{ctx, testCert(11), func(err error) bool { return err == nil }, "new"},
+		{ctx, sameKey, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key of a row earlier in the batch"},
+		{ctx, sameSerial, func(err error) bool { return errors.Is(err, ErrConflict) }, "serial of a row earlier in the batch"},
+		{ctx, reusedOld, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key stored before the batch"},
+		{cancelled, testCert(15), func(err error) bool { return errors.Is(err, context.Canceled) }, "caller gone"},
+		{ctx, notNull, func(err error) bool {
+			return err != nil && !errors.Is(err, ErrKeyReused) && !errors.Is(err, ErrConflict)
+		}, "NOT NULL violated"},
+		{ctx, testCert(17), func(err error) bool { return err == nil }, "new, after the refusals"},
+	}
+	reqs := make([]*putRequest, len(cases))
+	for i, c := range cases {
+		reqs[i] = &putRequest{ctx: c.ctx, cert: c.cert, done: make(chan error, 1)}
+	}
+	batches := s.batches.Load()
+	s.commitBatch(reqs)
+	for i, c := range cases {
+		if err := <-reqs[i].done; !c.want(err) {
+			t.Errorf("row %d (%s): %v", i, c.desc, err)
+		}
+	}
+	if got := s.batches.Load() - batches; got != 1 {
+		t.Errorf("%d transactions, want 1", got)
+	}
+	if n := countRows(t, s); n != 4 {
+		t.Errorf("%d rows, want 4 (the one before and three new)", n)
+	}
+	for _, i := range []int{10, 11, 17} {
+		if _, err := s.Certificate(ctx, testCert(i).Serial); err != nil {
+			t.Errorf("certificate %d: %v", i, err)
+		}
+	}
+	if _, err := s.Certificate(ctx, testCert(15).Serial); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the cancelled request was stored: %v", err)
+	}
+}
+
+// holdWriter takes the store's only writer connection until release is
+// called, so that certificates pile up behind it.
+func holdWriter(t *testing.T, s *SQLite) (release func()) {
+	t.Helper()
+	conn, err := s.w.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { conn.Close() }) }
+	t.Cleanup(release)
+	return release
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Concurrent callers whose certificates land in the same batch, two of
+// them with one key: one of those two is stored, the other is told
+// ErrKeyReused, everyone else succeeds, all in one transaction.
+func TestGroupCommitConcurrentDuplicateInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	release := holdWriter(t, s)
+
+	// The first certificate reaches the writer, which then waits for the
+	// connection; the others queue behind it.
+	first := make(chan error, 1)
+	go func() { first <- s.PutCertificate(ctx, testCert(100)) }()
+	waitFor(t, "the writer to take the first certificate", func() bool { return s.accepted.Load() == 1 })
+
+	const n = 9
+	certs := make([]*Certificate, n)
+	for i := range certs {
+		certs[i] = testCert(i + 1)
+	}
+	certs[7].SPKIHash = certs[2].SPKIHash // two requests for one key
+	certs[8].SPKIHash = testCert(100).SPKIHash
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range certs {
+		wg.Go(func() { errs[i] = s.PutCertificate(ctx, certs[i]) })
+	}
+	waitFor(t, "every caller to queue", func() bool { return s.queued.Load() == n })
+	time.Sleep(20 * time.Millisecond) // from the counter to the channel send
+	batches := s.batches.Load()
+	release()
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+
+	for i, err := range errs {
+		switch i {
+		case 2, 7:
+		case 8:
+			if !errors.Is(err, ErrKeyReused) {
+				t.Errorf("key of the previous batch: %v", err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("certificate %d: %v", i+1, err)
+			}
+		}
+	}
+	ok2, ok7 := errs[2] == nil, errs[7] == nil
+	if ok2 == ok7 || !(errors.Is(errs[2], ErrKeyReused) || errors.Is(errs[7], ErrKeyReused)) {
+		t.Errorf("same key twice in a batch: %v and %v, want one stored and one ErrKeyReused", errs[2], errs[7])
+	}
+	if got := s.batches.Load() - batches; got != 2 {
+		t.Errorf("%d transactions, want 2 (the first certificate, then the nine queued)", got)
+	}
+	if got := countRows(t, s); got != 1+7 {
+		t.Errorf("%d rows, want 8", got)
+	}
+}
+
+// A caller that gives up while queued is not stored; one that stays gets
+// its certificate stored.
+func TestGroupCommitCallerGivesUp(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	release := holdWriter(t, s)
+	first := make(chan error, 1)
+	go func() { first <- s.PutCertificate(ctx, testCert(1)) }()
+	waitFor(t, "the writer to take the first certificate", func() bool { return s.accepted.Load() == 1 })
+
+	cctx, cancel := context.WithCancel(ctx)
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- s.PutCertificate(cctx, testCert(2)) }()
+	waitFor(t, "the second caller to queue", func() bool { return s.queued.Load() == 1 })
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Certificate(ctx, testCert(2).Serial); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a certificate whose caller gave up while queued was stored: %v", err)
+	}
+}
+
+func TestPutCertificateAfterClose(t *testing.T) {
+	s, _ := openTest(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCertificate(context.Background(), testCert(1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// Many writers, many keys, some reused: one certificate per key whatever
+// the batching.
+func TestGroupCommitStress(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	const writers, each = 16, 25
+	var stored, reused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				c := testCert(w*each + i)
+				c.SPKIHash = testCert((w*each + i) / 2).SPKIHash // every key asked for twice
+				switch err := s.PutCertificate(ctx, c); {
+				case err == nil:
+					stored.Add(1)
+				case errors.Is(err, ErrKeyReused):
+					reused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if stored.Load() != writers*each/2 || reused.Load() != writers*each/2 {
+		t.Fatalf("stored %d, reused %d; want %d each", stored.Load(), reused.Load(), writers*each/2)
+	}
+	if n := countRows(t, s); n != writers*each/2 {
+		t.Fatalf("%d rows", n)
+	}
+	t.Logf("%d certificates in %d transactions", s.rows.Load(), s.batches.Load())
+}
+
+// The durability promise, end to end: a process storing certificates
+// from many goroutines is killed (SIGKILL) while it works; every
+// certificate it had acknowledged is in the database afterwards.
+func TestGroupCommitKilledKeepsAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a process")
+	}
+	if dir := os.Getenv("STORE_KILL_CHILD_DIR"); dir != "" {
+		killChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGroupCommitKilledKeepsAcknowledged$")
+	cmd.Env = append(os.Environ(), "STORE_KILL_CHILD_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []int64
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		serial, ok := strings.CutPrefix(line, "ack ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(serial, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, n)
+		if len(acked) == 300 {
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			break
+		}
+	}
+	_ = cmd.Wait()
+	if len(acked) < 300 {
+		t.Fatalf("the child acknowledged only %d certificates", len(acked))
+	}
+	s, err := OpenSQLite(context.Background(), filepath.Join(dir, "kill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, n := range acked {
+		if _, err := s.Certificate(context.Background(), big.NewInt(n)); err != nil {
+			t.Fatalf("acknowledged certificate %d lost: %v", n, err)
+		}
+	}
+	t.Logf("%d acknowledged certificates all present after SIGKILL; %d rows in all", len(acked), countRows(t, s))
+}
+
+// killChild stores certificates from 16 goroutines until it is killed,
+// printing each one acknowledged.
+func killChild(dir string) {
+	s, err := OpenSQLite(context.Background(), filepath.Join(dir, "kill.db"))
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if err := s.PutCertificate(context.Background(), testCert(i)); err != nil {
+					fmt.Println("error:", err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Printf("ack %d\n", 1000+i)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkPutCertificateParallel stores certificates from many
+// goroutines at once, as concurrent enrollments do; each call is durable
+// on return.
+func BenchmarkPutCertificateParallel(b *testing.B) {
+	s, _ := openTest(b)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c := testCert(int(n.Add(1)))
+			c.DER = make([]byte, 600)
+			if err := s.PutCertificate(ctx, c); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(s.rows.Load())/float64(max(s.batches.Load(), 1)), "rows/commit")
+}
