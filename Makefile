@@ -9,7 +9,7 @@ GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test lint unit tools bench e2e clean
+.PHONY: all build run test lint unit tools bench bench-tools clean
 
 all: build
 
@@ -37,6 +37,26 @@ tools:
 	@if ! $(STATICCHECK) -version 2>/dev/null | grep -q '$(STATICCHECK_VERSION:v%=%)'; then \
 		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+
+## bench: Go benchmarks of the hot paths, then the load comparisons of bench/
+## (OCSP with wrk, DNS-SD against stock CoreDNS with dnsperf, EST against
+## globalsign's reference server). Not part of `make test`; about 10 minutes.
+bench: bench-tools
+	$(GO) test -run '^$$' -bench . -benchmem ./ca/store/ ./est/ ./ocsp/ ./plugins/nmoscerts/
+	bash bench/ocsp/run.sh
+	bash bench/dnsperf/run.sh
+	bash bench/est/run.sh
+
+bench-tools:
+	@missing=""; \
+	for pair in wrk:wrk dnsperf:dnsperf dig:dnsutils jq:jq curl:curl; do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; \
 	fi
 
 clean:
