@@ -367,6 +367,16 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 		if err := a.crl.Rebuild(ctx, issuer); err != nil {
 			a.log.Error("rebuild CRL after revocation", "issuer", issuer, "err", err)
 		}
+		// One of the appliance's own TLS certificates: replace it now
+		// rather than at the next hourly check.
+		for _, c := range a.server.get() {
+			if c.Leaf != nil && c.Leaf.SerialNumber.Cmp(serial) == 0 {
+				if err := a.server.refresh(ctx); err != nil {
+					a.log.Error("replace revoked server certificate", "err", err)
+				}
+				break
+			}
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
 // testConfig is a configuration on loopback with OS-chosen ports.
@@ -163,5 +165,39 @@ func TestBindFailureNamesListener(t *testing.T) {
 	err = b.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "listen.http") {
 		t.Fatalf("run with a taken port: %v", err)
+	}
+}
+
+// Revoking the appliance's own TLS certificate (from another process)
+// makes it present a new one within seconds.
+func TestRevokedServerCertificateReplaced(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "")
+	a := start(t, cfg)
+	ctx := context.Background()
+	served := func() *x509.Certificate {
+		conn, err := tls.Dial("tcp", a.Addr("est").String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	first := served()
+	other, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Revoke(ctx, first.SerialNumber, time.Now(), 1); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for served().SerialNumber.Cmp(first.SerialNumber) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("revoked server certificate still presented 5s after the revocation")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
