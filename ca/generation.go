@@ -118,7 +118,7 @@ func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notB
 	if err := signer.FillTemplate(tmpl, g.signing.Default, profile, notBefore, notAfter); err != nil {
 		return nil, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, g.cert, tmpl.PublicKey, g.key)
+	der, err := createCertificate(tmpl, g.cert, tmpl.PublicKey, g.key)
 	if err != nil {
 		return nil, err
 	}
