@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -64,6 +65,9 @@ type Trust struct {
 	index   atomic.Pointer[crlIndex]
 	// sigOK caches "this CRL is signed by this certificate" verdicts.
 	sigOK sync.Map // sigKey -> bool
+	// verified remembers the chains found for a presented certificate
+	// list; see verifyChains.
+	verified chainCache
 }
 
 // maxRetryInterval bounds the wait before a failed CRL download is tried
@@ -457,20 +461,12 @@ func (t *Trust) check(leaf *x509.Certificate, presented []*x509.Certificate, now
 	if len(t.rootCerts) == 0 {
 		return trustVerdict{err: errors.New("no manufacturer roots are configured")}
 	}
-	inter := x509.NewCertPool()
-	for _, c := range t.intermediates {
-		inter.AddCert(c)
-	}
-	for _, c := range presented {
-		inter.AddCert(c)
-	}
 	opts := x509.VerifyOptions{
-		Roots:         t.roots,
-		Intermediates: inter,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Roots:       t.roots,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	chains, err := leaf.Verify(opts)
+	chains, err := t.verifyChains(leaf, presented, &opts)
 	var v trustVerdict
 	if err != nil {
 		if !isExpiry(err) {
@@ -507,6 +503,94 @@ func (t *Trust) check(leaf *x509.Certificate, presented []*x509.Certificate, now
 		return trustVerdict{err: firstErr}
 	}
 	return v
+}
+
+// verifyChains is leaf.Verify(*opts) with the manufacturer intermediates
+// and the presented certificates as intermediates (left in opts when it
+// verified), remembering chains found. Verification is a function of the certificates, the trust
+// (fixed for a Trust; a reload makes a new one) and the time, and the
+// time only matters through the validity periods of the certificates in
+// the chains; so a verdict found for the same leaf and presented
+// certificates is reused while the time is inside all those periods.
+// Revocation is not part of it: check looks at the CRLs every time.
+// Only successes are kept: a failure costs the caller nothing it would
+// not pay again, and an attacker cannot fill the cache with them.
+func (t *Trust) verifyChains(leaf *x509.Certificate, presented []*x509.Certificate, opts *x509.VerifyOptions) ([][]*x509.Certificate, error) {
+	key := chainKey(leaf, presented)
+	if chains, ok := t.verified.get(key, opts.CurrentTime); ok {
+		return chains, nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range t.intermediates {
+		inter.AddCert(c)
+	}
+	for _, c := range presented {
+		inter.AddCert(c)
+	}
+	opts.Intermediates = inter
+	chains, err := leaf.Verify(*opts)
+	if err == nil {
+		t.verified.put(key, chains)
+	}
+	return chains, err
+}
+
+func chainKey(leaf *x509.Certificate, presented []*x509.Certificate) [sha256.Size]byte {
+	h := sha256.New()
+	var n [4]byte
+	for _, c := range append([]*x509.Certificate{leaf}, presented...) {
+		binary.BigEndian.PutUint32(n[:], uint32(len(c.Raw)))
+		h.Write(n[:])
+		h.Write(c.Raw)
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// chainCache holds verified chains with the period in which they stay
+// valid. It is bounded: when full, it starts again empty, which costs a
+// verification per device and nothing else.
+type chainCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]verifiedChains
+}
+
+type verifiedChains struct {
+	chains              [][]*x509.Certificate
+	notBefore, notAfter time.Time
+}
+
+const chainCacheSize = 4096
+
+func (c *chainCache) get(k [sha256.Size]byte, now time.Time) ([][]*x509.Certificate, bool) {
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if !ok || now.Before(e.notBefore) || now.After(e.notAfter) {
+		return nil, false
+	}
+	return e.chains, true
+}
+
+func (c *chainCache) put(k [sha256.Size]byte, chains [][]*x509.Certificate) {
+	e := verifiedChains{chains: chains}
+	for i, chain := range chains {
+		for j, cert := range chain {
+			if (i == 0 && j == 0) || cert.NotBefore.After(e.notBefore) {
+				e.notBefore = cert.NotBefore
+			}
+			if (i == 0 && j == 0) || cert.NotAfter.Before(e.notAfter) {
+				e.notAfter = cert.NotAfter
+			}
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= chainCacheSize {
+		c.m = make(map[[sha256.Size]byte]verifiedChains)
+	}
+	c.m[k] = e
 }
 
 // isExpiry reports whether a verification error is about validity dates.

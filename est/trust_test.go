@@ -228,3 +228,46 @@ func TestTrustRun(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestTrustRemembersChains: a verified chain is reused for the same
+// certificates, only inside its validity, and never skips revocation.
+func TestTrustRemembersChains(t *testing.T) {
+	p := getPKI(t)
+	tr := loadTestTrust(t, p.trustConfig())
+	now := time.Now()
+	first := tr.check(p.devB.cert, nil, now)
+	if first.chain == nil {
+		t.Fatalf("not trusted: %v", first.err)
+	}
+	again := tr.check(p.devB.cert, nil, now.Add(time.Minute))
+	if again.chain == nil || &again.chain[0] != &first.chain[0] {
+		t.Fatal("the second check verified the chain again")
+	}
+	// Past the device certificate's notAfter the remembered chain is not
+	// used: the verdict is expiry.
+	late := tr.check(p.devB.cert, nil, p.devB.cert.NotAfter.Add(time.Second))
+	if !late.expired {
+		t.Fatalf("after notAfter: expired = false (err %v)", late.err)
+	}
+	// Other presented certificates are another entry.
+	withChain := tr.check(p.devA.cert, p.devA.chain, now)
+	without := tr.check(p.devA.cert, nil, now)
+	if withChain.chain == nil || without.chain != nil {
+		t.Fatalf("with chain %v, without %v: want trusted, then not", withChain.err, without.err)
+	}
+	// A revoked certificate is refused on every check, remembered chain or not.
+	for range 2 {
+		if v := tr.check(p.devARevoked.cert, p.devARevoked.chain, now); v.revoked == nil {
+			t.Fatal("revoked certificate accepted")
+		}
+	}
+	// The cache is bounded.
+	for i := range chainCacheSize + 10 {
+		var k [32]byte
+		k[0], k[1] = byte(i), byte(i>>8)
+		tr.verified.put(k, [][]*x509.Certificate{first.chain})
+	}
+	if n := len(tr.verified.m); n > chainCacheSize {
+		t.Fatalf("%d entries, bound %d", n, chainCacheSize)
+	}
+}
