@@ -140,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a.ca, a.store = auth, st
+	registerStoreMetrics(a.reg, st)
 	if err := a.build(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -191,7 +192,12 @@ func (a *App) listen(name, addr string) error {
 	if addr == "" || addr == config.Off {
 		return nil
 	}
-	l, err := net.Listen("tcp", addr)
+	// No TCP keep-alive probes: the servers' read and idle timeouts end
+	// connections from peers that went away, and an EST client opens a
+	// connection per request, so the four setsockopt calls Go makes on
+	// every accepted connection to arm them would be spent for nothing.
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen.%s: %w", name, err)
 	}
@@ -430,4 +436,23 @@ func buildInfo() prometheus.Collector {
 	}, []string{"version", "goversion"})
 	g.WithLabelValues(Version, goVersion()).Set(1)
 	return g
+}
+
+// registerStoreMetrics exports the group-commit writer's counters, whose
+// ratio is the certificates stored per fsync.
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
+	cs, ok := st.(interface{ CommitStats() (commits, rows int64) })
+	if !ok {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "nmos_certs_store_certificate_commits_total",
+			Help: "Transactions the store's writer committed to record issued certificates (one fsync each).",
+		}, func() float64 { c, _ := cs.CommitStats(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "nmos_certs_store_certificates_committed_total",
+			Help: "Issued certificates recorded by those transactions.",
+		}, func() float64 { _, r := cs.CommitStats(); return float64(r) }),
+	)
 }

@@ -242,6 +242,20 @@ const insertCertSQL = `INSERT INTO certificates
 // ErrClosed is returned by PutCertificate once the store is closed.
 var ErrClosed = errors.New("store closed")
 
+// commitWindow is how long the writer, when busy, waits for more
+// certificates before it commits; busy means the previous transaction
+// held at least busyBatch. An fsync costs the machine several times the
+// CPU of an INSERT (ext4 on a virtual disk: about 300 us against 35 us),
+// so under load waiting a few milliseconds for the enrollments already
+// under way makes the batches about twice as large and the writer's CPU
+// per certificate about half. The wait only adds to the latency of the
+// certificates in the batch, and only when enough requests are in flight
+// for other work to fill it; a lone certificate is committed at once.
+const (
+	commitWindow = 4 * time.Millisecond
+	busyBatch    = 3
+)
+
 // maxBatch bounds the certificates committed in one transaction.
 const maxBatch = 256
 
@@ -258,9 +272,11 @@ type putRequest struct {
 // The writer takes one certificate, then every other one already waiting,
 // and commits them in one transaction: BEGIN IMMEDIATE, one INSERT per
 // certificate, COMMIT. Each caller gets its own answer, and only once the
-// COMMIT has returned: nil means the row is on disk. There is no timer:
-// an idle store commits a lone certificate at once, and under load a
-// batch is whatever arrived while the previous commit was syncing.
+// COMMIT has returned: nil means the row is on disk. An idle store
+// commits a lone certificate at once; under load a batch is whatever
+// arrived while the previous commit was syncing, and when that was at
+// least busyBatch certificates the writer also waits up to commitWindow
+// for more (see commitWindow).
 //
 // Per-row semantics inside a batch are those of separate calls. A
 // constraint violation (the UNIQUE key hash, the serial) makes SQLite
@@ -312,6 +328,7 @@ func (s *SQLite) PutCertificate(ctx context.Context, c *Certificate) error {
 func (s *SQLite) writeCertificates() {
 	defer close(s.writeDone)
 	batch := make([]*putRequest, 0, maxBatch)
+	prev := 0
 	for {
 		select {
 		case r := <-s.puts:
@@ -328,6 +345,20 @@ func (s *SQLite) writeCertificates() {
 				break more
 			}
 		}
+		if prev >= busyBatch && len(batch) < maxBatch {
+			t := time.NewTimer(commitWindow)
+		wait:
+			for len(batch) < maxBatch {
+				select {
+				case r := <-s.puts:
+					batch = append(batch, r)
+				case <-t.C:
+					break wait
+				}
+			}
+			t.Stop()
+		}
+		prev = len(batch)
 		s.accepted.Add(int64(len(batch)))
 		s.commitBatch(batch)
 		clear(batch)
@@ -367,6 +398,12 @@ func (s *SQLite) commitBatch(batch []*putRequest) {
 			r.done <- errs[i]
 		}
 	}
+}
+
+// CommitStats returns how many transactions the certificate writer has
+// committed and how many certificates they stored.
+func (s *SQLite) CommitStats() (commits, rows int64) {
+	return s.batches.Load(), s.rows.Load()
 }
 
 // rowError is an INSERT failing for a reason other than a constraint.
