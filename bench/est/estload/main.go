@@ -35,6 +35,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -91,6 +92,7 @@ type options struct {
 	timeout    time.Duration
 	serverPID  int
 	cpuProfile string
+	path       string // of the request, from estLabel
 }
 
 func main() {
@@ -125,8 +127,8 @@ func main() {
 
 // item is one enrollment's pre-generated request.
 type item struct {
-	body []byte // base64 of the CSR's DER
-	spki []byte // the key's SubjectPublicKeyInfo
+	request []byte // the HTTP request, its body the base64 of the CSR's DER
+	spki    []byte // the key's SubjectPublicKeyInfo
 }
 
 // sample is one finished enrollment.
@@ -190,11 +192,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	path := "/.well-known/est/simpleenroll"
+	o.path = "/.well-known/est/simpleenroll"
 	if o.estLabel != "" {
-		path = "/.well-known/est/" + o.estLabel + "/simpleenroll"
+		o.path = "/.well-known/est/" + o.estLabel + "/simpleenroll"
 	}
-	url := "https://" + o.server + path
 
 	poolSize := o.pool
 	if poolSize <= 0 {
@@ -209,7 +210,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	l := &loader{o: o, url: url, tls: tlsConf, pool: pool}
+	l := &loader{o: o, tls: tlsConf, pool: pool}
 	l.genSeconds = time.Since(genStart).Seconds()
 
 	if o.warmup > 0 {
@@ -391,7 +392,23 @@ func newItem(o options, i int) (item, error) {
 	}
 	body := make([]byte, base64.StdEncoding.EncodedLen(len(der)))
 	base64.StdEncoding.Encode(body, der)
-	return item{body: body, spki: spki}, nil
+	return item{request: enrollRequest(o, body), spki: spki}, nil
+}
+
+// enrollRequest is the whole HTTP/1.1 request for one enrollment.
+func enrollRequest(o options, body []byte) []byte {
+	host := o.server
+	if o.serverName != "" {
+		if _, port, err := net.SplitHostPort(o.server); err == nil {
+			host = net.JoinHostPort(o.serverName, port)
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: estload\r\n", o.path, host)
+	b.WriteString("Content-Type: application/pkcs10\r\nContent-Transfer-Encoding: base64\r\nAccept: application/pkcs7-mime\r\n")
+	fmt.Fprintf(&b, "Content-Length: %d\r\nConnection: close\r\n\r\n", len(body))
+	b.Write(body)
+	return b.Bytes()
 }
 
 // chainCache verifies server certificate chains, remembering the ones
@@ -429,7 +446,6 @@ func (cc *chainCache) verify(cs tls.ConnectionState) error {
 
 type loader struct {
 	o          options
-	url        string
 	tls        *tls.Config
 	pool       []item
 	next       atomic.Int64 // next pool entry
@@ -488,38 +504,15 @@ func (l *loader) take() item {
 
 type worker struct {
 	l      *loader
-	client *http.Client
-	// Set by the dialer, which the transport may run on its own goroutine.
-	handshake atomic.Int64 // time.Duration
-	resumed   atomic.Bool
+	dialer net.Dialer
+	br     *bufio.Reader
+	// Set for the current enrollment.
+	handshake time.Duration
+	resumed   bool
 }
 
 func newWorker(l *loader) *worker {
-	w := &worker{l: l}
-	dialer := &net.Dialer{Timeout: l.o.timeout}
-	tr := &http.Transport{
-		DisableKeepAlives:   true,
-		MaxIdleConnsPerHost: -1,
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			raw, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, &kindError{"dial", err}
-			}
-			start := time.Now()
-			tc := tls.Client(raw, l.tls)
-			if err := tc.HandshakeContext(ctx); err != nil {
-				raw.Close()
-				return nil, &kindError{"tls_handshake", err}
-			}
-			w.handshake.Store(int64(time.Since(start)))
-			cs := tc.ConnectionState()
-			w.resumed.Store(cs.DidResume)
-			l.describeTLS(cs)
-			return tc, nil
-		},
-	}
-	w.client = &http.Client{Transport: tr, Timeout: l.o.timeout}
-	return w
+	return &worker{l: l, dialer: net.Dialer{Timeout: l.o.timeout}, br: bufio.NewReaderSize(nil, 8<<10)}
 }
 
 type kindError struct {
@@ -532,11 +525,10 @@ func (e *kindError) Unwrap() error { return e.err }
 
 func (w *worker) enroll(it item) sample {
 	start := time.Now()
-	w.handshake.Store(0)
-	w.resumed.Store(false)
+	w.handshake, w.resumed = 0, false
 	err := w.do(it)
-	s := sample{latency: time.Since(start), handshake: time.Duration(w.handshake.Load())}
-	if err == nil && w.resumed.Load() {
+	s := sample{latency: time.Since(start), handshake: w.handshake}
+	if err == nil && w.resumed {
 		err = &kindError{"resumed", errors.New("the TLS session was resumed")}
 	}
 	if err != nil {
@@ -555,20 +547,42 @@ func (w *worker) enroll(it item) sample {
 	return s
 }
 
+// do makes one enrollment on a connection of its own: TCP, the TLS
+// handshake, one HTTP/1.1 request with "Connection: close", the answer
+// read and checked. The request is written directly rather than through
+// net/http's client, whose connection pool and per-connection
+// goroutines would only cost the machine CPU that the server then lacks.
 func (w *worker) do(it item) error {
-	req, err := http.NewRequest(http.MethodPost, w.l.url, bytes.NewReader(it.body))
+	ctx, cancel := context.WithTimeout(context.Background(), w.l.o.timeout)
+	defer cancel()
+	raw, err := w.dialer.DialContext(ctx, "tcp", w.l.o.server)
 	if err != nil {
-		return err
+		return &kindError{"dial", err}
 	}
-	req.Header.Set("Content-Type", "application/pkcs10")
-	req.Header.Set("Content-Transfer-Encoding", "base64")
-	req.Header.Set("Accept", "application/pkcs7-mime")
-	resp, err := w.client.Do(req)
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	start := time.Now()
+	tc := tls.Client(raw, w.l.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return &kindError{"tls_handshake", err}
+	}
+	w.handshake = time.Since(start)
+	cs := tc.ConnectionState()
+	w.resumed = cs.DidResume
+	w.l.describeTLS(cs)
+
+	if _, err := tc.Write(it.request); err != nil {
+		return &kindError{"write", err}
+	}
+	w.br.Reset(tc)
+	resp, err := http.ReadResponse(w.br, nil)
 	if err != nil {
-		return err
+		return &kindError{"read_response", err}
 	}
-	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
 	if err != nil {
 		return &kindError{"read_body", err}
 	}
