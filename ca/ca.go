@@ -297,6 +297,11 @@ func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, ide
 	// key refuses it when the certificate is recorded, and sign turns that
 	// into the same refusal. The certificate signed meanwhile is dropped
 	// unseen. This saves a read on every enrollment.
+	//
+	// The store hears now that a certificate is coming, so that a commit
+	// starting meanwhile can wait for it (see store.SQLite.Expect).
+	done := a.expect()
+	defer done()
 	names, err := a.policy.Check(csr)
 	if err != nil {
 		a.metrics.refused(err)
@@ -306,11 +311,21 @@ func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, ide
 	if err != nil {
 		return nil, err
 	}
-	return a.sign(ctx, hier, csr, names.DNSNames, identity, ProfileLeaf, a.o.LeafLifetime)
+	return a.sign(ctx, hier, csr, names.DNSNames, identity, ProfileLeaf, a.o.LeafLifetime, done)
+}
+
+// expect announces a certificate to a store that batches commits.
+func (a *Authority) expect() (done func()) {
+	if e, ok := a.o.Store.(interface{ Expect() func() }); ok {
+		return e.Expect()
+	}
+	return func() {}
 }
 
 // sign signs and stores; the caller has checked the CSR.
-func (a *Authority) sign(ctx context.Context, hier string, csr *x509.CertificateRequest, hosts []string, identity, profile string, lifetime time.Duration) (*x509.Certificate, error) {
+// announced, when not nil, withdraws the certificate's announcement to the
+// store just before it is handed over.
+func (a *Authority) sign(ctx context.Context, hier string, csr *x509.CertificateRequest, hosts []string, identity, profile string, lifetime time.Duration, announced func()) (*x509.Certificate, error) {
 	a.mu.RLock()
 	g := a.active[hier]
 	a.mu.RUnlock()
@@ -342,6 +357,9 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 		Identity:  identity,
 		Profile:   profile,
 		DER:       cert.Raw,
+	}
+	if announced != nil {
+		announced()
 	}
 	if err := a.o.Store.PutCertificate(ctx, rec); err != nil {
 		if errors.Is(err, store.ErrKeyReused) {

@@ -53,7 +53,7 @@ func (a *Authority) ServerCertificate(ctx context.Context, hier, hostname string
 	if err != nil {
 		return nil, err
 	}
-	cert, err := a.sign(ctx, hier, req, []string{hostname}, "appliance: TLS server", ProfileServer, a.o.LeafLifetime)
+	cert, err := a.sign(ctx, hier, req, []string{hostname}, "appliance: TLS server", ProfileServer, a.o.LeafLifetime, nil)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}

@@ -355,3 +355,45 @@ func BenchmarkPutCertificateParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(s.rows.Load())/float64(max(s.batches.Load(), 1)), "rows/commit")
 }
+
+// TestExpectGathers: certificates announced with Expect are waited for
+// and committed with the one that started the batch; a withdrawn
+// announcement ends the wait.
+func TestExpectGathers(t *testing.T) {
+	s, _ := openTest(t)
+	s.window = time.Minute // only announcements end the wait here
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	doneA, doneB, doneC := s.Expect(), s.Expect(), s.Expect()
+	batches, rows := s.CommitStats()
+	results := make(chan error, 3)
+	put := func(i int, done func()) {
+		done()
+		results <- s.PutCertificate(ctx, testCert(i))
+	}
+	go put(1, doneA)
+	// The writer now holds certificate 1 and waits for B and C.
+	time.Sleep(50 * time.Millisecond)
+	go put(2, doneB)
+	time.Sleep(50 * time.Millisecond)
+	// C's signing fails: withdrawing it lets the batch commit.
+	doneC()
+	doneC() // a second call changes nothing
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, r := s.CommitStats()
+	if b-batches != 1 || r-rows != 2 {
+		t.Fatalf("%d transactions with %d certificates, want 1 with 2", b-batches, r-rows)
+	}
+	if n := s.coming.Load(); n != 0 {
+		t.Fatalf("%d announcements left", n)
+	}
+	// Nothing announced: a lone certificate does not wait.
+	if err := s.PutCertificate(ctx, testCert(3)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -38,10 +38,13 @@ type SQLite struct {
 	writeDone chan struct{}    // closed when the writer has stopped
 	closeOnce sync.Once
 
-	queued   atomic.Int64 // PutCertificate callers waiting to hand over
-	accepted atomic.Int64 // certificates the writer has taken
-	batches  atomic.Int64 // transactions committed by the writer
-	rows     atomic.Int64 // certificates they stored
+	queued    atomic.Int64  // PutCertificate callers waiting to hand over
+	accepted  atomic.Int64  // certificates the writer has taken
+	coming    atomic.Int64  // certificates announced by Expect, not handed over
+	withdrawn chan struct{} // wakes the writer when an announcement ends
+	window    time.Duration // commitWindow; tests lengthen it
+	batches   atomic.Int64  // transactions committed by the writer
+	rows      atomic.Int64  // certificates they stored
 }
 
 var _ Store = (*SQLite)(nil)
@@ -74,7 +77,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// Keep the readers open: a connection closed for being idle is a
 	// database to open again (file, WAL index, pragmas, schema).
 	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r, puts: make(chan *putRequest), closing: make(chan struct{}), writeDone: make(chan struct{})}
+	s := &SQLite{w: w, r: r, puts: make(chan *putRequest), closing: make(chan struct{}), writeDone: make(chan struct{}), withdrawn: make(chan struct{}, 1), window: commitWindow}
 	if err := s.migrate(ctx); err != nil {
 		close(s.writeDone)
 		s.Close()
@@ -242,19 +245,34 @@ const insertCertSQL = `INSERT INTO certificates
 // ErrClosed is returned by PutCertificate once the store is closed.
 var ErrClosed = errors.New("store closed")
 
-// commitWindow is how long the writer, when busy, waits for more
-// certificates before it commits; busy means the previous transaction
-// held at least busyBatch. An fsync costs the machine several times the
-// CPU of an INSERT (ext4 on a virtual disk: about 300 us against 35 us),
-// so under load waiting a few milliseconds for the enrollments already
-// under way makes the batches about twice as large and the writer's CPU
-// per certificate about half. The wait only adds to the latency of the
-// certificates in the batch, and only when enough requests are in flight
-// for other work to fill it; a lone certificate is committed at once.
-const (
-	commitWindow = 4 * time.Millisecond
-	busyBatch    = 3
-)
+// commitWindow bounds how long the writer waits for certificates that
+// were announced (Expect) but not handed over yet. An fsync costs the
+// machine several times the CPU of an INSERT (ext4 on a virtual disk:
+// about 300 us against 35 us), and a certificate announced is one being
+// signed, a fraction of a millisecond from its PutCertificate: waiting
+// for it makes the batch larger and the CPU per certificate smaller, at
+// the price of that fraction of a millisecond for the others in the
+// batch. Nobody announced, nobody waits: a lone certificate is committed
+// at once.
+const commitWindow = 2 * time.Millisecond
+
+// Expect announces a certificate that is being signed and will be given
+// to PutCertificate shortly; done withdraws the announcement, and must be
+// called once, before PutCertificate (or instead of it, when signing
+// fails). See commitWindow.
+func (s *SQLite) Expect() (done func()) {
+	s.coming.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.coming.Add(-1)
+			select {
+			case s.withdrawn <- struct{}{}:
+			default:
+			}
+		})
+	}
+}
 
 // maxBatch bounds the certificates committed in one transaction.
 const maxBatch = 256
@@ -272,11 +290,10 @@ type putRequest struct {
 // The writer takes one certificate, then every other one already waiting,
 // and commits them in one transaction: BEGIN IMMEDIATE, one INSERT per
 // certificate, COMMIT. Each caller gets its own answer, and only once the
-// COMMIT has returned: nil means the row is on disk. An idle store
-// commits a lone certificate at once; under load a batch is whatever
-// arrived while the previous commit was syncing, and when that was at
-// least busyBatch certificates the writer also waits up to commitWindow
-// for more (see commitWindow).
+// COMMIT has returned: nil means the row is on disk. A batch is whatever
+// arrived while the previous commit was syncing, plus the certificates
+// announced with Expect that arrive within commitWindow; with nothing
+// announced, a lone certificate is committed at once.
 //
 // Per-row semantics inside a batch are those of separate calls. A
 // constraint violation (the UNIQUE key hash, the serial) makes SQLite
@@ -328,7 +345,6 @@ func (s *SQLite) PutCertificate(ctx context.Context, c *Certificate) error {
 func (s *SQLite) writeCertificates() {
 	defer close(s.writeDone)
 	batch := make([]*putRequest, 0, maxBatch)
-	prev := 0
 	for {
 		select {
 		case r := <-s.puts:
@@ -345,23 +361,39 @@ func (s *SQLite) writeCertificates() {
 				break more
 			}
 		}
-		if prev >= busyBatch && len(batch) < maxBatch {
-			t := time.NewTimer(commitWindow)
-		wait:
-			for len(batch) < maxBatch {
-				select {
-				case r := <-s.puts:
-					batch = append(batch, r)
-				case <-t.C:
-					break wait
-				}
-			}
-			t.Stop()
+		if len(batch) < maxBatch && s.coming.Load() > 0 {
+			s.gather(&batch)
 		}
-		prev = len(batch)
 		s.accepted.Add(int64(len(batch)))
 		s.commitBatch(batch)
 		clear(batch)
+	}
+}
+
+// gather adds to batch the certificates announced with Expect as they
+// are handed over, until none is announced any more, the batch is full
+// or commitWindow has passed.
+func (s *SQLite) gather(batch *[]*putRequest) {
+	t := time.NewTimer(s.window)
+	defer t.Stop()
+	for len(*batch) < maxBatch && s.coming.Load() > 0 {
+		select {
+		case r := <-s.puts:
+			*batch = append(*batch, r)
+		case <-s.withdrawn:
+		case <-t.C:
+			return
+		}
+	}
+	// Those handed over meanwhile by callers that had announced
+	// themselves come along too.
+	for len(*batch) < maxBatch {
+		select {
+		case r := <-s.puts:
+			*batch = append(*batch, r)
+		default:
+			return
+		}
 	}
 }
 
