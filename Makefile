@@ -39,14 +39,12 @@ tools:
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
 	fi
 
-## bench: Go benchmarks of the hot paths, then the load comparisons of bench/
-## (OCSP with wrk, DNS-SD against stock CoreDNS with dnsperf, EST against
-## globalsign's reference server). Not part of `make test`; about 10 minutes.
+## bench: every benchmark (Go hot paths, EST vs globalsign estserver, OCSP vs
+## cfssl ocspserve, DNS-SD vs stock CoreDNS, CRL, scale, footprint); prints
+## the tables and writes docs/benchmarks.md. Not part of `make test`;
+## about 12 minutes on 2 cores.
 bench: bench-tools
-	$(GO) test -run '^$$' -bench . -benchmem ./ca/store/ ./est/ ./ocsp/ ./plugins/nmoscerts/
-	bash bench/ocsp/run.sh
-	bash bench/dnsperf/run.sh
-	bash bench/est/run.sh
+	bash bench/report.sh
 
 bench-tools:
 	@missing=""; \

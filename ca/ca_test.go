@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -545,5 +546,34 @@ func TestResponderCert(t *testing.T) {
 	}
 	if _, err := a.IssueResponderCert(ctx, "nope", k.Public(), now, now.Add(time.Hour)); err == nil {
 		t.Error("unknown issuer accepted")
+	}
+}
+
+// BenchmarkIssue is one enrollment's work in the authority: the policy
+// check (including the CSR's signature), signing, and the durable
+// record in SQLite (one caller, so one commit per certificate).
+func BenchmarkIssue(b *testing.B) {
+	a, _ := newAuthority(b)
+	ctx := context.Background()
+	csrs := make([]*x509.CertificateRequest, 0, 256)
+	for i := range cap(csrs) {
+		csrs = append(csrs, deviceCSR(b, ecKey(b, elliptic.P256()), fmt.Sprintf("node-%d.studio.example.test", i)))
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if i == len(csrs) {
+			// Keys are used once: make more, off the clock.
+			b.StopTimer()
+			for j := range csrs {
+				csrs[j] = deviceCSR(b, ecKey(b, elliptic.P256()), fmt.Sprintf("node-%d-%d.studio.example.test", i, j))
+			}
+			i = 0
+			b.StartTimer()
+		}
+		if _, err := a.Issue(ctx, csrs[i], "bench"); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }

@@ -133,3 +133,41 @@ awk '{q[$1] += $2; c[$1] += $4; n[$1]++} END {
 		(q["nmoscerts"] / n["nmoscerts"]) / (q["file"] / n["file"]), (c["nmoscerts"] / n["nmoscerts"]) / (c["file"] / n["file"]),
 		(q["nmoscerts"] / n["nmoscerts"]) / (q["file-bare"] / n["file-bare"]), (c["nmoscerts"] / n["nmoscerts"]) / (c["file-bare"] / n["file-bare"])
 }' "$work/results"
+
+if [ -n "${REPORT_DIR:-}" ]; then
+	mkdir -p "$REPORT_DIR"
+	awk -v duration="$DURATION" -v clients="$CLIENTS" -v rounds="$ROUNDS" '
+		{q[$1] += $2; c[$1] += $4; n[$1]++}
+		END {
+			printf "{\"duration_s\": %d, \"clients\": %d, \"rounds\": %d, \"servers\": {", duration, clients, rounds
+			split("nmoscerts file file-bare", names, " ")
+			for (i = 1; i <= 3; i++) {
+				s = names[i]
+				printf "%s\"%s\": {\"qps\": %.0f, \"cpu_us_per_query\": %.2f}", (i > 1 ? ", " : ""), s, q[s] / n[s], c[s] / n[s]
+			}
+			printf "}, \"ratio\": %.4f, \"ratio_bare\": %.4f}\n", (q["nmoscerts"] / n["nmoscerts"]) / (q["file"] / n["file"]),
+				(q["nmoscerts"] / n["nmoscerts"]) / (q["file-bare"] / n["file-bare"])
+		}' "$work/results" >"$REPORT_DIR/dnsperf.json"
+	pinned="all on the machine's CPUs"
+	if [ "${#server_cpu[@]}" -gt 0 ]; then pinned="each server with GOMAXPROCS=1 on CPU 0, dnsperf on CPU 1"; fi
+	{
+		echo "## DNS-SD"
+		echo
+		echo "\`bench/dnsperf/run.sh\` (defaults: \`DURATION=$DURATION CLIENTS=$CLIENTS ROUNDS=$ROUNDS\`): dnsperf"
+		echo "\`-c $CLIENTS -Q $MAXQPS $DNSPERF_ARGS\` over UDP on loopback with the queries of \`bench/dnsperf/queries.txt\`"
+		echo "(PTR, SRV, TXT, A, AAAA, SOA, NXDOMAIN). nmoscerts is the appliance's DNS server (CoreDNS"
+		echo "v1.15.0 with the nmoscerts plugin, metrics and errors); file is stock CoreDNS v1.15.0 with the"
+		echo "same chain and the same records from a zone file; file-bare is the file plugin alone. The"
+		echo "servers run one at a time, $pinned; means of $ROUNDS runs."
+		echo
+		echo "| server | queries/s | server CPU µs/query | vs file |"
+		echo "| --- | --- | --- | --- |"
+		jq -r '.servers as $s | ["nmoscerts", "file", "file-bare"][] as $n
+			| "| \($n) | \($s[$n].qps) | \($s[$n].cpu_us_per_query) | \($s[$n].qps / $s.file.qps * 100 | round / 100)x |"' \
+			"$REPORT_DIR/dnsperf.json"
+		echo
+		echo "The answers for the service's names are built when the configuration is loaded and copied"
+		echo "out with the query's ID and flags; the file plugin looks the records up in its zone tree and"
+		echo "builds each answer."
+	} >"$REPORT_DIR/dnsperf.md"
+fi

@@ -33,8 +33,16 @@
 # file here) where nmos-certs at log level warn writes none; it stores
 # nothing and checks no policy.
 #
+# CPUs: with two CPUs or more (and taskset), every server runs on CPU 0 and
+# estload on CPU 1 (PIN=0 lets them share both). On one machine the load
+# generator's own TLS handshakes and key checks cost about as much CPU as
+# the server's work; pinned, each server has the same whole core and the
+# figure is what that core does, as it would be with the devices on other
+# machines, rather than how the scheduler splits two cores between the
+# server and its load.
+#
 # Usage: bench/est/run.sh
-# Environment: DURATION (seconds per run, 10), CLIENTS ("4 16 64"),
+# Environment: DURATION (seconds per run, 10), CLIENTS ("4 16 64"), PIN (1),
 # ROUNDS (runs per server and client count, 2), CURVES (P256),
 # NMOS_CERTS_BIN (an nmos-certs binary to measure instead of building one),
 # BASELINE_BIN (another nmos-certs binary to measure alongside),
@@ -48,6 +56,7 @@ DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-4 16 64}"
 ROUNDS="${ROUNDS:-2}"
 CURVES="${CURVES-P256}"
+PIN="${PIN:-1}"
 OUR_PORT="${OUR_PORT:-28443}"
 REF_PORT="${REF_PORT:-28450}"
 HOST=est.studio.example.test
@@ -55,6 +64,13 @@ HOST=est.studio.example.test
 for tool in go jq curl; do
 	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
 done
+
+server_cpu=()
+load_cpu=()
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+	server_cpu=(taskset -c 0)
+	load_cpu=(taskset -c 1)
+fi
 
 work="$(mktemp -d)"
 pids=()
@@ -100,7 +116,7 @@ est:
 log:
   level: warn
 EOF
-	"$bin" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+	"${server_cpu[@]}" "$bin" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
 	pid[$name]=$!
 	pids+=("$!")
 	port[$name]=$p
@@ -129,7 +145,7 @@ cat >"$work/estserver.json" <<EOF
   "log_file": "$work/estserver.log"
 }
 EOF
-"$work/estserver" -config "$work/estserver.json" >"$work/estserver.out" 2>&1 &
+"${server_cpu[@]}" "$work/estserver" -config "$work/estserver.json" >"$work/estserver.out" 2>&1 &
 pid[globalsign]=$!
 pids+=("$!")
 port[globalsign]=$REF_PORT
@@ -162,7 +178,7 @@ load() {
 		echo "run.sh: the $name server (pid ${pid[$name]}) is no longer running" >&2
 		exit 1
 	fi
-	"$work/estload" -server "127.0.0.1:${port[$name]}" -servername "$HOST" -cacert "${anchor[$name]}" \
+	"${load_cpu[@]}" "$work/estload" -server "127.0.0.1:${port[$name]}" -servername "$HOST" -cacert "${anchor[$name]}" \
 		-cert "$work/pki/device.pem" -key-file "$work/pki/device.key" \
 		-label "$name" -c "$clients" -curves "$CURVES" -server-pid "${pid[$name]}" -out json "$@" >"$out"
 }
@@ -197,19 +213,44 @@ summary='
 		label: .[0].label, clients: .[0].clients,
 		rate: (map(.enroll_per_s) | median), p50: (map(.latency_ms.p50) | median),
 		p99: (map(.latency_ms.p99) | median), cpu: (map(.server_cpu_ms_per_enroll) | median),
+		client_cpu: (map(.client_cpu_ms_per_enroll) | median),
 		errors: (map(.error_count) | add)
 	})'
+jq -s "$summary"' | group_by(.clients) | map(
+		(map(select(.label == "globalsign"))[0]) as $g
+		| map(. + {ratio: (if $g then .rate / $g.rate else null end), cpu_ratio: (if $g then $g.cpu / .cpu else null end)}))
+	| flatten | sort_by(.clients, .label)' "$work"/run-*.json >"$work/summary.json"
+table() {
+	printf '| server | clients | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | enroll/s vs globalsign | errors |\n'
+	printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
+	jq -r '.[] | "| \(.label) | \(.clients) | \(.rate | round) | \(.p50 * 10 | round / 10) | \(.p99 * 10 | round / 10) | \(.cpu * 100 | round / 100) | \(if .label == "globalsign" then "" else "\(.ratio * 100 | round / 100)x" end) | \(.errors) |"' "$work/summary.json"
+}
 echo
-{
-	printf 'server\tclients\tenroll/s\tp50 ms\tp99 ms\tCPU ms/enroll\terrors\n'
-	jq -rs "$summary"' | sort_by(.clients, .label)[]
-		| [.label, .clients, (.rate * 10 | round) / 10, (.p50 * 10 | round) / 10, (.p99 * 10 | round) / 10, (.cpu * 100 | round) / 100, .errors] | @tsv' \
-		"$work"/run-*.json
-} | column -t -s "$(printf '\t')"
-echo
-jq -rs "$summary"' | group_by(.clients)[]
-	| (map(select(.label == "globalsign"))[0]) as $g
-	| map(select(.label != "globalsign"))[]
-	| "\(.clients) clients: \(.label)/globalsign enrollments/s \((.rate / $g.rate * 100 | round) / 100)x, server CPU per enrollment \((.cpu / $g.cpu * 100 | round) / 100)x"' \
-	"$work"/run-*.json
-echo "(medians of $ROUNDS runs of ${DURATION}s each; CPU: the server process's utime+stime per successful enrollment)"
+table
+pinned="shared by servers and load generator"
+if [ ${#server_cpu[@]} -gt 0 ]; then pinned="server on CPU 0, estload on CPU 1"; fi
+echo "(medians of $ROUNDS runs of ${DURATION}s each; $pinned; server CPU: the server process's utime+stime per successful enrollment)"
+
+if [ -n "${REPORT_DIR:-}" ]; then
+	mkdir -p "$REPORT_DIR"
+	jq --arg pinned "$pinned" --arg curves "$CURVES" --argjson rounds "$ROUNDS" --argjson duration "$DURATION" \
+		'{pinned: $pinned, curves: $curves, rounds: $rounds, duration_s: $duration, results: .}' \
+		"$work/summary.json" >"$REPORT_DIR/est.json"
+	{
+		echo "## EST enrollment"
+		echo
+		echo "\`bench/est/run.sh\` (defaults: \`DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CURVES=$CURVES PIN=$PIN\`)."
+		echo "Each enrollment is a new TCP connection and a full TLS 1.3 handshake with a manufacturer device"
+		echo "certificate, then \`simpleenroll\` with a fresh ECDSA P-256 key's CSR; the answer is checked."
+		echo "nmos-certs runs as \`nmos-certs serve\` does and commits every certificate to SQLite (WAL,"
+		echo "\`synchronous=FULL\`) before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
+		echo "nothing. Both present an ECDSA P-256 server certificate and sign with a P-256 intermediate"
+		echo "under a P-384 root; key exchange P-256. $pinned; the servers take turns, medians of $ROUNDS"
+		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment."
+		echo
+		table
+		echo
+		echo "One enrollment, by hand: \`go build ./bench/est/estload\`, then"
+		echo "\`estload -server 127.0.0.1:8443 -servername est.studio.example.test -cacert root.pem -cert device.pem -key-file device.key -c 16 -d 10s\`."
+	} >"$REPORT_DIR/est.md"
+fi

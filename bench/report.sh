@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Runs every benchmark of the project and writes docs/benchmarks.md:
+# the machine, the Go benchmarks of the hot paths, the cost floor of an
+# enrollment, then the load comparisons of bench/ (EST against globalsign's
+# reference server, OCSP against cfssl ocspserve, DNS-SD against stock
+# CoreDNS) and the CRL, scale and footprint measurements, each with the
+# command that reproduces it. `make bench` runs it.
+#
+# Usage: bench/report.sh
+# Environment: OUT (docs/benchmarks.md), SKIP (space-separated sections
+# to leave out: go floor est ocsp dnsperf crl scale footprint).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+OUT="${OUT:-$root/docs/benchmarks.md}"
+SKIP="${SKIP:-}"
+
+rep="$(mktemp -d)"
+trap 'rm -rf "$rep"' EXIT
+export REPORT_DIR="$rep"
+started=$(date +%s)
+cd "$root"
+
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+section() { printf '\n==== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
+
+# The hot paths, as Go benchmarks (regressions show here first).
+if ! skip go; then
+	section "Go benchmarks"
+	gobench=(go test -run '^$' -benchmem -bench 'Issue|CreateCertificate|PutCertificate|DecodeCSR|EncodeCertsOnly|EnrollTLS|ServeDNS|CachedGET|POST|Nonce'
+		./ca/ ./ca/store/ ./est/ ./ocsp/ ./plugins/nmoscerts/)
+	"${gobench[@]}" | tee "$rep/go.txt"
+	{
+		echo "## Go benchmarks of the hot paths"
+		echo
+		echo "\`${gobench[*]}\`"
+		echo
+		echo "| benchmark | time/op | B/op | allocs/op |"
+		echo "| --- | --- | --- | --- |"
+		awk '/^pkg:/ {pkg=$2; sub(".*/nmos-certs/", "", pkg)}
+			/^Benchmark/ {
+				name=$1; sub(/-[0-9]+$/, "", name); t=""; bytes=""; allocs=""
+				for (i = 3; i < NF; i++) {
+					if ($(i+1) == "ns/op") t=$i
+					if ($(i+1) == "B/op") bytes=$i
+					if ($(i+1) == "allocs/op") allocs=$i
+				}
+				if (t >= 1e6) ts=sprintf("%.2f ms", t/1e6); else if (t >= 1e3) ts=sprintf("%.1f µs", t/1e3); else ts=sprintf("%.0f ns", t)
+				printf "| %s %s | %s | %s | %s |\n", pkg, name, ts, bytes, allocs
+			}' "$rep/go.txt"
+	} >"$rep/go.md"
+fi
+
+# What an enrollment cannot avoid: Go's crypto on this machine.
+if ! skip floor; then
+	section "Enrollment cost floor"
+	go test -run '^$' -bench . -count 3 ./bench/est/floor/ | tee "$rep/floor.txt"
+	awk '/^Benchmark/ {n=$1; sub(/-[0-9]+$/, "", n); v[n]=v[n] " " $3}
+		END {for (n in v) {split(v[n], a, " "); asort(a); print n, a[2]}}' "$rep/floor.txt" | sort >"$rep/floor.med"
+	us() { awk -v n="$1" '$1 == n {printf "%.0f", $2 / 1000}' "$rep/floor.med"; }
+	sign=$(us BenchmarkECDSAP256Sign)
+	verify=$(us BenchmarkECDSAP256Verify)
+	ecdhe=$(us BenchmarkECDHEP256)
+	hs=$(us BenchmarkTLS13HandshakeClientCert)
+	floor=$((ecdhe + 2 * sign + 2 * verify))
+	jq -n --argjson sign "$sign" --argjson verify "$verify" --argjson ecdhe "$ecdhe" --argjson hs "$hs" --argjson floor "$floor" \
+		'{sign_us: $sign, verify_us: $verify, ecdhe_us: $ecdhe, handshake_both_ends_us: $hs, floor_us: $floor}' >"$rep/floor.json"
+	{
+		echo "## What an enrollment costs at least"
+		echo
+		echo "\`go test -run '^\$' -bench . -count 3 ./bench/est/floor/\` (medians), Go's own crypto on this machine:"
+		echo
+		echo "| operation | µs |"
+		echo "| --- | --- |"
+		echo "| ECDHE P-256 (key generation and shared secret) | $ecdhe |"
+		echo "| ECDSA P-256 signature | $sign |"
+		echo "| ECDSA P-256 verification | $verify |"
+		echo "| a whole TLS 1.3 handshake with a client certificate, both ends, in memory | $hs |"
+		echo
+		echo "Every enrollment over a new connection makes, on the server, one ECDHE, one signature for"
+		echo "its own CertificateVerify, one verification of the device's CertificateVerify, one"
+		echo "verification of the CSR's signature (proof of possession) and one signature for the new"
+		echo "certificate: **$floor µs** of public-key work on one core, before any TCP, TLS record,"
+		echo "HTTP, ASN.1, policy or storage work. That is the floor the server CPU per enrollment"
+		echo "below is to be read against; the reference server makes two more verifications (the device"
+		echo "chain and crypto/x509's check of its own new signature), which nmos-certs avoids by"
+		echo "remembering verified manufacturer chains and signing the TBSCertificate once."
+	} >"$rep/floor.md"
+fi
+
+for s in est ocsp dnsperf crl scale footprint; do
+	if skip "$s" || [ ! -f "$here/$s/run.sh" ]; then continue; fi
+	section "bench/$s"
+	bash "$here/$s/run.sh"
+done
+
+elapsed=$(($(date +%s) - started))
+
+# The summary: each target with the figure measured in this run.
+ratio() { jq -r "$2 // empty" "$rep/$1.json" 2>/dev/null || true; }
+est16=$(ratio est '[.results[] | select(.clients == 16 and .label == "nmos-certs")][0].ratio | . * 100 | round / 100')
+ocspget=$(ratio ocsp '.summary.get_ratio | . * 100 | round / 100')
+dns=$(ratio dnsperf '.ratio | . * 100 | round / 100')
+met() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 >= t) print "met"; else print "not met" }'; }
+
+cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem_gib=$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+os_name=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s)
+{
+	echo "# Benchmarks"
+	echo
+	echo "Written by \`make bench\` (\`bench/report.sh\`) on $(date -u +%Y-%m-%d) in $((elapsed / 60)) min $((elapsed % 60)) s,"
+	echo "at commit \`$(git describe --always --dirty 2>/dev/null || echo unknown)\`. Every figure below comes from that"
+	echo "run, with the command that reproduces it; the load comparisons run the peers on the same"
+	echo "machine in the same run, taking turns."
+	echo
+	echo "**Machine:** $cpu_model, $(nproc) CPUs, $mem_gib GiB, $os_name, Linux $(uname -r), $(go version | awk '{print $3}')."
+	echo "A shared virtual machine: figures move by ±10 % from run to run, which is why servers take"
+	echo "turns and the tables give medians."
+	echo
+	echo "## Targets"
+	echo
+	echo "| target | wanted | measured | |"
+	echo "| --- | --- | --- | --- |"
+	echo "| EST enrollments/s at 16 clients, vs globalsign estserver | ≥ 1.2x | ${est16:-–}x | $(met "$est16" 1.2) |"
+	echo "| OCSP cached GET answers/s, vs cfssl ocspserve | ≥ 1.8x | ${ocspget:-–}x | $(met "$ocspget" 1.8) |"
+	echo "| DNS-SD queries/s, vs stock CoreDNS file plugin | ≥ 1.0x | ${dns:-–}x | $(met "$dns" 1.0) |"
+	echo "| \`make bench\` on this machine | < 15 min | $((elapsed / 60)) min $((elapsed % 60)) s | $( [ "$elapsed" -lt 900 ] && echo met || echo "not met") |"
+	for s in floor go est ocsp dnsperf crl scale footprint; do
+		if [ -f "$rep/$s.md" ]; then
+			echo
+			cat "$rep/$s.md"
+		fi
+	done
+} >"$OUT"
+echo
+echo "wrote $OUT in $((elapsed / 60)) min $((elapsed % 60)) s"
+sed -n '/^## Targets/,/^## /p' "$OUT" | sed '$d'
