@@ -154,7 +154,8 @@ func (a *App) build(ctx context.Context) error {
 	if a.lastEvent, err = a.store.LastEvent(ctx); err != nil {
 		return err
 	}
-	a.server = &serverCerts{ca: a.ca, hostname: a.cfg.Hostname, renewBefore: a.cfg.EST.ServerCertRenewBefore.D()}
+	a.server = &serverCerts{ca: a.ca, hostname: a.cfg.Hostname, renewBefore: a.cfg.EST.ServerCertRenewBefore.D(),
+		clock: a.o.Clock, log: a.log.With("component", "tls")}
 	if err := a.server.refresh(ctx); err != nil {
 		return err
 	}
@@ -164,7 +165,12 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.estHandler.p.Store(srv)
 	a.trust = trust
-	return a.newRevocation(ctx)
+	if err := a.newRevocation(ctx); err != nil {
+		return err
+	}
+	// Now that the responder exists, staple its answers.
+	a.server.responder.Store(a.ocsp)
+	return a.server.refresh(ctx)
 }
 
 // Authority returns the app's CA.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/netip"
 	"strings"
@@ -57,7 +58,11 @@ type serverCerts struct {
 	ca          *ca.Authority
 	hostname    string
 	renewBefore time.Duration
+	clock       func() time.Time
+	log         *slog.Logger
 	certs       atomic.Pointer[[]*tls.Certificate]
+	// responder staples OCSP answers to the certificates once set.
+	responder atomic.Pointer[ocsp.Responder]
 }
 
 func (s *serverCerts) refresh(ctx context.Context) error {
@@ -66,6 +71,13 @@ func (s *serverCerts) refresh(ctx context.Context) error {
 		c, err := s.ca.ServerCertificate(ctx, h, s.hostname, s.renewBefore)
 		if err != nil {
 			return fmt.Errorf("%s server certificate: %w", strings.ToUpper(h), err)
+		}
+		if r := s.responder.Load(); r != nil {
+			if stapled, err := staple(ctx, r, c, s.clock()); err != nil {
+				s.log.Warn("no OCSP staple for the server certificate", "hierarchy", h, "err", err)
+			} else {
+				c = stapled
+			}
 		}
 		out = append(out, c)
 	}
