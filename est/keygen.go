@@ -20,6 +20,8 @@ import (
 	"go.mozilla.org/pkcs7"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/nmos-certs/nmos-certs/est/kek"
 )
 
 // pkcs7.Encrypt reads the content cipher from a package variable whose
@@ -38,28 +40,53 @@ const (
 	maxServerRSABits = 4096
 )
 
-// keyDelivery says how a server-generated key is returned.
+// keyDelivery says how a server-generated key is returned. With neither
+// recipient nor kek set, it is returned unencrypted.
 type keyDelivery struct {
 	// recipient, when set, is the client certificate whose (RSA) key the
 	// private key is encrypted to (RFC 7030 4.4.1.2).
 	recipient *x509.Certificate
-	signer    *tls.Certificate
+	// kek, when set, is the symmetric key the private key is encrypted
+	// under (RFC 7030 4.4.1.1).
+	kek    *kek.Key
+	signer *tls.Certificate
+}
+
+// encrypted reports whether the key is returned encrypted.
+func (kd *keyDelivery) encrypted() bool {
+	return kd != nil && (kd.recipient != nil || kd.kek != nil)
 }
 
 // planKeyDelivery checks, before anything is issued, that an encrypted
 // key can be delivered as the CSR asks.
+//
+// A DecryptKeyIdentifier must name one of the symmetric keys the server
+// was given (Options.DecryptKeys): RFC 7030 4.4.1.1 has the server fail
+// the request otherwise.
 //
 // An AsymmetricDecryptKeyIdentifier must identify the key of the TLS
 // client certificate (by its subjectKeyIdentifier, or the SHA-1 or
 // SHA-256 key identifier of RFC 5280 4.2.1.2 / RFC 7093): that is the key
 // the client proved it holds in the handshake. Only RSA recipients are
 // possible: go.mozilla.org/pkcs7, which clients of this family decrypt
-// with, implements key transport, not key agreement. Symmetric
-// encryption (DecryptKeyIdentifier) needs keys shared out of band, which
-// this server does not hold.
+// with, implements key transport, not key agreement.
+//
+// Either way the key is signed by the server before it is encrypted, so
+// both need the KeySigner.
 func (s *Server) planKeyDelivery(attrs *csrAttributes, leaf *x509.Certificate) (*keyDelivery, error) {
+	if attrs.hasDecryptKeyID && attrs.hasAsymmKeyID {
+		return nil, badRequest("the CSR has both DecryptKeyIdentifier and AsymmetricDecryptKeyIdentifier: ask for one way of encrypting the server-generated key")
+	}
 	if attrs.hasDecryptKeyID {
-		return nil, badRequest("symmetric encryption of the server-generated key (DecryptKeyIdentifier) is not supported: ask with AsymmetricDecryptKeyIdentifier naming the RSA key of your TLS client certificate, or for an unencrypted key")
+		k, ok := s.o.DecryptKeys.Lookup(attrs.decryptKeyID)
+		if !ok {
+			return nil, badRequest("DecryptKeyIdentifier %s: this server holds no symmetric key with that identifier (RFC 7030 4.4.1.1): ask with the identifier of a key shared with this server, or for an unencrypted key", kek.DescribeID(attrs.decryptKeyID))
+		}
+		signer, err := s.keySigner()
+		if err != nil {
+			return nil, err
+		}
+		return &keyDelivery{kek: k, signer: signer}, nil
 	}
 	if !attrs.hasAsymmKeyID {
 		return &keyDelivery{}, nil
@@ -73,6 +100,16 @@ func (s *Server) planKeyDelivery(attrs *csrAttributes, leaf *x509.Certificate) (
 	if _, ok := leaf.PublicKey.(*rsa.PublicKey); !ok {
 		return nil, badRequest("AsymmetricDecryptKeyIdentifier names a %s key: server-generated keys can only be encrypted to an RSA key", leaf.PublicKeyAlgorithm)
 	}
+	signer, err := s.keySigner()
+	if err != nil {
+		return nil, err
+	}
+	return &keyDelivery{recipient: leaf, signer: signer}, nil
+}
+
+// keySigner returns the certificate and key that sign encrypted
+// server-generated keys, or a 501 when there is none.
+func (s *Server) keySigner() (*tls.Certificate, error) {
 	var signer *tls.Certificate
 	if s.o.KeySigner != nil {
 		signer = s.o.KeySigner()
@@ -80,7 +117,7 @@ func (s *Server) planKeyDelivery(attrs *csrAttributes, leaf *x509.Certificate) (
 	if signer == nil || len(signer.Certificate) == 0 || signer.PrivateKey == nil {
 		return nil, errorf(http.StatusNotImplemented, "encrypted server-generated keys are not configured on this server: ask for an unencrypted key")
 	}
-	return &keyDelivery{recipient: leaf, signer: signer}, nil
+	return signer, nil
 }
 
 // keyIDMatches reports whether id identifies the certificate's key.
@@ -129,7 +166,7 @@ func (s *Server) serverKeyGen(ctx context.Context, csr *x509.CertificateRequest,
 	}
 	defer clear(pkcs8)
 	keyType, keyBody := mediaPKCS8, pkcs8
-	if kd != nil && kd.recipient != nil {
+	if kd.encrypted() {
 		env, err := encryptKey(pkcs8, kd)
 		if err != nil {
 			return nil, nil, err
@@ -186,12 +223,36 @@ func csrForKey(csr *x509.CertificateRequest, key crypto.Signer) (*x509.Certifica
 }
 
 // encryptKey wraps the PKCS#8 key in a CMS SignedData signed by the
-// server, then in an EnvelopedData for the client's key (RFC 7030 4.4.2,
-// RFC 5958 4).
+// server, then in an EnvelopedData for the client (RFC 7030 4.4.2, RFC
+// 5958 4): to the client's certificate (KeyTransRecipientInfo), or under
+// the shared symmetric key (KEKRecipientInfo). Both encrypt the same
+// thing, the DER of the SignedData's ContentInfo as id-data content (as
+// go.mozilla.org/pkcs7 does), so a client decrypts either and then reads
+// a CMS signed message.
 func encryptKey(pkcs8 []byte, kd *keyDelivery) ([]byte, error) {
-	signerCert := kd.signer.Leaf
+	signed, err := signKey(pkcs8, kd.signer)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(signed)
+	var env []byte
+	if kd.kek != nil {
+		env, err = envelopeKEK(signed, oidData, kd.kek)
+	} else {
+		env, err = pkcs7.Encrypt(signed, []*x509.Certificate{kd.recipient})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encrypt server-generated key: %w", err)
+	}
+	return env, nil
+}
+
+// signKey returns a CMS SignedData holding the PKCS#8 key, signed with
+// the signer's key and carrying its certificate chain.
+func signKey(pkcs8 []byte, signer *tls.Certificate) ([]byte, error) {
+	signerCert := signer.Leaf
 	if signerCert == nil {
-		c, err := x509.ParseCertificate(kd.signer.Certificate[0])
+		c, err := x509.ParseCertificate(signer.Certificate[0])
 		if err != nil {
 			return nil, fmt.Errorf("key signer certificate: %w", err)
 		}
@@ -202,10 +263,10 @@ func encryptKey(pkcs8 []byte, kd *keyDelivery) ([]byte, error) {
 		return nil, fmt.Errorf("sign server-generated key: %w", err)
 	}
 	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
-	if err := sd.AddSigner(signerCert, kd.signer.PrivateKey, pkcs7.SignerInfoConfig{}); err != nil {
+	if err := sd.AddSigner(signerCert, signer.PrivateKey, pkcs7.SignerInfoConfig{}); err != nil {
 		return nil, fmt.Errorf("sign server-generated key: %w", err)
 	}
-	for _, der := range kd.signer.Certificate[1:] {
+	for _, der := range signer.Certificate[1:] {
 		if c, err := x509.ParseCertificate(der); err == nil {
 			sd.AddCertificate(c)
 		}
@@ -214,12 +275,7 @@ func encryptKey(pkcs8 []byte, kd *keyDelivery) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign server-generated key: %w", err)
 	}
-	env, err := pkcs7.Encrypt(signed, []*x509.Certificate{kd.recipient})
-	clear(signed)
-	if err != nil {
-		return nil, fmt.Errorf("encrypt server-generated key: %w", err)
-	}
-	return env, nil
+	return signed, nil
 }
 
 type part struct {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/est/kek"
 )
 
 // CA is what the server needs from the authority.
@@ -102,6 +103,11 @@ type Options struct {
 	// normally the EST server's own TLS certificate. Without it, requests
 	// for an encrypted key get 501.
 	KeySigner func() *tls.Certificate
+	// DecryptKeys are the symmetric keys, shared with clients out of
+	// band, that a CSR's DecryptKeyIdentifier may name to have its
+	// server-generated key encrypted (RFC 7030 4.4.1.1). nil: none, and
+	// such requests are refused.
+	DecryptKeys *kek.Set
 	// CACacheTTL bounds how long the CA certificates are cached (default:
 	// until Invalidate is called).
 	CACacheTTL time.Duration

@@ -169,7 +169,9 @@ type csrAttributes struct {
 	// asymmKeyID is the AsymmetricDecryptKeyIdentifier (RFC 7030 4.4.1.2).
 	asymmKeyID    []byte
 	hasAsymmKeyID bool
-	// hasDecryptKeyID is set for a DecryptKeyIdentifier (RFC 7030 4.4.1.1).
+	// decryptKeyID is the DecryptKeyIdentifier (RFC 7030 4.4.1.1): the
+	// identifier of a symmetric key shared beforehand.
+	decryptKeyID    []byte
 	hasDecryptKeyID bool
 }
 
@@ -223,7 +225,19 @@ func parseCSRAttributes(csr *x509.CertificateRequest) (*csrAttributes, error) {
 			}
 			out.asymmKeyID, out.hasAsymmKeyID = []byte(v), true
 		case oid.Equal(oidDecryptKeyID):
-			out.hasDecryptKeyID = true
+			// DecryptKeyIdentifier ::= KeyIdentifier ::= OCTET STRING
+			// (RFC 4108 2.2.5).
+			if out.hasDecryptKeyID {
+				return nil, badRequest("the CSR has more than one DecryptKeyIdentifier attribute")
+			}
+			var v cryptobyte.String
+			if !values.ReadASN1(&v, cbasn1.OCTET_STRING) || !values.Empty() {
+				return nil, badRequest("the DecryptKeyIdentifier attribute must hold one OCTET STRING")
+			}
+			if len(v) == 0 {
+				return nil, badRequest("the DecryptKeyIdentifier attribute is empty: it must name a symmetric key")
+			}
+			out.decryptKeyID, out.hasDecryptKeyID = []byte(v), true
 		}
 	}
 	return out, nil

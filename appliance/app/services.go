@@ -18,6 +18,7 @@ import (
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/est"
+	"github.com/nmos-certs/nmos-certs/est/kek"
 	"github.com/nmos-certs/nmos-certs/ocsp"
 )
 
@@ -157,6 +158,10 @@ func (a *App) newEST(ctx context.Context) (*est.Server, *est.Trust, error) {
 		}
 		trust = t
 	}
+	decryptKeys, err := kek.Load(cfg.EST.ServerKeyGenKEKFiles)
+	if err != nil {
+		return nil, nil, fmt.Errorf("est.serverkeygen_kek_files: %w", err)
+	}
 	srv, err := est.New(est.Options{
 		CA:                      a.ca,
 		Approvals:               a.store,
@@ -178,6 +183,7 @@ func (a *App) newEST(ctx context.Context) (*est.Server, *est.Trust, error) {
 			}
 			return nil
 		},
+		DecryptKeys: decryptKeys,
 	})
 	if err != nil {
 		return nil, nil, err

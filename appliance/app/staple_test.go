@@ -109,10 +109,16 @@ func TestStapleRefusesBadAnswers(t *testing.T) {
 	c := a.server.get()[0]
 	ctx := context.Background()
 	answers := map[string]func(w http.ResponseWriter){
-		"server error":  func(w http.ResponseWriter) { http.Error(w, "no", http.StatusInternalServerError) },
-		"wrong type":    func(w http.ResponseWriter) { w.Header().Set("Content-Type", "text/plain"); w.Write([]byte("x")) },
-		"not DER":       func(w http.ResponseWriter) { w.Header().Set("Content-Type", "application/ocsp-response"); w.Write([]byte{0x30, 0x03, 1}) },
-		"tryLater only": func(w http.ResponseWriter) { w.Header().Set("Content-Type", "application/ocsp-response"); w.Write([]byte{0x30, 0x03, 0x0a, 0x01, 0x03}) },
+		"server error": func(w http.ResponseWriter) { http.Error(w, "no", http.StatusInternalServerError) },
+		"wrong type":   func(w http.ResponseWriter) { w.Header().Set("Content-Type", "text/plain"); w.Write([]byte("x")) },
+		"not DER": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write([]byte{0x30, 0x03, 1})
+		},
+		"tryLater only": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write([]byte{0x30, 0x03, 0x0a, 0x01, 0x03})
+		},
 	}
 	for name, answer := range answers {
 		h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { answer(w) })

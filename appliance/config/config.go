@@ -116,6 +116,11 @@ type EST struct {
 	// ServerCertRenewBefore renews the appliance's own TLS certificates
 	// this long before they expire.
 	ServerCertRenewBefore Duration `yaml:"server_cert_renew_before"`
+	// ServerKeyGenKEKFiles name files each holding one symmetric key
+	// (and its identifier) shared with clients, under which /serverkeygen
+	// encrypts the generated key for a CSR carrying that identifier in a
+	// DecryptKeyIdentifier attribute (RFC 7030 4.4.1.1).
+	ServerKeyGenKEKFiles []string `yaml:"serverkeygen_kek_files"`
 }
 
 // DNS configures the unicast DNS-SD server.

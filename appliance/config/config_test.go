@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -79,6 +80,7 @@ func TestExampleLoadsAndDocumentsEveryKey(t *testing.T) {
 	c.lines, def.lines = nil, nil
 	c.Source, def.Source = "", ""
 	c.EST.TrustedClientRoots, c.EST.ClientCRLs, c.DNS.Forward, c.DNS.Services = nil, nil, nil, nil
+	c.EST.ServerKeyGenKEKFiles = nil
 	if !reflect.DeepEqual(c, def) {
 		t.Errorf("example values differ from the defaults:\nexample %+v\ndefault %+v", c, def)
 	}
@@ -134,6 +136,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad crl url", "est:\n  client_crls: [\"ftp://x/y\"]\n", []string{"est.client_crls[0]"}},
 		{"retry after", "est:\n  retry_after: 0s\n", []string{"est.retry_after"}},
 		{"body size", "est:\n  max_body_bytes: 10\n", []string{"est.max_body_bytes"}},
+		{"kek path", "est:\n  serverkeygen_kek_files: [\"\"]\n", []string{"x.yaml:2:", "est.serverkeygen_kek_files[0]: empty path"}},
+		{"kek list", "est:\n  serverkeygen_kek_files: kek.yaml\n", []string{"x.yaml:2:", "est.serverkeygen_kek_files: want a list"}},
 		{"selector is an op", "dns:\n  advertise:\n    - api_selector: cacerts\n", []string{"x.yaml:3:", "dns.advertise[0].api_selector"}},
 		{"selector chars", "dns:\n  advertise:\n    - api_selector: \"a/b\"\n", []string{"dns.advertise[0].api_selector"}},
 		{"pri range", "dns:\n  advertise:\n    - pri: -1\n", []string{"dns.advertise[0].pri"}},
@@ -186,5 +190,59 @@ func TestCheckFiles(t *testing.T) {
 	err = c.CheckFiles()
 	if err == nil || !strings.Contains(err.Error(), "x.yaml:2: est.trusted_client_roots[0]: /nonexistent/acme.pem does not exist") {
 		t.Fatalf("CheckFiles: %v", err)
+	}
+}
+
+// TestCheckFilesKEK: key-encryption key files are checked as the server
+// reads them, and a bad one is reported with its key and line.
+func TestCheckFilesKEK(t *testing.T) {
+	dir := t.TempDir()
+	const key = "key: 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
+	file := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := file("good.yaml", "id: studio-kek-1\n"+key, 0o600)
+	other := file("other.yaml", "id: studio-kek-2\n"+key, 0o400)
+	open := file("open.yaml", "id: studio-kek-3\n"+key, 0o644)
+	broken := file("broken.yaml", "id: studio-kek-4\nkey: 0011\n", 0o600)
+	dup := file("dup.yaml", "id_hex: 73747564696f2d6b656b2d31\n"+key, 0o600)
+	load := func(paths ...string) *Config {
+		t.Helper()
+		y := "est:\n  serverkeygen_kek_files:\n"
+		for _, p := range paths {
+			y += "    - " + p + "\n"
+		}
+		c, err := Load([]byte(y), "x.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := load(good, other).CheckFiles(); err != nil {
+		t.Fatalf("good files: %v", err)
+	}
+	err := load(good, open, broken, filepath.Join(dir, "missing.yaml"), dup).CheckFiles()
+	if err == nil {
+		t.Fatal("bad files passed")
+	}
+	for _, want := range []string{
+		"x.yaml:4: est.serverkeygen_kek_files[1]: key file " + open + ": mode 0644 is too open",
+		"x.yaml:5: est.serverkeygen_kek_files[2]: key file " + broken + ":2: the key must be 16, 24 or 32 bytes",
+		"x.yaml:6: est.serverkeygen_kek_files[3]: key file " + filepath.Join(dir, "missing.yaml") + ": missing",
+		"x.yaml:7: est.serverkeygen_kek_files[4]: " + dup + " has the same identifier as " + good + " (est.serverkeygen_kek_files[0])",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFiles error\n%s\ndoes not contain\n%s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "0102030405") {
+		t.Errorf("CheckFiles shows key material: %s", err)
 	}
 }

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/nmos-certs/nmos-certs/est/kek"
 )
 
 // Example is the fully commented example configuration printed by
@@ -14,7 +17,8 @@ import (
 var Example []byte
 
 // CheckFiles checks that the files the configuration names exist and are
-// readable. Unlike Validate it touches the file system; it changes nothing.
+// readable, and that key-encryption key files are private and well
+// formed. Unlike Validate it touches the file system; it changes nothing.
 func (c *Config) CheckFiles() error {
 	var errs Errors
 	check := func(key, path string) {
@@ -39,6 +43,30 @@ func (c *Config) CheckFiles() error {
 		if !isURL(p) {
 			check(fmt.Sprintf("est.client_crls[%d]", i), p)
 		}
+	}
+	// Key-encryption key files are read as the server reads them: their
+	// mode, their format and unique identifiers are checked too.
+	type kekFile struct {
+		key string
+		k   *kek.Key
+	}
+	var keks []kekFile
+	for i, p := range c.EST.ServerKeyGenKEKFiles {
+		if p == "" {
+			continue
+		}
+		key := fmt.Sprintf("est.serverkeygen_kek_files[%d]", i)
+		k, err := kek.ReadFile(p)
+		if err != nil {
+			errs = append(errs, c.errorf(key, "%v", err))
+			continue
+		}
+		for _, other := range keks {
+			if bytes.Equal(other.k.ID(), k.ID()) {
+				errs = append(errs, c.errorf(key, "%s has the same identifier as %s (%s): identifiers must be unique", p, other.k.Path(), other.key))
+			}
+		}
+		keks = append(keks, kekFile{key, k})
 	}
 	for _, h := range []struct {
 		key string

@@ -132,6 +132,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	for i, p := range c.EST.ServerKeyGenKEKFiles {
+		if strings.TrimSpace(p) == "" {
+			add(fmt.Sprintf("est.serverkeygen_kek_files[%d]", i), "empty path")
+		}
+	}
 	if c.EST.RetryAfter.D() < time.Second || c.EST.RetryAfter.D() > 24*time.Hour {
 		add("est.retry_after", "must be between 1s and 24h")
 	}
