@@ -27,7 +27,11 @@ type entry struct {
 
 	ref        atomic.Bool // CLOCK reference bit
 	refreshing atomic.Bool // an asynchronous refresh is under way
-	slot       int         // index in the shard's ring; guarded by the shard lock
+	// live is set while the entry is in the cache: from its put until it
+	// is replaced, evicted, removed or cleared (always under the shard
+	// lock). Aliases are followed only to live entries.
+	live atomic.Bool
+	slot int // index in the shard's ring; guarded by the shard lock
 }
 
 // appendKey appends the cache key of an answer to b. The key holds the
@@ -114,7 +118,9 @@ func (c *cache) put(e *entry, epoch *atomic.Uint64, want uint64) bool {
 	if epoch.Load() != want {
 		return false
 	}
+	e.live.Store(true)
 	if old, ok := s.m[e.key]; ok {
+		old.live.Store(false)
 		e.slot = old.slot
 		s.slots[e.slot] = e
 		s.m[e.key] = e
@@ -138,6 +144,7 @@ func (c *cache) put(e *entry, epoch *atomic.Uint64, want uint64) bool {
 				continue
 			}
 			delete(s.m, v.key)
+			v.live.Store(false)
 			e.slot = s.hand
 			s.hand = (s.hand + 1) % len(s.slots)
 			break
@@ -155,6 +162,7 @@ func (c *cache) remove(key []byte, epoch *atomic.Uint64) {
 	defer s.mu.Unlock()
 	epoch.Add(1)
 	if e, ok := s.m[string(key)]; ok {
+		e.live.Store(false)
 		delete(s.m, e.key)
 		s.slots[e.slot] = nil
 		s.free = append(s.free, e.slot)
@@ -166,6 +174,9 @@ func (c *cache) clear() {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		for _, e := range s.m {
+			e.live.Store(false)
+		}
 		s.m = make(map[string]*entry)
 		s.slots, s.free, s.hand = nil, nil, 0
 		s.mu.Unlock()
@@ -198,6 +209,69 @@ func (c *cache) stale(now int64) []*entry {
 		s.mu.RUnlock()
 	}
 	return out
+}
+
+// aliases maps raw requests to the entries answering them: the escaped
+// path of a GET, or the body of a POST. A repeated request then costs one
+// lookup, without the URL and base64 decoding, the DER parsing and the
+// issuer and cache lookups. An alias is a hint, followed only while its
+// entry is live, so dropping an entry from the cache (a revocation, a
+// reload, an eviction, a refresh replacing it) is enough to stop every
+// alias of it from answering. Requests with a nonce are never aliased.
+//
+// Reads take no lock (sync.Map). The number of aliases is bounded: when
+// it passes max, they are all dropped and rebuilt by the requests that
+// follow.
+type aliases struct {
+	m   sync.Map // string -> *entry
+	n   atomic.Int64
+	max int64
+}
+
+func newAliases(size int) *aliases {
+	return &aliases{max: int64(max(size, 1))}
+}
+
+// get returns the live entry key is an alias of, or nil. It does not
+// allocate.
+func (a *aliases) get(key string) *entry {
+	v, ok := a.m.Load(key)
+	if !ok {
+		return nil
+	}
+	if e := v.(*entry); e.live.Load() {
+		return e
+	}
+	return nil
+}
+
+// put makes key an alias of e; key must not share memory that is reused.
+func (a *aliases) put(key string, e *entry) {
+	if _, loaded := a.m.Swap(key, e); loaded {
+		return
+	}
+	if a.n.Add(1) > a.max {
+		a.clear()
+	}
+}
+
+// sweep drops the aliases of entries no longer live, and counts the
+// others again (a count that puts running meanwhile may leave short).
+func (a *aliases) sweep() {
+	var kept int64
+	a.m.Range(func(k, v any) bool {
+		if v.(*entry).live.Load() || !a.m.CompareAndDelete(k, v) {
+			kept++
+		}
+		return true
+	})
+	a.n.Store(kept)
+}
+
+// clear drops every alias.
+func (a *aliases) clear() {
+	a.m.Clear()
+	a.n.Store(0)
 }
 
 // flight coalesces concurrent loads of one key: the first caller runs

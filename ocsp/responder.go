@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	xocsp "golang.org/x/crypto/ocsp"
@@ -42,6 +43,10 @@ const (
 	// starts, for relying parties whose clocks run a little late.
 	responderBackdate = 5 * time.Minute
 )
+
+// autoContentLength is the largest answer whose Content-Length is left
+// to net/http; see write.
+const autoContentLength = 1024
 
 // Header values shared by every response; see entry for why sharing the
 // slices is safe.
@@ -68,8 +73,11 @@ type Responder struct {
 	// set never finds an answer signed under another. Guarded by reloadMu.
 	indexes map[string]uint32
 
-	cache  *cache
-	flight flight
+	cache *cache
+	// getAliases and postAliases find cached answers by the raw request:
+	// the escaped GET path after the prefix, or the POST body.
+	getAliases, postAliases *aliases
+	flight                  flight
 	// epoch changes on every invalidation; see cache.put.
 	epoch atomic.Uint64
 
@@ -115,13 +123,15 @@ func NewResponder(ctx context.Context, o Options) (*Responder, error) {
 		return nil, fmt.Errorf("ocsp: metrics: %w", err)
 	}
 	r := &Responder{
-		o:          o,
-		log:        o.Logger,
-		met:        met,
-		prefix:     strings.TrimSuffix(o.OCSPPrefix, "/"),
-		cache:      newCache(o.CacheSize),
-		refreshers: make(chan struct{}, maxRefreshers),
-		indexes:    make(map[string]uint32),
+		o:           o,
+		log:         o.Logger,
+		met:         met,
+		prefix:      strings.TrimSuffix(o.OCSPPrefix, "/"),
+		cache:       newCache(o.CacheSize),
+		getAliases:  newAliases(o.CacheSize),
+		postAliases: newAliases(o.CacheSize),
+		refreshers:  make(chan struct{}, maxRefreshers),
+		indexes:     make(map[string]uint32),
 	}
 	r.bufs.New = func() any {
 		b := make([]byte, o.MaxRequestBytes+1)
@@ -354,6 +364,10 @@ func (r *Responder) Invalidate(issuerID string, serial *big.Int) {
 func (r *Responder) InvalidateAll() {
 	r.epoch.Add(1)
 	r.cache.clear()
+	// The entries are no longer live, so the aliases would not be
+	// followed; dropping them frees the memory at once.
+	r.getAliases.clear()
+	r.postAliases.clear()
 }
 
 // serialToDER gives the content of the DER INTEGER for n.
@@ -388,8 +402,8 @@ func (r *Responder) Match(req *http.Request) bool {
 // that OCSP GET paths never reach the mux's path cleaning.
 func (r *Responder) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if r.Match(req) {
-			r.ServeHTTP(w, req)
+		if tail, ok := r.tail(req); ok {
+			r.serve(w, req, tail)
 			return
 		}
 		next.ServeHTTP(w, req)
@@ -427,8 +441,18 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.NotFound(w, req)
 		return
 	}
+	r.serve(w, req, tail)
+}
+
+// serve answers a request whose path is under the prefix; tail is the
+// escaped path after it.
+func (r *Responder) serve(w http.ResponseWriter, req *http.Request, tail string) {
 	switch req.Method {
 	case http.MethodGet:
+		// Fast path: this exact path was answered from the cache before.
+		if e := r.getAliases.get(tail); e != nil && r.serveCached(w, req, e, true) {
+			return
+		}
 		// The unescaped path fits this stack buffer unless the request
 		// is unusually large (RFC 5019 keeps GET requests under 255
 		// bytes). The DER goes to a pooled buffer, as the parser's
@@ -443,7 +467,7 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case err != nil:
 			r.malformed(w, req, err)
 		default:
-			r.answer(w, req, b, true)
+			r.answer(w, req, b, tail)
 		}
 	case http.MethodPost:
 		if ct := req.Header["Content-Type"]; len(ct) > 0 && !isOCSPRequestType(ct[0]) {
@@ -463,8 +487,14 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case n > r.o.MaxRequestBytes:
 			r.reject(w, req, http.StatusRequestEntityTooLarge, errTooLarge)
 		default:
-			// answer keeps nothing of the buffer once it returns.
-			r.answer(w, req, (*bp)[:n], false)
+			// Neither path keeps anything of the buffer once it returns.
+			body := (*bp)[:n]
+			// The lookup string shares the buffer, which nothing writes
+			// meanwhile, and is not kept: a copy would cost an allocation.
+			if e := r.postAliases.get(unsafe.String(unsafe.SliceData(body), len(body))); e != nil && r.serveCached(w, req, e, false) {
+				return
+			}
+			r.answer(w, req, body, "")
 		}
 	default:
 		w.Header()["Allow"] = hdrAllow
@@ -568,8 +598,29 @@ func unhex(c byte) int {
 	return -1
 }
 
-// answer handles a decoded request.
-func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte, get bool) {
+// serveCached answers with e, found by an alias, unless it may no longer
+// be served (it left the cache, or its nextUpdate passed), in which case
+// it returns false and the request takes the full path.
+func (r *Responder) serveCached(w http.ResponseWriter, req *http.Request, e *entry, get bool) bool {
+	now := r.o.Clock().Unix()
+	if now >= e.nextUpdate || !e.live.Load() {
+		return false
+	}
+	if !e.ref.Load() { // a use, for the cache's CLOCK sweep, as cache.get does
+		e.ref.Store(true)
+	}
+	r.met.cacheHits.Inc()
+	if now >= e.refreshAt {
+		r.refreshAsync(e)
+	}
+	r.write(w, req, e, now, get)
+	return true
+}
+
+// answer handles a decoded request: der is the DER request, tail the
+// escaped path of a GET ("" for a POST, whose raw request is der).
+func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte, tail string) {
+	get := req.Method == http.MethodGet
 	var p request
 	if err := parseRequest(der, &p); err != nil {
 		r.malformed(w, req, err)
@@ -606,6 +657,20 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte,
 			return
 		}
 	}
+	// Only an entry in the cache gets aliases: one that an invalidation
+	// kept out (see load) is sent to this request and no other.
+	if e.live.Load() {
+		if get {
+			r.getAliases.put(strings.Clone(tail), e)
+		} else {
+			r.postAliases.put(string(der), e)
+		}
+	}
+	r.write(w, req, e, now, get)
+}
+
+// write sends a cached answer, with its HTTP caching headers for a GET.
+func (r *Responder) write(w http.ResponseWriter, req *http.Request, e *entry, now int64, get bool) {
 	r.met.responses[e.st.code].Inc()
 	h := w.Header()
 	h["Content-Type"] = hdrOCSPResponse
@@ -625,7 +690,15 @@ func (r *Responder) answer(w http.ResponseWriter, req *http.Request, der []byte,
 			return
 		}
 	}
-	h["Content-Length"] = e.contentLength
+	// net/http sends the Content-Length of a response written whole,
+	// without a flush, by a handler that returns having written less
+	// than its buffer (2 KiB; "a few KB" in the documentation of
+	// ResponseWriter.Write), from outside the header map. Leaving it to
+	// net/http then saves a map entry, its copy, its sorting and its
+	// parsing on every request; larger answers (RSA hierarchies) say it.
+	if len(e.body) > autoContentLength {
+		h["Content-Length"] = e.contentLength
+	}
 	w.Write(e.body)
 }
 
@@ -828,6 +901,11 @@ func (r *Responder) maintain(ctx context.Context) {
 			r.log.Error("no valid responder certificate", "issuer", iss.ID, "err", err)
 		}
 	}
+	// Aliases of answers that left the cache are overwritten when their
+	// request comes again; drop those whose request did not, so that they
+	// do not keep old answers in memory.
+	r.getAliases.sweep()
+	r.postAliases.sweep()
 	stale := r.cache.stale(r.o.Clock().Unix())
 	failed := 0
 	for _, e := range stale {

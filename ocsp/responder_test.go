@@ -597,6 +597,9 @@ func TestInvalidateDuringLoad(t *testing.T) {
 	if n := r.cache.len(); n != 0 {
 		t.Errorf("%d entries cached from a status read before the revocation", n)
 	}
+	if _, ok := r.postAliases.m.Load(string(der)); ok {
+		t.Error("the answer kept out of the cache was aliased")
+	}
 	_, body = post(t, srv.URL+"/ocsp", der)
 	if resp := parseOK(t, body, leaf.cert, p.ecInt.cert); resp.Status != xocsp.Revoked || resp.RevocationReason != xocsp.CessationOfOperation {
 		t.Errorf("after invalidation: status %d reason %d", resp.Status, resp.RevocationReason)
