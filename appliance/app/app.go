@@ -102,6 +102,7 @@ type App struct {
 
 	server     *serverCerts
 	estHandler estHandler
+	estConns   connGauge
 	ocsp       *ocsp.Responder
 	crl        *ocsp.Publisher
 	dns        *dns.Server
@@ -141,6 +142,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.ca, a.store = auth, st
 	registerStoreMetrics(a.reg, st)
+	if b, ok := st.(interface{ SetBusy(func() bool) }); ok {
+		b.SetBusy(a.estConns.busy)
+	}
 	if err := a.build(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -303,6 +307,9 @@ func (a *App) serve(name string, h http.Handler) {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.With("component", name).Handler(), slog.LevelDebug),
+	}
+	if name == "est" {
+		s.ConnState = a.estConns.track
 	}
 	a.servers = append(a.servers, s)
 	go func() {

@@ -397,3 +397,37 @@ func TestExpectGathers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBusyGathers: while the server says it is busy, a commit waits for
+// more certificates even if none was announced.
+func TestBusyGathers(t *testing.T) {
+	s, _ := openTest(t)
+	s.window = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var busy atomic.Bool
+	busy.Store(true)
+	s.SetBusy(busy.Load)
+	batches, rows := s.CommitStats()
+	results := make(chan error, 2)
+	go func() { results <- s.PutCertificate(ctx, testCert(1)) }()
+	time.Sleep(50 * time.Millisecond)
+	go func() { results <- s.PutCertificate(ctx, testCert(2)) }()
+	time.Sleep(50 * time.Millisecond)
+	busy.Store(false)
+	// The writer looks again when something arrives or an announcement
+	// ends; the end of a (never made) announcement wakes it here.
+	s.Expect()()
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, r := s.CommitStats(); b-batches != 1 || r-rows != 2 {
+		t.Fatalf("%d transactions with %d certificates, want 1 with 2", b-batches, r-rows)
+	}
+	s.SetBusy(nil)
+	if err := s.PutCertificate(ctx, testCert(3)); err != nil {
+		t.Fatal(err)
+	}
+}
