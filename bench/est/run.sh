@@ -33,16 +33,16 @@
 # file here) where nmos-certs at log level warn writes none; it stores
 # nothing and checks no policy.
 #
-# CPUs: with two CPUs or more (and taskset), every server runs on CPU 0 and
-# estload on CPU 1 (PIN=0 lets them share both). On one machine the load
-# generator's own TLS handshakes and key checks cost about as much CPU as
-# the server's work; pinned, each server has the same whole core and the
-# figure is what that core does, as it would be with the devices on other
-# machines, rather than how the scheduler splits two cores between the
-# server and its load.
+# CPUs: by default the servers and estload share the machine's CPUs, as
+# one machine running both does. With PIN=1 (and two CPUs or more), every
+# server runs on CPU 0 and estload on CPU 1: each server then has one
+# whole core, as with the devices on other machines, at the price of
+# single-CPU scheduling (GOMAXPROCS 1), under which every blocking system
+# call of the store hands the CPU to another thread.
 #
 # Usage: bench/est/run.sh
-# Environment: DURATION (seconds per run, 10), CLIENTS ("4 16 64"), PIN (1),
+# Environment: DURATION (seconds per run, 10), CLIENTS ("4 16 64"), PIN (0),
+# REPORT_NAME (est: the name of the REPORT_DIR files),
 # ROUNDS (runs per server and client count, 2), CURVES (P256),
 # NMOS_CERTS_BIN (an nmos-certs binary to measure instead of building one),
 # BASELINE_BIN (another nmos-certs binary to measure alongside),
@@ -56,7 +56,8 @@ DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-4 16 64}"
 ROUNDS="${ROUNDS:-2}"
 CURVES="${CURVES-P256}"
-PIN="${PIN:-1}"
+PIN="${PIN:-0}"
+REPORT_NAME="${REPORT_NAME:-est}"
 OUR_PORT="${OUR_PORT:-28443}"
 REF_PORT="${REF_PORT:-28450}"
 HOST=est.studio.example.test
@@ -235,11 +236,11 @@ if [ -n "${REPORT_DIR:-}" ]; then
 	mkdir -p "$REPORT_DIR"
 	jq --arg pinned "$pinned" --arg curves "$CURVES" --argjson rounds "$ROUNDS" --argjson duration "$DURATION" \
 		'{pinned: $pinned, curves: $curves, rounds: $rounds, duration_s: $duration, results: .}' \
-		"$work/summary.json" >"$REPORT_DIR/est.json"
+		"$work/summary.json" >"$REPORT_DIR/$REPORT_NAME.json"
 	{
-		echo "## EST enrollment"
+		if [ "$REPORT_NAME" = est ]; then echo "## EST enrollment"; else echo "### EST enrollment, $pinned"; fi
 		echo
-		echo "\`bench/est/run.sh\` (defaults: \`DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CURVES=$CURVES PIN=$PIN\`)."
+		echo "\`DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CURVES=$CURVES PIN=$PIN bench/est/run.sh\`."
 		echo "Each enrollment is a new TCP connection and a full TLS 1.3 handshake with a manufacturer device"
 		echo "certificate, then \`simpleenroll\` with a fresh ECDSA P-256 key's CSR; the answer is checked."
 		echo "nmos-certs runs as \`nmos-certs serve\` does and commits every certificate to SQLite (WAL,"
@@ -252,5 +253,5 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo
 		echo "One enrollment, by hand: \`go build ./bench/est/estload\`, then"
 		echo "\`estload -server 127.0.0.1:8443 -servername est.studio.example.test -cacert root.pem -cert device.pem -key-file device.key -c 16 -d 10s\`."
-	} >"$REPORT_DIR/est.md"
+	} >"$REPORT_DIR/$REPORT_NAME.md"
 fi

@@ -271,3 +271,42 @@ func BenchmarkPutCertificate(b *testing.B) {
 		}
 	}
 }
+
+// TestCountsKeptByTriggers: counts come from certificate_counts, which a
+// database of the first schema gets filled from its rows on opening.
+func TestCountsKeptByTriggers(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	for i := range 3 {
+		c := testCert(i)
+		if i == 2 {
+			c.IssuerID = "rsa-int-1"
+		}
+		if err := s.PutCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back to schema 1, as a database of an earlier version would be.
+	for _, q := range []string{`DROP TRIGGER certificates_counted`, `DROP TRIGGER certificates_uncounted`,
+		`DROP TABLE certificate_counts`, `UPDATE schema_version SET version = 1`} {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutCertificate(ctx, testCert(3)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CountCertificates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ecdsa-int-1"] != 3 || got["rsa-int-1"] != 1 || len(got) != 2 {
+		t.Fatalf("counts %v, want ecdsa-int-1 3, rsa-int-1 1", got)
+	}
+}
