@@ -132,3 +132,28 @@ func BenchmarkCreateCertificate(b *testing.B) {
 		}
 	})
 }
+
+func TestRandomSerial(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 6, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	var prev *big.Int
+	for i := range 200 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		a, err := randomSerial(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := randomSerial(at)
+		if a.Sign() <= 0 || len(a.Bytes()) > 20 {
+			t.Fatalf("serial %x: want positive, at most 20 octets", a)
+		}
+		if a.Cmp(b) == 0 || seen[a.String()] {
+			t.Fatalf("serial %x repeated", a)
+		}
+		seen[a.String()], seen[b.String()] = true, true
+		if prev != nil && a.Cmp(prev) <= 0 {
+			t.Fatalf("serial %x issued a second after %x is not larger", a, prev)
+		}
+		prev = b
+	}
+}
