@@ -202,7 +202,7 @@ for c in $CLIENTS; do
 		for k in $(seq 0 $((n - 1))); do
 			name="${names[$(((r - 1 + k) % n))]}"
 			f="$work/run-$name-$c-$r.json"
-			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1000 + 2 * c))"
+			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1400 + 2 * c))"
 			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen)"' "$f"
 		done
 	done
@@ -228,9 +228,9 @@ table() {
 }
 echo
 table
-pinned="shared by servers and load generator"
-if [ ${#server_cpu[@]} -gt 0 ]; then pinned="server on CPU 0, estload on CPU 1"; fi
-echo "(medians of $ROUNDS runs of ${DURATION}s each; $pinned; server CPU: the server process's utime+stime per successful enrollment)"
+pinned="The servers and estload share the machine's CPUs"
+if [ ${#server_cpu[@]} -gt 0 ]; then pinned="Each server runs alone on CPU 0, estload on CPU 1"; fi
+echo "(medians of $ROUNDS runs of ${DURATION}s each; ${pinned,}; server CPU: the server process's utime+stime per successful enrollment)"
 
 if [ -n "${REPORT_DIR:-}" ]; then
 	mkdir -p "$REPORT_DIR"
@@ -238,7 +238,7 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		'{pinned: $pinned, curves: $curves, rounds: $rounds, duration_s: $duration, results: .}' \
 		"$work/summary.json" >"$REPORT_DIR/$REPORT_NAME.json"
 	{
-		if [ "$REPORT_NAME" = est ]; then echo "## EST enrollment"; else echo "### EST enrollment, $pinned"; fi
+		if [ "$REPORT_NAME" = est ]; then echo "## EST enrollment"; else echo "### EST enrollment, each server alone on one CPU"; fi
 		echo
 		echo "\`DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CURVES=$CURVES PIN=$PIN bench/est/run.sh\`."
 		echo "Each enrollment is a new TCP connection and a full TLS 1.3 handshake with a manufacturer device"
@@ -246,7 +246,7 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo "nmos-certs runs as \`nmos-certs serve\` does and commits every certificate to SQLite (WAL,"
 		echo "\`synchronous=FULL\`) before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
 		echo "nothing. Both present an ECDSA P-256 server certificate and sign with a P-256 intermediate"
-		echo "under a P-384 root; key exchange P-256. $pinned; the servers take turns, medians of $ROUNDS"
+		echo "under a P-384 root; key exchange P-256. $pinned. The servers take turns; medians of $ROUNDS"
 		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment."
 		echo
 		table
