@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,5 +89,44 @@ func TestReload(t *testing.T) {
 	waiting, _ := a.store.ListPending(ctx, "pending")
 	if len(waiting) != 1 {
 		t.Fatalf("%d waiting requests", len(waiting))
+	}
+}
+
+// TestReloadKEKFiles: the serverkeygen key files are read again on
+// reload; one that is too open is refused with the key named and the
+// running configuration kept.
+func TestReloadKEKFiles(t *testing.T) {
+	dir := t.TempDir()
+	kekFile := filepath.Join(dir, "kek1.yaml")
+	if err := os.WriteFile(kekFile, []byte("id: studio-kek-1\nkey: 000102030405060708090a0b0c0d0e0f\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, testConfig(t, dir, "est:\n  serverkeygen_kek_files: ["+kekFile+"]\n"))
+	ctx := context.Background()
+	srv := a.estHandler.p.Load()
+
+	second := filepath.Join(dir, "kek2.yaml")
+	if err := os.WriteFile(second, []byte("id: studio-kek-2\nkey: 101112131415161718191a1b1c1d1e1f\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open := testConfig(t, dir, "est:\n  serverkeygen_kek_files: ["+kekFile+", "+second+"]\n")
+	err := a.Reload(ctx, open)
+	if err == nil || !strings.Contains(err.Error(), "serverkeygen_kek_files") || !strings.Contains(err.Error(), "kek2.yaml") {
+		t.Fatalf("reload with a 0644 key file: %v", err)
+	}
+	if a.estHandler.p.Load() != srv {
+		t.Fatal("a refused reload replaced the EST server")
+	}
+	if strings.Contains(err.Error(), "1011121314") {
+		t.Fatal("the error shows key material")
+	}
+	if err := os.Chmod(second, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(ctx, open); err != nil {
+		t.Fatalf("reload with both files 0600: %v", err)
+	}
+	if a.estHandler.p.Load() == srv {
+		t.Fatal("the reload kept the old EST server")
 	}
 }
