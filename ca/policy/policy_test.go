@@ -93,3 +93,26 @@ func TestCheckKeyTypes(t *testing.T) {
 		t.Errorf("KeyType: %s %s %v", d, h, err)
 	}
 }
+
+// BenchmarkCheck is the policy's share of an enrollment: key, names and
+// the CSR's signature (the proof of possession, most of the cost).
+func BenchmarkCheck(b *testing.B) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:  pkix.Name{CommonName: "cam1.studio.example.test"},
+		DNSNames: []string{"cam1.studio.example.test"},
+	}, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := Policy{Domain: "studio.example.test"}
+	for b.Loop() {
+		if _, err := p.Check(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
