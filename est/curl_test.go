@@ -153,24 +153,39 @@ func TestCurlOpenSSL(t *testing.T) {
 func TestCurlServerKeyGenOpenSSL(t *testing.T) {
 	needTools(t, "curl", "openssl")
 	f := newFixture(t)
-	dir := t.TempDir()
 	dev := f.pki.devB // RSA, so the key can be encrypted to it
-	devFile := writeFile(dir, "dev.pem", pemCerts(dev.certs()...))
-	devKey := writeFile(dir, "dev.key", pemKey(dev.key))
-	signerCA := writeFile(dir, "signer-ca.pem", pemCerts(f.pki.ecRoot.cert))
-	signerInt := writeFile(dir, "signer-int.pem", pemCerts(f.pki.ecInt.cert))
 	csr := csrWithAttrs(t, ecKey(), "kg-openssl."+testDomain, asymmKeyID(dev.cert.SubjectKeyId))
-	writeFile(dir, "csr.b64", []byte(b64(csr.Raw)))
-	status, h := f.curl(t, dir, []string{"--tlsv1.2"}, "reply.txt", "/.well-known/est/serverkeygen",
-		"--cert", devFile, "--key", devKey, "--data-binary", "@csr.b64", "-H", "Content-Type: application/pkcs10")
+	k := curlServerKeyGen(t, f, dev, "--tlsv1.2", "/.well-known/est/serverkeygen", csr)
+	run(t, k.dir, "openssl", "cms", "-decrypt", "-inform", "DER", "-in", "key.p7", "-recip", k.devCert, "-inkey", k.devKey, "-out", "signed.der")
+	opensslKeyIsCertificates(t, f, k)
+}
+
+// keygenFiles are the files of one serverkeygen exchange made by curl.
+type keygenFiles struct {
+	dir             string
+	devCert, devKey string // the device's TLS certificate chain and key
+}
+
+// curlServerKeyGen posts csr to path with curl as dev, checks that the
+// answer is multipart/mixed with a server-generated-key part then a
+// certs-only part, both base64, and leaves key.p7 (DER) and cert.b64 in
+// the returned directory.
+func curlServerKeyGen(t *testing.T, f *fixture, dev *issued, tlsFlag, path string, csr *x509.CertificateRequest) keygenFiles {
+	t.Helper()
+	k := keygenFiles{dir: t.TempDir()}
+	k.devCert = writeFile(k.dir, "dev.pem", pemCerts(dev.certs()...))
+	k.devKey = writeFile(k.dir, "dev.key", pemKey(dev.key))
+	writeFile(k.dir, "csr.b64", []byte(b64(csr.Raw)))
+	status, h := f.curl(t, k.dir, []string{tlsFlag}, "reply.txt", path,
+		"--cert", k.devCert, "--key", k.devKey, "--data-binary", "@csr.b64", "-H", "Content-Type: application/pkcs10")
 	if status != 200 {
-		t.Fatalf("serverkeygen: %d %s", status, readFile(t, dir, "reply.txt"))
+		t.Fatalf("serverkeygen: %d %s", status, readFile(t, k.dir, "reply.txt"))
 	}
 	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
 	if err != nil || mt != "multipart/mixed" {
 		t.Fatalf("Content-Type %q", h.Get("Content-Type"))
 	}
-	mr := multipart.NewReader(strings.NewReader(readFile(t, dir, "reply.txt")), params["boundary"])
+	mr := multipart.NewReader(strings.NewReader(readFile(t, k.dir, "reply.txt")), params["boundary"])
 	var types []string
 	for {
 		part, err := mr.NextPart()
@@ -180,34 +195,44 @@ func TestCurlServerKeyGenOpenSSL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		types = append(types, part.Header.Get("Content-Type"))
+		ct := part.Header.Get("Content-Type")
+		types = append(types, ct)
 		if part.Header.Get("Content-Transfer-Encoding") != "base64" {
-			t.Fatalf("part %q without base64 transfer encoding", part.Header.Get("Content-Type"))
+			t.Fatalf("part %q without base64 transfer encoding", ct)
 		}
 		body, _ := io.ReadAll(part)
-		switch part.Header.Get("Content-Type") {
+		switch ct {
 		case mediaServerKey:
-			writeFile(dir, "key.b64", body)
+			writeFile(k.dir, "key.b64", body)
 		case mediaCertsOnly:
-			writeFile(dir, "cert.b64", body)
+			writeFile(k.dir, "cert.b64", body)
 		}
 	}
 	if strings.Join(types, ",") != mediaServerKey+","+mediaCertsOnly {
 		t.Fatalf("parts %v", types)
 	}
-	run(t, dir, "openssl", "base64", "-d", "-in", "key.b64", "-out", "key.p7")
-	run(t, dir, "openssl", "cms", "-decrypt", "-inform", "DER", "-in", "key.p7", "-recip", devFile, "-inkey", devKey, "-out", "signed.der")
-	run(t, dir, "openssl", "cms", "-verify", "-inform", "DER", "-in", "signed.der", "-CAfile", signerCA, "-certfile", signerInt,
+	run(t, k.dir, "openssl", "base64", "-d", "-in", "key.b64", "-out", "key.p7")
+	return k
+}
+
+// opensslKeyIsCertificates checks, once key.p7 was decrypted into
+// signed.der, that the server signed it (openssl cms -verify against
+// the fixture's ECDSA chain) and that the key is the certificate's.
+func opensslKeyIsCertificates(t *testing.T, f *fixture, k keygenFiles) {
+	t.Helper()
+	signerCA := writeFile(k.dir, "signer-ca.pem", pemCerts(f.pki.ecRoot.cert))
+	signerInt := writeFile(k.dir, "signer-int.pem", pemCerts(f.pki.ecInt.cert))
+	run(t, k.dir, "openssl", "cms", "-verify", "-inform", "DER", "-in", "signed.der", "-CAfile", signerCA, "-certfile", signerInt,
 		"-purpose", "any", "-out", "key.der")
-	keyPub := run(t, dir, "openssl", "pkey", "-inform", "DER", "-in", "key.der", "-pubout")
-	run(t, dir, "openssl", "base64", "-d", "-in", "cert.b64", "-out", "cert.p7")
-	run(t, dir, "openssl", "pkcs7", "-inform", "DER", "-in", "cert.p7", "-print_certs", "-out", "cert.pem")
-	certPub := run(t, dir, "openssl", "x509", "-in", "cert.pem", "-noout", "-pubkey")
+	keyPub := run(t, k.dir, "openssl", "pkey", "-inform", "DER", "-in", "key.der", "-pubout")
+	run(t, k.dir, "openssl", "base64", "-d", "-in", "cert.b64", "-out", "cert.p7")
+	run(t, k.dir, "openssl", "pkcs7", "-inform", "DER", "-in", "cert.p7", "-print_certs", "-out", "cert.pem")
+	certPub := run(t, k.dir, "openssl", "x509", "-in", "cert.pem", "-noout", "-pubkey")
 	if keyPub != certPub || !strings.Contains(keyPub, "PUBLIC KEY") {
 		t.Fatalf("key and certificate differ:\n%s\n%s", keyPub, certPub)
 	}
 	// Sanity: the decrypted key parses in Go too.
-	der, err := os.ReadFile(filepath.Join(dir, "key.der"))
+	der, err := os.ReadFile(filepath.Join(k.dir, "key.der"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,12 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/hex"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -222,51 +217,9 @@ func TestCurlServerKeyGenSymmetricOpenSSL(t *testing.T) {
 	needTools(t, "curl", "openssl")
 	set, k256, _ := kekSet(t)
 	f := newFixture(t, func(o *Options) { o.DecryptKeys = set })
-	dir := t.TempDir()
-	dev := f.pki.devA
-	devFile := writeFile(dir, "dev.pem", pemCerts(dev.certs()...))
-	devKey := writeFile(dir, "dev.key", pemKey(dev.key))
-	signerCA := writeFile(dir, "signer-ca.pem", pemCerts(f.pki.ecRoot.cert))
-	signerInt := writeFile(dir, "signer-int.pem", pemCerts(f.pki.ecInt.cert))
-
 	csr := csrWithAttrs(t, ecKey(), "kg-kek."+testDomain, decryptKeyID(k256.ID()))
-	writeFile(dir, "csr.b64", []byte(b64(csr.Raw)))
-	status, h := f.curl(t, dir, []string{"--tlsv1.3"}, "reply.txt", "/.well-known/est/nmos/serverkeygen",
-		"--cert", devFile, "--key", devKey, "--data-binary", "@csr.b64", "-H", "Content-Type: application/pkcs10")
-	if status != 200 {
-		t.Fatalf("serverkeygen: %d %s", status, readFile(t, dir, "reply.txt"))
-	}
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil || mt != "multipart/mixed" {
-		t.Fatalf("Content-Type %q", h.Get("Content-Type"))
-	}
-	mr := multipart.NewReader(strings.NewReader(readFile(t, dir, "reply.txt")), params["boundary"])
-	var types []string
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct := part.Header.Get("Content-Type")
-		types = append(types, ct)
-		if part.Header.Get("Content-Transfer-Encoding") != "base64" {
-			t.Fatalf("part %q without base64 transfer encoding", ct)
-		}
-		body, _ := io.ReadAll(part)
-		switch ct {
-		case "application/pkcs7-mime; smime-type=server-generated-key":
-			writeFile(dir, "key.b64", body)
-		case "application/pkcs7-mime; smime-type=certs-only":
-			writeFile(dir, "cert.b64", body)
-		}
-	}
-	if len(types) != 2 || types[0] != mediaServerKey || types[1] != mediaCertsOnly {
-		t.Fatalf("parts %v", types)
-	}
-	run(t, dir, "openssl", "base64", "-d", "-in", "key.b64", "-out", "key.p7")
+	k := curlServerKeyGen(t, f, f.pki.devA, "--tlsv1.3", "/.well-known/est/nmos/serverkeygen", csr)
+	dir, devFile, devKey := k.dir, k.devCert, k.devKey
 	printed := run(t, dir, "openssl", "cms", "-cmsout", "-print", "-inform", "DER", "-in", "key.p7")
 	for _, want := range []string{"d.kekri:", "studio-kek-1", "id-aes256-wrap", "aes-256-cbc"} {
 		if !strings.Contains(printed, want) {
@@ -275,27 +228,12 @@ func TestCurlServerKeyGenSymmetricOpenSSL(t *testing.T) {
 	}
 	run(t, dir, "openssl", "cms", "-decrypt", "-inform", "DER", "-in", "key.p7", "-out", "signed.der",
 		"-secretkey", hex.EncodeToString(k256.Secret()), "-secretkeyid", hex.EncodeToString(k256.ID()))
-	run(t, dir, "openssl", "cms", "-verify", "-inform", "DER", "-in", "signed.der", "-CAfile", signerCA, "-certfile", signerInt,
-		"-purpose", "any", "-out", "key.der")
-	keyPub := run(t, dir, "openssl", "pkey", "-inform", "DER", "-in", "key.der", "-pubout")
-	run(t, dir, "openssl", "base64", "-d", "-in", "cert.b64", "-out", "cert.p7")
-	run(t, dir, "openssl", "pkcs7", "-inform", "DER", "-in", "cert.p7", "-print_certs", "-out", "cert.pem")
-	certPub := run(t, dir, "openssl", "x509", "-in", "cert.pem", "-noout", "-pubkey")
-	if keyPub != certPub || !strings.Contains(keyPub, "PUBLIC KEY") {
-		t.Fatalf("key and certificate differ:\n%s\n%s", keyPub, certPub)
-	}
-	der, err := os.ReadFile(filepath.Join(dir, "key.der"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := x509.ParsePKCS8PrivateKey(der); err != nil {
-		t.Fatal(err)
-	}
+	opensslKeyIsCertificates(t, f, k)
 
 	// An identifier the server does not hold: 400 with the reason.
 	bad := csrWithAttrs(t, ecKey(), "kg-kek."+testDomain, decryptKeyID([]byte("no-such-kek")))
 	writeFile(dir, "bad.b64", []byte(b64(bad.Raw)))
-	status, _ = f.curl(t, dir, []string{"--tlsv1.2"}, "bad.txt", "/.well-known/est/serverkeygen",
+	status, _ := f.curl(t, dir, []string{"--tlsv1.2"}, "bad.txt", "/.well-known/est/serverkeygen",
 		"--cert", devFile, "--key", devKey, "--data-binary", "@bad.b64", "-H", "Content-Type: application/pkcs10")
 	if reason := readFile(t, dir, "bad.txt"); status != 400 || !strings.Contains(reason, `DecryptKeyIdentifier "no-such-kek"`) {
 		t.Fatalf("unknown identifier: %d %s", status, reason)

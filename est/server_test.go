@@ -508,26 +508,7 @@ func TestServerKeyGenEncrypted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sd, err := pkcs7.Parse(signed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			roots := x509.NewCertPool()
-			roots.AddCert(f.pki.ecRoot.cert)
-			sd.Certificates = append(sd.Certificates, f.pki.ecInt.cert)
-			if err := sd.VerifyWithChain(roots); err != nil {
-				t.Fatalf("key package signature: %v", err)
-			}
-			if !sd.GetOnlySigner().Equal(f.pki.serverEC.cert) {
-				t.Fatal("key package not signed by the server certificate")
-			}
-			key, err := x509.ParsePKCS8PrivateKey(sd.Content)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !publicKeyEqual(cert.PublicKey, key.(crypto.Signer).Public()) {
-				t.Fatal("certificate is not for the returned key")
-			}
+			checkSignedKey(t, f, signed, cert)
 		})
 	}
 

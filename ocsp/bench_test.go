@@ -64,18 +64,7 @@ func BenchmarkCachedGET(b *testing.B) {
 	r, ca, serial := benchResponder(b, 1000)
 	der := buildRequest(b, specFor(ca, 1, serial))
 	req := httptest.NewRequest(http.MethodGet, "/ocsp/"+base64.StdEncoding.EncodeToString(der), nil)
-	w := &discardWriter{h: http.Header{}}
-	r.ServeHTTP(w, req) // fill the cache
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		w.reset()
-		r.ServeHTTP(w, req)
-	}
-	b.StopTimer()
-	if w.code != 0 || w.n == 0 || w.h.Get("Cache-Control") == "" {
-		b.Fatalf("bad answer: code %d, %d bytes", w.code, w.n)
-	}
+	benchServe(b, r, req, nil, true)
 }
 
 // BenchmarkCachedGETDecoded is a GET for a cached answer through the
@@ -86,37 +75,38 @@ func BenchmarkCachedGETDecoded(b *testing.B) {
 	r, ca, serial := benchResponder(b, 1000)
 	tail := base64.StdEncoding.EncodeToString(buildRequest(b, specFor(ca, 1, serial)))
 	req := httptest.NewRequest(http.MethodGet, "/ocsp/"+tail, nil)
-	w := &discardWriter{h: http.Header{}}
-	r.ServeHTTP(w, req)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		r.getAliases.m.Delete(tail)
-		w.reset()
-		r.ServeHTTP(w, req)
-	}
-	b.StopTimer()
-	if w.code != 0 || w.n == 0 || w.h.Get("Cache-Control") == "" {
-		b.Fatalf("bad answer: code %d, %d bytes", w.code, w.n)
-	}
+	benchServe(b, r, req, func() { r.getAliases.m.Delete(tail) }, true)
 }
 
 // BenchmarkWrapCachedGET is the hot path as the appliance mounts it, in
 // front of its ServeMux.
 func BenchmarkWrapCachedGET(b *testing.B) {
 	r, ca, serial := benchResponder(b, 1000)
-	h := r.Wrap(http.NewServeMux())
 	req := httptest.NewRequest(http.MethodGet, "/ocsp/"+base64.StdEncoding.EncodeToString(buildRequest(b, specFor(ca, 1, serial))), nil)
+	benchServe(b, r.Wrap(http.NewServeMux()), req, nil, false)
+}
+
+// benchServe serves req with h once before the clock starts (filling the
+// cache), then over and over, calling each (when not nil) before every
+// request, and checks the last answer: a body, and a Cache-Control
+// header when withCache.
+func benchServe(b *testing.B, h http.Handler, req *http.Request, each func(), withCache bool) {
 	w := &discardWriter{h: http.Header{}}
+	if each != nil {
+		each()
+	}
 	h.ServeHTTP(w, req)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
+		if each != nil {
+			each()
+		}
 		w.reset()
 		h.ServeHTTP(w, req)
 	}
 	b.StopTimer()
-	if w.code != 0 || w.n == 0 {
+	if w.code != 0 || w.n == 0 || (withCache && w.h.Get("Cache-Control") == "") {
 		b.Fatalf("bad answer: code %d, %d bytes", w.code, w.n)
 	}
 }
@@ -141,23 +131,7 @@ func BenchmarkCachedGETParallel(b *testing.B) {
 // the request body.
 func BenchmarkPOST(b *testing.B) {
 	r, ca, serial := benchResponder(b, 1000)
-	der := buildRequest(b, specFor(ca, 0, serial))
-	body := rewindBody{bytes.NewReader(der)}
-	req := httptest.NewRequest(http.MethodPost, "/ocsp", body)
-	req.Header.Set("Content-Type", "application/ocsp-request")
-	w := &discardWriter{h: http.Header{}}
-	r.ServeHTTP(w, req)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		w.reset()
-		body.Reset(der)
-		r.ServeHTTP(w, req)
-	}
-	b.StopTimer()
-	if w.code != 0 || w.n == 0 {
-		b.Fatalf("bad answer: code %d, %d bytes", w.code, w.n)
-	}
+	benchPOST(b, r, buildRequest(b, specFor(ca, 0, serial)), "application/ocsp-request")
 }
 
 // BenchmarkNonce measures live signing: a nonce defeats the cache.
@@ -166,22 +140,18 @@ func BenchmarkNonce(b *testing.B) {
 	s := specFor(ca, 1, serial)
 	s.nonce = make([]byte, 16)
 	rand.Read(s.nonce)
-	der := buildRequest(b, s)
+	benchPOST(b, r, buildRequest(b, s), "")
+}
+
+// benchPOST posts der to the responder over and over (once before the
+// clock starts, to fill the cache), with contentType when not empty.
+func benchPOST(b *testing.B, r *Responder, der []byte, contentType string) {
 	body := rewindBody{bytes.NewReader(der)}
 	req := httptest.NewRequest(http.MethodPost, "/ocsp", body)
-	w := &discardWriter{h: http.Header{}}
-	r.ServeHTTP(w, req)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		w.reset()
-		body.Reset(der)
-		r.ServeHTTP(w, req)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
-	b.StopTimer()
-	if w.code != 0 || w.n == 0 {
-		b.Fatalf("bad answer: code %d, %d bytes", w.code, w.n)
-	}
+	benchServe(b, r, req, func() { body.Reset(der) }, false)
 }
 
 // BenchmarkCRLBuild builds the CRL of an ECDSA intermediate with n
