@@ -64,9 +64,10 @@ if ! skip floor; then
 	verify=$(us BenchmarkECDSAP256Verify)
 	ecdhe=$(us BenchmarkECDHEP256)
 	hs=$(us BenchmarkTLS13HandshakeClientCert)
+	fsync=$(us BenchmarkFsync16KiB)
 	floor=$((ecdhe + 2 * sign + 2 * verify))
-	jq -n --argjson sign "$sign" --argjson verify "$verify" --argjson ecdhe "$ecdhe" --argjson hs "$hs" --argjson floor "$floor" \
-		'{sign_us: $sign, verify_us: $verify, ecdhe_us: $ecdhe, handshake_both_ends_us: $hs, floor_us: $floor}' >"$rep/floor.json"
+	jq -n --argjson sign "$sign" --argjson verify "$verify" --argjson ecdhe "$ecdhe" --argjson hs "$hs" --argjson floor "$floor" --argjson fsync "$fsync" \
+		'{sign_us: $sign, verify_us: $verify, ecdhe_us: $ecdhe, handshake_both_ends_us: $hs, fsync_16k_us: $fsync, floor_us: $floor}' >"$rep/floor.json"
 	{
 		echo "## What an enrollment costs at least"
 		echo
@@ -78,6 +79,7 @@ if ! skip floor; then
 		echo "| ECDSA P-256 signature | $sign |"
 		echo "| ECDSA P-256 verification | $verify |"
 		echo "| a whole TLS 1.3 handshake with a client certificate, both ends, in memory | $hs |"
+		echo "| 16 KiB written and fsynced (a durable commit's wait for the disk; wall time) | $fsync |"
 		echo
 		echo "Every enrollment over a new connection makes, on the server, one ECDHE, one signature for"
 		echo "its own CertificateVerify, one verification of the device's CertificateVerify, one"
@@ -113,7 +115,7 @@ if [ -f "$rep/est.json" ] && [ -f "$rep/floor.json" ]; then
 		| [.results[] | select(.clients == 16)] as $r
 		| ($r | map(select(.label == "nmos-certs"))[0]) as $n
 		| ($r | map(select(.label == "globalsign"))[0]) as $g
-		| "At 16 clients nmos-certs used \($n.cpu * 1000 | round) µs of server CPU per enrollment and the reference server \($g.cpu * 1000 | round) µs; the public-key floor above is \($f) µs of that. The rest is Go'"'"'s TLS 1.3 machinery (key schedule, transcript hashes, record encryption, certificate parsing), the TCP and HTTP exchange, ASN.1, the policy check and, for nmos-certs, the durable commit (about 400 µs of CPU per transaction with its fsync on this machine, shared by the certificates of a group commit). estload itself spends about \($n.client_cpu * 1000 | round) µs per enrollment on the same CPUs, which caps the enrollments per second of any server here. A profile by function is in bench/est/README.md."' \
+		| "At 16 clients nmos-certs used \($n.cpu * 1000 | round) µs of server CPU per enrollment and the reference server \($g.cpu * 1000 | round) µs; the public-key floor above is \($f) µs of that. The rest is Go'"'"'s TLS 1.3 machinery (key schedule, transcript hashes, record encryption, certificate parsing), the TCP and HTTP exchange, ASN.1, the policy check and, for nmos-certs, the durable commit (a transaction and its fsync, shared by the certificates of a group commit; the fsync'"'"'s wait for the disk is in the table above). estload itself spends about \($n.client_cpu * 1000 | round) µs per enrollment on the same CPUs, which caps the enrollments per second of any server here. A profile by function is in bench/est/README.md."' \
 		"$rep/est.json" >"$rep/est-time.txt"
 	{
 		echo

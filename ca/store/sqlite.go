@@ -265,12 +265,14 @@ var ErrClosed = errors.New("store closed")
 // commitWindow bounds how long the writer waits for more certificates
 // before it commits: certificates announced (Expect) but not handed over
 // yet, or any while the server says it is busy (SetBusy). A commit costs
-// the machine several times the CPU of an INSERT (measured on ext4 on a
-// virtual disk: a transaction about 400 us of CPU with its fsync, an
-// INSERT about 35 us), so a commit shared by several certificates costs
-// each a fraction of it. At 16 EST clients on two CPUs, 2 ms took the
-// batches from about 2 to about 5 certificates and the server's CPU per
-// enrollment from 1.45 to 1.2 ms; 5 ms made batches of 7 but no faster
+// several times the CPU of an INSERT, most of it the fsync
+// (go test -bench Fsync ./bench/est/floor/ for the disk's part), so a
+// commit shared by several certificates costs each a fraction of it. At
+// 16 EST clients on two CPUs (interleaved estload runs of builds with
+// and without the wait, as bench/est/run.sh with BASELINE_BIN does), 2 ms took
+// the batches from about 2 to about 5 certificates (the ratio of the
+// nmos_certs_store_* counters) and the server's CPU per enrollment from
+// about 1.45 to 1.2 ms; 5 ms made batches of 7 but no faster
 // enrollments. Nothing announced and not busy: a lone certificate is
 // committed at once.
 const commitWindow = 2 * time.Millisecond

@@ -24,6 +24,9 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -109,5 +112,35 @@ func BenchmarkTLS13HandshakeClientCert(b *testing.B) {
 			b.Fatal(err)
 		}
 		c1.Close()
+	}
+}
+
+// BenchmarkFsync16KiB is what a durable commit pays the disk at least:
+// 16 KiB written to a file in the temporary directory (run it with
+// TMPDIR on the data directory's file system) and synced, as SQLite's WAL
+// does at every COMMIT with synchronous=FULL (it calls fsync).
+func BenchmarkFsync16KiB(b *testing.B) { benchSync(b, (*os.File).Sync) }
+
+// BenchmarkFdatasync16KiB is the same with fdatasync, for comparison.
+func BenchmarkFdatasync16KiB(b *testing.B) {
+	benchSync(b, func(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) })
+}
+
+func benchSync(b *testing.B, sync func(*os.File) error) {
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "wal"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 16<<10)
+	i := 0
+	for b.Loop() {
+		if _, err := f.WriteAt(buf, int64(i%64)*int64(len(buf))); err != nil {
+			b.Fatal(err)
+		}
+		if err := sync(f); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
