@@ -50,6 +50,12 @@ func TLSConfig(certs func() []*tls.Certificate) *tls.Config {
 		CipherSuites:     CipherSuites(),
 		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384},
 		ClientAuth:       tls.RequestClientCert,
+		// No TLS 1.3 session tickets and no TLS 1.2 resumption: every EST
+		// connection authenticates the device afresh. A device enrolls or
+		// renews once in weeks, long after any ticket's lifetime, so a
+		// ticket would only cost a sealed copy of the device's chain and a
+		// record per connection.
+		SessionTicketsDisabled: true,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return pickCertificate(hello, certs())
 		},

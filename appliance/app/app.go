@@ -461,7 +461,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nmos_certs_store_certificate_commits_total",
-			Help: "Transactions the store's writer committed to record issued certificates (one fsync each).",
+			Help: "Transactions the store's writer committed to record issued certificates (one sync of the WAL each).",
 		}, func() float64 { c, _ := cs.CommitStats(); return float64(c) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nmos_certs_store_certificates_committed_total",

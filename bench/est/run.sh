@@ -4,7 +4,7 @@
 # version in go.mod), on loopback, with bench/est/estload:
 #   nmos-certs   the appliance as "nmos-certs serve" runs it: policy checks,
 #                ECDSA P-256 intermediate, every certificate stored durably
-#                (SQLite, WAL, synchronous=FULL) before it is returned
+#                (SQLite, WAL, synced before COMMIT is answered) before it is returned
 #   globalsign   estserver with its mock CA: an ECDSA P-256 intermediate
 #                under an ECDSA P-384 root (the shape of ours), nothing stored
 # Every enrollment is a new TCP connection and a full TLS 1.3 handshake
@@ -203,7 +203,7 @@ for c in $CLIENTS; do
 			name="${names[$(((r - 1 + k) % n))]}"
 			f="$work/run-$name-$c-$r.json"
 			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1400 + 2 * c))"
-			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen)"' "$f"
+			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen), estload CPU \(.client_cpu_ms_per_enroll) ms/enroll"' "$f"
 		done
 	done
 done
@@ -243,8 +243,8 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo "\`DURATION=$DURATION ROUNDS=$ROUNDS CLIENTS=\"$CLIENTS\" CURVES=$CURVES PIN=$PIN bench/est/run.sh\`."
 		echo "Each enrollment is a new TCP connection and a full TLS 1.3 handshake with a manufacturer device"
 		echo "certificate, then \`simpleenroll\` with a fresh ECDSA P-256 key's CSR; the answer is checked."
-		echo "nmos-certs runs as \`nmos-certs serve\` does and commits every certificate to SQLite (WAL,"
-		echo "\`synchronous=FULL\`) before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
+		echo "nmos-certs runs as \`nmos-certs serve\` does and commits every certificate to SQLite, its WAL"
+		echo "synced to disk, before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
 		echo "nothing. Both present an ECDSA P-256 server certificate and sign with a P-256 intermediate"
 		echo "under a P-384 root; key exchange P-256. $pinned. The servers take turns; medians of $ROUNDS"
 		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment."

@@ -92,11 +92,11 @@ func TestGroupCommitBatchSemantics(t *testing.T) {
 	}
 }
 
-// holdWriter takes the store's only writer connection until release is
-// called, so that certificates pile up behind it.
+// holdWriter takes the certificate writer's only connection until
+// release is called, so that certificates pile up behind it.
 func holdWriter(t *testing.T, s *SQLite) (release func()) {
 	t.Helper()
-	conn, err := s.w.Conn(context.Background())
+	conn, err := s.cw.Conn(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

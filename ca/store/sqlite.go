@@ -17,20 +17,25 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// SQLite is the default Store: one database file in WAL mode with full
-// synchronous commits, so a certificate is on disk before anyone sees it.
-// Several processes (the appliance and the CLI) may open it at once.
+// SQLite is the default Store: one database file in WAL mode whose
+// commits are synced before they return, so a certificate is on disk
+// before anyone sees it. Several processes (the appliance and the CLI)
+// may open it at once.
 //
 // Certificates are stored by group commit (see PutCertificate): one
 // goroutine owns certificate inserts and commits every certificate handed
 // to it while the previous commit was being synced in one transaction, so
-// that concurrent enrollments share one fsync instead of queueing for one
-// each.
+// that concurrent enrollments share one sync instead of queueing for one
+// each. That goroutine has a connection of its own, on which the WAL is
+// synced by walSyncer rather than by SQLite; every other write is
+// synchronous=FULL.
 type SQLite struct {
-	w *sql.DB // one writer connection: SQLite has a single writer anyway
-	r *sql.DB // readers
+	w  *sql.DB    // the writer connection of everything but certificates
+	cw *sql.DB    // the certificate writer's connection (synchronous=NORMAL)
+	r  *sql.DB    // readers
+	ws *walSyncer // syncs the WAL after each certificate commit
 
-	insert  *sql.Stmt // the certificate INSERT, prepared on the writer
+	insert  *sql.Stmt // the certificate INSERT, prepared on cw
 	keyUsed *sql.Stmt // KeyUsed's query, prepared on the readers
 
 	puts      chan *putRequest // to the group-commit writer; unbuffered
@@ -58,39 +63,48 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
 		f.Close()
 	}
-	q := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)", "foreign_keys(1)"} {
-		q.Add("_pragma", p)
+	dsn := func(synchronous string) string {
+		q := url.Values{}
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + synchronous + ")", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		return "file:" + path + "?" + q.Encode()
 	}
-	dsn := "file:" + path + "?" + q.Encode()
-	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
-	if err != nil {
+	s := &SQLite{puts: make(chan *putRequest), closing: make(chan struct{}), writeDone: make(chan struct{}), withdrawn: make(chan struct{}, 1), window: commitWindow, ws: newWALSyncer(path)}
+	fail := func(err error) (*SQLite, error) {
+		close(s.writeDone)
+		s.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	var err error
+	if s.w, err = sql.Open("sqlite", dsn("FULL")+"&_txlock=immediate"); err != nil {
+		return fail(err)
 	}
-	r.SetMaxOpenConns(8)
+	s.w.SetMaxOpenConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.migrate(ctx); err != nil {
+		return fail(fmt.Errorf("migrate: %w", err))
+	}
+	// The certificate writer's connection stays open for the store's
+	// life: walSyncer relies on it to keep the WAL in place.
+	if s.cw, err = sql.Open("sqlite", dsn("NORMAL")+"&_txlock=immediate"); err != nil {
+		return fail(err)
+	}
+	s.cw.SetMaxOpenConns(1)
+	s.cw.SetMaxIdleConns(1)
+	s.cw.SetConnMaxIdleTime(0)
+	if s.r, err = sql.Open("sqlite", dsn("FULL")); err != nil {
+		return fail(err)
+	}
+	s.r.SetMaxOpenConns(8)
 	// Keep the readers open: a connection closed for being idle is a
 	// database to open again (file, WAL index, pragmas, schema).
-	r.SetMaxIdleConns(8)
-	s := &SQLite{w: w, r: r, puts: make(chan *putRequest), closing: make(chan struct{}), writeDone: make(chan struct{}), withdrawn: make(chan struct{}, 1), window: commitWindow}
-	if err := s.migrate(ctx); err != nil {
-		close(s.writeDone)
-		s.Close()
-		return nil, fmt.Errorf("migrate %s: %w", path, err)
-	}
-	if s.insert, err = w.PrepareContext(ctx, insertCertSQL); err == nil {
-		s.keyUsed, err = r.PrepareContext(ctx, keyUsedSQL)
+	s.r.SetMaxIdleConns(8)
+	if s.insert, err = s.cw.PrepareContext(ctx, insertCertSQL); err == nil {
+		s.keyUsed, err = s.r.PrepareContext(ctx, keyUsedSQL)
 	}
 	if err != nil {
-		close(s.writeDone)
-		s.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return fail(err)
 	}
 	go s.writeCertificates()
 	return s, nil
@@ -107,7 +121,12 @@ func (s *SQLite) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
-	return errors.Join(append(errs, s.w.Close(), s.r.Close())...)
+	for _, db := range []*sql.DB{s.cw, s.w, s.r} {
+		if db != nil {
+			errs = append(errs, db.Close())
+		}
+	}
+	return errors.Join(append(errs, s.ws.Close())...)
 }
 
 var migrations = []string{
@@ -353,8 +372,9 @@ type putRequest struct {
 // row cannot fail its neighbours; a failed BEGIN or COMMIT fails the
 // whole batch, none of which was stored.
 //
-// Crash consistency: SQLite in WAL mode with synchronous=FULL syncs the
-// WAL, commit frame included, before COMMIT returns, and a transaction
+// Crash consistency: the WAL, commit frame included, is synced after
+// COMMIT returns and before any caller is answered (walSyncer, with the
+// guarantee of synchronous=FULL), and a transaction
 // whose commit frame did not reach the disk is discarded whole on
 // recovery. A crash therefore keeps a batch entirely or drops it
 // entirely, and a dropped batch is one whose callers had not been
@@ -494,7 +514,7 @@ func (e *rowError) Unwrap() error { return e.err }
 // was committed: a *rowError when an INSERT failed, else the failure of
 // BEGIN or COMMIT.
 func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.cw.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -527,6 +547,13 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 		return errs, nil // nothing to commit; the deferred ROLLBACK ends it
 	}
 	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	// Committed, visible to readers, and durable once the WAL is synced:
+	// nobody is answered before that (see walSyncer). Should the sync
+	// fail, the batch's callers get the error and no certificate; the
+	// rows may stay, as certificates nobody received.
+	if err := s.ws.Sync(); err != nil {
 		return nil, err
 	}
 	s.batches.Add(1)
