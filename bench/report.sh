@@ -60,14 +60,21 @@ if ! skip floor; then
 	awk '/^Benchmark/ {n=$1; sub(/-[0-9]+$/, "", n); print n, $3}' "$rep/floor.txt" | sort -k1,1 -k2,2n |
 		awk '{v[$1, ++c[$1]] = $2} END {for (n in c) print n, v[n, int((c[n] + 1) / 2)]}' | sort >"$rep/floor.med"
 	us() { awk -v n="$1" '$1 == n {printf "%.0f", $2 / 1000}' "$rep/floor.med"; }
+	# The same for the sync benchmarks' CPU per operation (cpu-us/op).
+	awk '/^Benchmark/ && $6 == "cpu-us/op" {n=$1; sub(/-[0-9]+$/, "", n); print n, $5}' "$rep/floor.txt" | sort -k1,1 -k2,2n |
+		awk '{v[$1, ++c[$1]] = $2} END {for (n in c) print n, v[n, int((c[n] + 1) / 2)]}' | sort >"$rep/floor-cpu.med"
+	cpu_us() { awk -v n="$1" '$1 == n {printf "%.0f", $2}' "$rep/floor-cpu.med"; }
 	sign=$(us BenchmarkECDSAP256Sign)
 	verify=$(us BenchmarkECDSAP256Verify)
 	ecdhe=$(us BenchmarkECDHEP256)
 	hs=$(us BenchmarkTLS13HandshakeClientCert)
-	fsync=$(us BenchmarkFsync16KiB)
+	fsync=$(us BenchmarkFdatasync16KiB)
+	fsync_cpu=$(cpu_us BenchmarkFdatasync16KiB)
+	nothing_cpu=$(cpu_us BenchmarkFdatasyncNothing)
 	floor=$((ecdhe + 2 * sign + 2 * verify))
 	jq -n --argjson sign "$sign" --argjson verify "$verify" --argjson ecdhe "$ecdhe" --argjson hs "$hs" --argjson floor "$floor" --argjson fsync "$fsync" \
-		'{sign_us: $sign, verify_us: $verify, ecdhe_us: $ecdhe, handshake_both_ends_us: $hs, fsync_16k_us: $fsync, floor_us: $floor}' >"$rep/floor.json"
+		--argjson fsync_cpu "$fsync_cpu" --argjson nothing_cpu "$nothing_cpu" \
+		'{sign_us: $sign, verify_us: $verify, ecdhe_us: $ecdhe, handshake_both_ends_us: $hs, fdatasync_16k_us: $fsync, fdatasync_16k_cpu_us: $fsync_cpu, fdatasync_nothing_cpu_us: $nothing_cpu, floor_us: $floor}' >"$rep/floor.json"
 	{
 		echo "## What an enrollment costs at least"
 		echo
@@ -79,7 +86,9 @@ if ! skip floor; then
 		echo "| ECDSA P-256 signature | $sign |"
 		echo "| ECDSA P-256 verification | $verify |"
 		echo "| a whole TLS 1.3 handshake with a client certificate, both ends, in memory | $hs |"
-		echo "| 16 KiB written and fsynced (a durable commit's wait for the disk; wall time) | $fsync |"
+		echo "| 16 KiB written and fdatasynced (a durable commit's wait for the disk; wall time) | $fsync |"
+		echo "| the same, CPU of the process (user and system) | $fsync_cpu |"
+		echo "| an fdatasync with nothing to write, CPU of the process | $nothing_cpu |"
 		echo
 		echo "Every enrollment over a new connection makes, on the server, one ECDHE, one signature for"
 		echo "its own CertificateVerify, one verification of the device's CertificateVerify, one"
@@ -88,7 +97,9 @@ if ! skip floor; then
 		echo "HTTP, ASN.1, policy or storage work. That is the floor the server CPU per enrollment"
 		echo "below is to be read against; the reference server makes two more verifications (the device"
 		echo "chain and crypto/x509's check of its own new signature), which nmos-certs avoids by"
-		echo "remembering verified manufacturer chains and signing the TBSCertificate once."
+		echo "remembering verified manufacturer chains and signing the TBSCertificate once. A sync is"
+		echo "paid in CPU too on a virtual machine (the notification of the virtual disk), once per group"
+		echo "commit, shared by the certificates of the batch."
 	} >"$rep/floor.md"
 fi
 
@@ -115,7 +126,7 @@ if [ -f "$rep/est.json" ] && [ -f "$rep/floor.json" ]; then
 		| [.results[] | select(.clients == 16)] as $r
 		| ($r | map(select(.label == "nmos-certs"))[0]) as $n
 		| ($r | map(select(.label == "globalsign"))[0]) as $g
-		| "At 16 clients nmos-certs used \($n.cpu * 1000 | round) µs of server CPU per enrollment and the reference server \($g.cpu * 1000 | round) µs; the public-key floor above is \($f) µs of that. The rest is Go'"'"'s TLS 1.3 machinery (key schedule, transcript hashes, record encryption, certificate parsing), the TCP and HTTP exchange, ASN.1, the policy check and, for nmos-certs, the durable commit (a transaction and its fsync, shared by the certificates of a group commit; the fsync'"'"'s wait for the disk is in the table above). estload itself spends about \($n.client_cpu * 1000 | round) µs per enrollment on the same CPUs, which caps the enrollments per second of any server here. A profile by function is in bench/est/README.md."' \
+		| "At 16 clients nmos-certs used \($n.cpu * 1000 | round) µs of server CPU per enrollment and the reference server \($g.cpu * 1000 | round) µs; the public-key floor above is \($f) µs of that. The rest is Go'"'"'s TLS 1.3 machinery (key schedule, transcript hashes, record encryption, certificate parsing), the TCP and HTTP exchange, ASN.1, the policy check and, for nmos-certs, the durable commit (a transaction and the sync of its WAL, shared by the certificates of a group commit; the sync'"'"'s wait for the disk and its CPU are in the table above). estload itself spends about \($n.client_cpu * 1000 | round) µs per enrollment on the same CPUs, which caps the enrollments per second of any server here. A profile by function is in bench/est/README.md."' \
 		"$rep/est.json" >"$rep/est-time.txt"
 	{
 		echo
