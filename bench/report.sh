@@ -20,6 +20,8 @@ rep="$(mktemp -d)"
 trap 'rm -rf "$rep"' EXIT
 export REPORT_DIR="$rep"
 started=$(date +%s)
+# Named before anything is measured or written: the report itself changes the tree.
+commit=$(git -C "$(dirname "$0")" describe --always --dirty 2>/dev/null || echo unknown)
 cd "$root"
 
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
@@ -159,7 +161,7 @@ os_name=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s)
 	echo "# Benchmarks"
 	echo
 	echo "Written by \`make bench\` (\`bench/report.sh\`) on $(date -u +%Y-%m-%d) in $((elapsed / 60)) min $((elapsed % 60)) s,"
-	echo "at commit \`$(git describe --always --dirty 2>/dev/null || echo unknown)\`. Every figure below comes from that"
+	echo "at commit \`$commit\`. Every figure below comes from that"
 	echo "run, with the command that reproduces it; the load comparisons run the peers on the same"
 	echo "machine in the same run, taking turns."
 	echo
