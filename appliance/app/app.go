@@ -452,8 +452,22 @@ func buildInfo() prometheus.Collector {
 }
 
 // registerStoreMetrics exports the group-commit writer's counters, whose
-// ratio is the certificates stored per fsync.
+// ratio is the certificates stored per sync, and the syncs': their mean
+// duration is the disk's answer to how durable commits fare.
 func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
+	if ws, ok := st.(interface{ WALSyncStats() store.WALSyncStats }); ok {
+		syncs := prometheus.NewDesc("nmos_certs_store_wal_syncs_total",
+			"Syncs of the database's WAL after certificate commits, by system call path: held (the Go runtime's P kept, while the disk answers quickly) or blocking (a slow or stalling disk).",
+			[]string{"path"}, nil)
+		spent := prometheus.NewDesc("nmos_certs_store_wal_sync_seconds_total",
+			"Wall time of those syncs.", nil, nil)
+		reg.MustRegister(collectorFunc{descs: []*prometheus.Desc{syncs, spent}, collect: func(ch chan<- prometheus.Metric) {
+			s := ws.WALSyncStats()
+			ch <- prometheus.MustNewConstMetric(syncs, prometheus.CounterValue, float64(s.Syncs-s.Blocking), "held")
+			ch <- prometheus.MustNewConstMetric(syncs, prometheus.CounterValue, float64(s.Blocking), "blocking")
+			ch <- prometheus.MustNewConstMetric(spent, prometheus.CounterValue, s.Time.Seconds())
+		}})
+	}
 	cs, ok := st.(interface{ CommitStats() (commits, rows int64) })
 	if !ok {
 		return
@@ -469,3 +483,18 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
 		}, func() float64 { _, r := cs.CommitStats(); return float64(r) }),
 	)
 }
+
+// collectorFunc is a prometheus.Collector made of its descriptions and a
+// function that sends their current values.
+type collectorFunc struct {
+	descs   []*prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }

@@ -282,7 +282,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	for _, name := range []string{"nmos_certs_store_certificate_commits_total", "nmos_certs_store_certificates_committed_total"} {
+	for _, name := range []string{"nmos_certs_store_certificate_commits_total", "nmos_certs_store_certificates_committed_total",
+		`nmos_certs_store_wal_syncs_total{path="held"}`, "nmos_certs_store_wal_sync_seconds_total"} {
 		if !strings.Contains(string(body), "\n"+name+" ") || strings.Contains(string(body), "\n"+name+" 0\n") {
 			t.Errorf("/metrics: %s missing or 0 after enrollments", name)
 		}

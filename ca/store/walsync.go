@@ -41,8 +41,9 @@ type walSyncer struct {
 	avg          time.Duration // moving average of the syncs' wall time
 	blockedUntil time.Time     // the ordinary blocking path until then
 	sync         func(f *os.File, holdP bool) error
-	syncs        int64 // syncs made, for tests
-	blocking     int64 // of which on the blocking path
+	syncs        int64         // syncs made
+	blocking     int64         // of which on the blocking path
+	spent        time.Duration // their wall time
 }
 
 const (
@@ -80,6 +81,7 @@ func (w *walSyncer) Sync() error {
 	}
 	end := w.now()
 	took := end.Sub(start)
+	w.spent += took
 	w.avg += (took - w.avg) / 8
 	if took > rawSyncStall {
 		w.blockedUntil = end.Add(rawSyncBackoff)
@@ -127,4 +129,19 @@ func (w *walSyncer) counts() (syncs, blocking int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.syncs, w.blocking
+}
+
+// WALSyncStats describes the syncs of the WAL made after certificate
+// commits: how many, how many of them on the blocking path (a slow or
+// stalling disk), and the wall time they took in all.
+type WALSyncStats struct {
+	Syncs, Blocking int64
+	Time            time.Duration
+}
+
+// WALSyncStats returns the syncs made so far (see walSyncer).
+func (s *SQLite) WALSyncStats() WALSyncStats {
+	s.ws.mu.Lock()
+	defer s.ws.mu.Unlock()
+	return WALSyncStats{Syncs: s.ws.syncs, Blocking: s.ws.blocking, Time: s.ws.spent}
 }

@@ -32,6 +32,9 @@ func TestCertificateCommitsSyncTheWAL(t *testing.T) {
 	if rows != 40 || syncs != commits || commits == 0 {
 		t.Fatalf("%d rows in %d commits with %d WAL syncs; want 40 rows and a sync per commit", rows, commits, syncs)
 	}
+	if st := s.WALSyncStats(); st.Syncs != syncs || st.Time <= 0 {
+		t.Fatalf("WALSyncStats %+v after %d syncs", st, syncs)
+	}
 	walInfo, err := os.Stat(path + "-wal")
 	if err != nil {
 		t.Fatal(err)
