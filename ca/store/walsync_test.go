@@ -77,15 +77,23 @@ func TestWALSyncFailureFailsTheBatch(t *testing.T) {
 	}
 }
 
-// Syncs hold the P while the disk is quick on average; a slow average,
-// or one stalled sync for rawSyncBackoff, sends them to the blocking path.
-func TestWALSyncerHoldsThePOnlyWhileTheDiskIsQuick(t *testing.T) {
+// walSyncerOn returns a syncer for a database path in a temporary
+// directory whose WAL holds content, and that path.
+func walSyncerOn(t *testing.T, content string) (*walSyncer, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "db")
-	if err := os.WriteFile(path+"-wal", []byte("frames"), 0o600); err != nil {
+	if err := os.WriteFile(path+"-wal", []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	w := newWALSyncer(path)
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return w, path
+}
+
+// Syncs hold the P while the disk is quick on average; a slow average,
+// or one stalled sync for rawSyncBackoff, sends them to the blocking path.
+func TestWALSyncerHoldsThePOnlyWhileTheDiskIsQuick(t *testing.T) {
+	w, _ := walSyncerOn(t, "frames")
 	clock := time.Unix(1_800_000_000, 0)
 	w.now = func() time.Time { return clock }
 	var took time.Duration
@@ -151,12 +159,7 @@ func TestWALSyncerHoldsThePOnlyWhileTheDiskIsQuick(t *testing.T) {
 // connection closes) is opened again, so the new file is the one synced;
 // the real fdatasync works on both paths.
 func TestWALSyncerFollowsANewWAL(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	if err := os.WriteFile(path+"-wal", []byte("one"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w := newWALSyncer(path)
-	defer w.Close()
+	w, path := walSyncerOn(t, "one")
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
 	}
