@@ -25,7 +25,7 @@ import (
 // runtime hand its P to another thread, waking one, and keeps the
 // runtime's monitor thread polling every 20 us; on a virtual machine each
 // of those wake-ups is an exit to the hypervisor. At 4 EST clients on two
-// CPUs that cost about 0.15 ms of server CPU per enrollment (interleaved
+// CPUs that cost 0.1 to 0.3 ms of server CPU per enrollment (interleaved
 // runs of both builds; bench/est/README.md has the figures). Holding the P is only cheap while the sync is
 // short, and it delays a stop-the-world pause of the garbage collector
 // until the sync returns. So the P is held only while the syncs' moving
