@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,9 +42,11 @@ type walSyncer struct {
 	avg          time.Duration // moving average of the syncs' wall time
 	blockedUntil time.Time     // the ordinary blocking path until then
 	sync         func(f *os.File, holdP bool) error
-	syncs        int64         // syncs made
-	blocking     int64         // of which on the blocking path
-	spent        time.Duration // their wall time
+
+	// Read without mu, so that a metrics scrape never waits for the disk.
+	syncs    atomic.Int64 // syncs made
+	blocking atomic.Int64 // of which on the blocking path
+	spentNS  atomic.Int64 // their wall time
 }
 
 const (
@@ -75,13 +78,13 @@ func (w *walSyncer) Sync() error {
 	start := w.now()
 	holdP := w.avg <= rawSyncLimit && !start.Before(w.blockedUntil)
 	err := w.sync(w.f, holdP)
-	w.syncs++
+	w.syncs.Add(1)
 	if !holdP {
-		w.blocking++
+		w.blocking.Add(1)
 	}
 	end := w.now()
 	took := end.Sub(start)
-	w.spent += took
+	w.spentNS.Add(int64(took))
 	w.avg += (took - w.avg) / 8
 	if took > rawSyncStall {
 		w.blockedUntil = end.Add(rawSyncBackoff)
@@ -126,9 +129,7 @@ func (w *walSyncer) Close() error {
 // counts returns the syncs made and how many of them took the blocking
 // path.
 func (w *walSyncer) counts() (syncs, blocking int64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.syncs, w.blocking
+	return w.syncs.Load(), w.blocking.Load()
 }
 
 // WALSyncStats describes the syncs of the WAL made after certificate
@@ -141,7 +142,6 @@ type WALSyncStats struct {
 
 // WALSyncStats returns the syncs made so far (see walSyncer).
 func (s *SQLite) WALSyncStats() WALSyncStats {
-	s.ws.mu.Lock()
-	defer s.ws.mu.Unlock()
-	return WALSyncStats{Syncs: s.ws.syncs, Blocking: s.ws.blocking, Time: s.ws.spent}
+	syncs, blocking := s.ws.counts()
+	return WALSyncStats{Syncs: syncs, Blocking: blocking, Time: time.Duration(s.ws.spentNS.Load())}
 }

@@ -186,3 +186,37 @@ func TestWALSyncerFollowsANewWAL(t *testing.T) {
 		t.Fatal("Sync without a WAL succeeded")
 	}
 }
+
+// The sync counters are read without waiting for a sync in progress: a
+// metrics scrape must not hang on a stalled disk.
+func TestWALSyncStatsDuringASync(t *testing.T) {
+	s, _ := openTest(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.ws.mu.Lock()
+	s.ws.sync = func(*os.File, bool) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	s.ws.mu.Unlock()
+	put := make(chan error, 1)
+	go func() { put <- s.PutCertificate(context.Background(), testCert(1)) }()
+	<-entered
+	read := make(chan WALSyncStats, 1)
+	go func() { read <- s.WALSyncStats() }()
+	select {
+	case st := <-read:
+		if st.Syncs != 0 {
+			t.Errorf("a sync still under way is counted: %+v", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("WALSyncStats waited for the sync")
+	}
+	close(release)
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.WALSyncStats(); st.Syncs != 1 {
+		t.Fatalf("after the sync: %+v", st)
+	}
+}
