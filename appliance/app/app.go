@@ -160,9 +160,6 @@ func (a *App) build(ctx context.Context) error {
 	}
 	a.server = &serverCerts{ca: a.ca, hostname: a.cfg.Hostname, renewBefore: a.cfg.EST.ServerCertRenewBefore.D(),
 		clock: a.o.Clock, log: a.log.With("component", "tls")}
-	if err := a.server.refresh(ctx); err != nil {
-		return err
-	}
 	srv, trust, err := a.newEST(ctx)
 	if err != nil {
 		return err
@@ -172,7 +169,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.newRevocation(ctx); err != nil {
 		return err
 	}
-	// Now that the responder exists, staple its answers.
+	// The server certificates are loaded (or issued) once the responder
+	// exists, so that they are stapled from the start; nothing before
+	// this point presents them.
 	a.server.responder.Store(a.ocsp)
 	return a.server.refresh(ctx)
 }
