@@ -12,26 +12,14 @@
 # size, 2), GOGCS ("400 100"), REPORT_DIR (write crl.md and crl.json there).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 SIZES="${SIZES:-10000 100000 1000000}"
 BUILDS="${BUILDS:-2}"
 GOGCS="${GOGCS:-400 100}"
 
-for tool in go jq; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (Debian package: jq; Go 1.26 from go.dev)" >&2; exit 1; }
-done
-
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+require_tools "(Debian package: jq; Go 1.26 from go.dev)" go jq
+start_work
 
 (cd "$root" && go build -o "$work/crlbench" ./bench/crl)
 
@@ -41,9 +29,9 @@ check=true
 for g in $GOGCS; do
 	for n in $SIZES; do
 		GOGC="$g" "$work/crlbench" -n "$n" -builds "$BUILDS" -check="$check" -out json >"$work/crl-$g-$n.json" &
-		pid=$!
-		wait "$pid"
-		pid=""
+		pids=("$!")
+		wait "${pids[0]}"
+		pids=()
 		jq -r '"\(.revoked) revoked, GOGC=\(.gogc): \(.seconds) s, \(.alloc_mb) MB allocated, peak heap \(.peak_heap_mb) MB, peak RSS \(.peak_rss_mb) MB, \(.crl_bytes) bytes"' "$work/crl-$g-$n.json"
 	done
 	check=false

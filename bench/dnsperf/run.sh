@@ -16,7 +16,8 @@
 # OUR_PORT (15353), STOCK_PORT (15354).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-4}"
 MAXQPS="${MAXQPS:-500000}"
@@ -25,17 +26,8 @@ DNSPERF_ARGS="${DNSPERF_ARGS--e}"
 OUR_PORT="${OUR_PORT:-15353}"
 STOCK_PORT="${STOCK_PORT:-15354}"
 
-for tool in go dnsperf dig; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
-done
-
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+require_tools "" go dnsperf dig
+start_work
 
 echo "building..."
 (cd "$here" && go build -o "$work/nmosdns" ./nmosdns && go build -o "$work/stockcoredns" ./stockcoredns)
@@ -68,14 +60,15 @@ hz="$(getconf CLK_TCK)"
 # The server's CPU time per query is steadier than queries/s when other
 # work shares the machine.
 bench() {
-	local out qps lost done t0 t1
+	local out qps lost completed t0 t1
 	t0="$(cpu_ticks "$3")"
+	# shellcheck disable=SC2086 # DNSPERF_ARGS is a list of arguments
 	out="$("${client_cpu[@]}" dnsperf -s 127.0.0.1 -p "$2" -d "$here/queries.txt" -l "$DURATION" -c "$CLIENTS" -Q "$MAXQPS" $DNSPERF_ARGS)"
 	t1="$(cpu_ticks "$3")"
 	qps="$(awk '/Queries per second:/ {print $4}' <<<"$out")"
 	lost="$(awk '/Queries lost:/ {print $3}' <<<"$out")"
-	done="$(awk '/Queries completed:/ {print $3}' <<<"$out")"
-	echo "$1 $qps $lost $(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$done" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
+	completed="$(awk '/Queries completed:/ {print $3}' <<<"$out")"
+	echo "$1 $qps $lost $(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$completed" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')"
 }
 
 server_cpu=()
@@ -101,12 +94,13 @@ run_one() {
 		;;
 	esac
 	pid=$!
+	pids=("$pid")
 	wait_ready "$port"
 	check "$port"
 	bench "$1" "$port" "$pid" >>"$work/results"
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
-	pid=""
+	pids=()
 }
 
 echo "dnsperf -s 127.0.0.1 -p PORT -d queries.txt -l $DURATION -c $CLIENTS -Q $MAXQPS $DNSPERF_ARGS ($(grep -c . "$here/queries.txt") query kinds), $ROUNDS rounds"

@@ -50,8 +50,8 @@
 # REF_PORT (28450).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 DURATION="${DURATION:-10}"
 CLIENTS="${CLIENTS:-4 16 64}"
 ROUNDS="${ROUNDS:-2}"
@@ -62,9 +62,7 @@ OUR_PORT="${OUR_PORT:-28443}"
 REF_PORT="${REF_PORT:-28450}"
 HOST=est.studio.example.test
 
-for tool in go jq curl; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
-done
+require_tools "" go jq curl
 
 server_cpu=()
 load_cpu=()
@@ -73,16 +71,7 @@ if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 	load_cpu=(taskset -c 1)
 fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 
 echo "building..."
 (
@@ -101,22 +90,7 @@ names=(nmos-certs globalsign)
 # start_nmos NAME BINARY EST_PORT: a fresh CA in a temporary data directory.
 start_nmos() {
 	local name="$1" bin="$2" p="$3"
-	cat >"$work/$name.yaml" <<EOF
-domain: studio.example.test
-hostname: $HOST
-addresses: [127.0.0.1]
-data_dir: $work/$name-data
-listen:
-  est: 127.0.0.1:$p
-  http: 127.0.0.1:$((p + 1))
-  dns: 127.0.0.1:$((p + 2))
-  metrics: "off"
-  web: "off"
-est:
-  trusted_client_roots: [$work/pki/mfr-root.pem]
-log:
-  level: warn
-EOF
+	appliance_config "$work/$name-data" "$p" off warn >"$work/$name.yaml"
 	"${server_cpu[@]}" "$bin" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
 	pid[$name]=$!
 	pids+=("$!")

@@ -21,8 +21,8 @@
 # REPORT_DIR (write footprint.md and footprint.json there).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 STARTS="${STARTS:-5}"
 IDLE="${IDLE:-5}"
 LOAD="${LOAD:-5}"
@@ -31,20 +31,8 @@ PORT="${PORT:-19090}"
 HOST=est.studio.example.test
 ZONE=studio.example.test
 
-for tool in go make curl jq dig; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (Debian packages: make, curl, jq, bind9-dnsutils; Go 1.26 from go.dev)" >&2; exit 1; }
-done
-
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+require_tools "(Debian packages: make, curl, jq, bind9-dnsutils; Go 1.26 from go.dev)" go make curl jq dig
+start_work
 
 echo "building..."
 make -s -C "$root" build BIN="$work/nmos-certs"
@@ -64,25 +52,7 @@ fi
 "$work/estpki" -dir "$work/pki" -hostname "$HOST" >/dev/null
 
 # config LEVEL FORMAT: the configuration, with that logging.
-config() {
-	cat <<EOF
-domain: $ZONE
-hostname: $HOST
-addresses: [127.0.0.1]
-data_dir: $work/data
-listen:
-  est: 127.0.0.1:$PORT
-  http: 127.0.0.1:$((PORT + 1))
-  dns: 127.0.0.1:$((PORT + 2))
-  metrics: 127.0.0.1:$((PORT + 3))
-  web: 127.0.0.1:$((PORT + 4))
-est:
-  trusted_client_roots: [$work/pki/mfr-root.pem]
-log:
-  level: $1
-  format: $2
-EOF
-}
+config() { appliance_config "$work/data" "$PORT" on "$1" "$2"; }
 # The timed starts log at level info in JSON, to set the appliance's own
 # milestones against the exec; the memory run logs warnings only.
 config info json >"$work/cfg-start.yaml"
@@ -132,6 +102,7 @@ done
 # and stops it when it gets SIGTERM.
 "$work/fptool" start -bin "$work/nmos-certs" -config "$work/cfg.yaml" -log "$work/serve.log" -out "$work/ready.json" "${listeners[@]}" &
 pid=$!
+pids=("$pid")
 for _ in $(seq 3000); do
 	[ -s "$work/ready.json" ] && break
 	kill -0 "$pid" 2>/dev/null || { echo "run.sh: the appliance did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
@@ -186,7 +157,7 @@ sleep "$IDLE"
 mem after >"$work/mem-after.json"
 kill "$pid"
 wait "$pid" || true
-pid=""
+pids=()
 
 jq -n --slurpfile bin "$work/binary.json" --slurpfile first "$work/first.json" \
 	--slurpfile starts <(cat "$work"/start-*.json) --slurpfile milestones <(cat "$work"/milestones-*.json) --slurpfile mem <(cat "$work"/mem-idle.json "$work"/mem-load.json "$work"/mem-after.json) \

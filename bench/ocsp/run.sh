@@ -22,8 +22,8 @@
 # ocsp.md and ocsp.json there).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 N="${N:-10000}"
 DURATION="${DURATION:-8}"
 ROUNDS="${ROUNDS:-4}"
@@ -32,9 +32,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-18080}"
 CFSSL_VERSION=v1.6.5
 
-for cmd in go wrk awk curl; do
-	command -v "$cmd" >/dev/null || { echo "run.sh: $cmd is not installed (make bench-tools)" >&2; exit 1; }
-done
+require_tools "(make bench-tools)" go wrk awk curl
 slice=$(awk -v d="$DURATION" -v r="$ROUNDS" 'BEGIN { s = d / r; if (s < 1) s = 1; printf "%d", s }')
 
 port_http=$PORT port_est=$((PORT + 1)) port_dns=$((PORT + 2)) port_cfssl=$((PORT + 3))
@@ -47,24 +45,14 @@ for p in $port_http $port_est $port_dns $port_cfssl $port_cfssl_del $port_bare; 
 	fi
 done
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-	local status=$?
-	if [ "$status" -ne 0 ]; then
-		for log in "$work"/*.log; do
-			[ -s "$log" ] && { echo "== ${log##*/}"; tail -n 5 "$log"; } >&2
-		done
-	fi
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
+start_work
+# on_failure: the end of each server's log, when the run fails.
+on_failure() {
+	local log
+	for log in "$work"/*.log; do
+		[ -s "$log" ] && { echo "== ${log##*/}"; tail -n 5 "$log"; } >&2
 	done
-	for p in "${pids[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
 }
-trap cleanup EXIT
 started=$SECONDS
 
 echo "building nmos-certs, ocsp-load and cfssl $CFSSL_VERSION"

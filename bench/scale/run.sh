@@ -34,8 +34,8 @@
 # REPORT_DIR (write scale.md and scale.json there).
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 SIZES="${SIZES:-1000 1000000}"
 DURATION="${DURATION:-8}"
 ROUNDS="${ROUNDS:-3}"
@@ -46,24 +46,8 @@ PORT="${PORT:-19010}"
 HOST=est.studio.example.test
 ISSUER=ecdsa-int-1
 
-for tool in go curl jq; do
-	command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (Debian packages: curl, jq; Go 1.26 from go.dev)" >&2; exit 1; }
-done
-
-work="$(mktemp -d)"
-pids=()
-stop_servers() {
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	pids=()
-}
-cleanup() {
-	stop_servers
-	rm -rf "$work"
-}
-trap cleanup EXIT
+require_tools "(Debian packages: curl, jq; Go 1.26 from go.dev)" go curl jq
+start_work
 
 echo "building..."
 (
@@ -76,29 +60,8 @@ echo "building..."
 bin="${NMOS_CERTS_BIN:-$work/nmos-certs}"
 "$work/estpki" -dir "$work/pki" -hostname "$HOST" >/dev/null
 
-# config DATA_DIR PORT: the appliance's configuration for a data directory.
-config() {
-	local p="$2"
-	cat <<EOF
-domain: studio.example.test
-hostname: $HOST
-addresses: [127.0.0.1]
-data_dir: $1
-listen:
-  est: 127.0.0.1:$p
-  http: 127.0.0.1:$((p + 1))
-  dns: 127.0.0.1:$((p + 2))
-  metrics: 127.0.0.1:$((p + 3))
-  web: 127.0.0.1:$((p + 4))
-est:
-  trusted_client_roots: [$work/pki/mfr-root.pem]
-log:
-  level: warn
-EOF
-}
-
 # One CA for every size, so that only the store differs.
-config "$work/ca-data" "$PORT" >"$work/ca.yaml"
+appliance_config "$work/ca-data" "$PORT" on warn >"$work/ca.yaml"
 "$bin" ca init --config "$work/ca.yaml" >/dev/null
 
 ms_now() { echo $(($(date +%s%N) / 1000000)); }
@@ -114,7 +77,7 @@ for n in "${sizes[@]}"; do
 	i=$((i + 1))
 	data="$work/data-$n"
 	cp -a "$work/ca-data" "$data"
-	config "$data" "${port[$n]}" >"$work/cfg-$n.yaml"
+	appliance_config "$data" "${port[$n]}" on warn >"$work/cfg-$n.yaml"
 	db="$data/nmos-certs.db"
 	"$work/scaletool" fill -db "$db" -n "$n" -issuer "$ISSUER" -mode "$FILL_MODE" -sample "$work/sample-$n.txt" -sample-n "$SAMPLE" >"$work/fill-$n.json"
 	jq -r '"fill: \(.rows) records in \(.seconds) s (\(.rows_per_s)/s, \(.mode)), database \(.db_bytes / 1048576 | floor) MiB"' "$work/fill-$n.json"
@@ -192,7 +155,7 @@ for n in "${sizes[@]}"; do
 	vm "${pid[$n]}" VmRSS >"$work/rss-load-$n.txt"
 	vm "${pid[$n]}" VmHWM >"$work/rss-peak-$n.txt"
 done
-stop_servers
+stop_pids
 
 for n in "${sizes[@]}"; do
 	for f in ocsp ocsp-enrolled; do
