@@ -23,9 +23,7 @@ package main
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -49,6 +47,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/ocsp"
 )
@@ -306,16 +305,8 @@ func round(x float64, places int) float64 {
 // newIntermediate makes an ECDSA P-256 intermediate under a P-384 root,
 // the shape of the appliance's ECDSA hierarchy.
 func newIntermediate() (*x509.Certificate, crypto.Signer, error) {
-	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
 	now := time.Now()
-	root := &x509.Certificate{
+	root, rootKey, err := benchutil.NewCert(elliptic.P384(), &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "nmos-certs ECDSA Root CA 1", Organization: []string{"nmos-certs"}},
 		NotBefore:             now.Add(-time.Hour),
@@ -323,15 +314,11 @@ func newIntermediate() (*x509.Certificate, crypto.Signer, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, root, root, rootKey.Public(), rootKey)
+	}, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if root, err = x509.ParseCertificate(rootDER); err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
+	cert, key, err := benchutil.NewCert(elliptic.P256(), &x509.Certificate{
 		SerialNumber:          big.NewInt(2),
 		Subject:               pkix.Name{CommonName: "nmos-certs ECDSA Intermediate CA 1", Organization: []string{"nmos-certs"}},
 		NotBefore:             now.Add(-time.Hour),
@@ -340,13 +327,11 @@ func newIntermediate() (*x509.Certificate, crypto.Signer, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+	}, root, rootKey)
 	if err != nil {
 		return nil, nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
+	return cert, key, nil
 }
 
 // streamSource is an ocsp.Source whose one issuer revoked n certificates.

@@ -45,7 +45,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	_ "crypto/sha1" // CertID hashes
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -70,6 +69,7 @@ import (
 
 	"github.com/nmos-certs/nmos-certs/appliance/app"
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 	"github.com/nmos-certs/nmos-certs/ca"
 	xocsp "golang.org/x/crypto/ocsp"
 )
@@ -240,23 +240,6 @@ func newCSR(name string) (*x509.CertificateRequest, error) {
 	return x509.ParseCertificateRequest(der)
 }
 
-// issuerHashes returns the SHA-1 CertID hashes of an issuer.
-func issuerHashes(issuer *x509.Certificate) (name, key []byte, err error) {
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
-		return nil, nil, err
-	}
-	h := crypto.SHA1.New()
-	h.Write(issuer.RawSubject)
-	name = h.Sum(nil)
-	h.Reset()
-	h.Write(spki.PublicKey.RightAlign())
-	return name, h.Sum(nil), nil
-}
-
 // OCSPRequest of RFC 6960 section 4.1.1, with one Request and optional
 // request extensions (x/crypto/ocsp cannot marshal a nonce).
 type certID struct {
@@ -287,7 +270,7 @@ var (
 // requestDER is the OCSP request for l with a SHA-1 CertID (what OpenSSL
 // and most relying parties send), and a nonce extension when nonce is set.
 func requestDER(l leaf, nonce []byte) ([]byte, error) {
-	name, key, err := issuerHashes(l.issuer)
+	name, key, err := benchutil.IssuerHashes(l.issuer, crypto.SHA1)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 )
 
 func main() {
@@ -152,24 +154,17 @@ func run(dir, hostname string) error {
 // by parent (self-signed when parent is nil). crypto/x509 adds the key
 // identifiers of CA certificates itself.
 func newCert(curve elliptic.Curve, parent *issued, tmpl *x509.Certificate) (*issued, error) {
-	key, err := ecdsa.GenerateKey(curve, rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, err
 	}
 	tmpl.SerialNumber = serial.Add(serial, big.NewInt(1))
-	issuerCert, signer := tmpl, crypto.Signer(key)
+	var issuerCert *x509.Certificate
+	var signer crypto.Signer
 	if parent != nil {
 		issuerCert, signer = parent.cert, parent.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuerCert, key.Public(), signer)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, key, err := benchutil.NewCert(curve, tmpl, issuerCert, signer)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/elliptic"
 	crand "crypto/rand"
 	"crypto/x509"
@@ -16,12 +15,12 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -95,15 +94,11 @@ func fill(args []string) (any, error) {
 		stride: max(1, *n/max(1, *sampleN)),
 	}
 	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
+		stopProfile, err := startCPUProfile(*cpuProfile)
 		if err != nil {
 			return nil, err
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stopProfile()
 	}
 	start := time.Now()
 	stop := make(chan struct{})
@@ -374,16 +369,8 @@ func synthetic(rng *rand.ChaCha8, i int, issuer, domain string, now time.Time, d
 // P-256 key and issuer, one DNS name, AIA with OCSP and caIssuers, a CRL
 // distribution point), signed by a throwaway key.
 func templateDER(domain string) ([]byte, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	ca, caKey, err := benchutil.NewCert(elliptic.P256(), &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "nmos-certs ECDSA Intermediate 1", Organization: []string{"nmos-certs"}},
 		NotBefore:             now.Add(-time.Hour),
@@ -391,12 +378,7 @@ func templateDER(domain string) ([]byte, error) {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
+	}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -419,5 +401,9 @@ func templateDER(domain string) ([]byte, error) {
 		IssuingCertificateURL: []string{base + "/ca/ecdsa-int-1.crt"},
 		CRLDistributionPoints: []string{base + "/crl/ecdsa-int-1.crl"},
 	}
-	return x509.CreateCertificate(crand.Reader, tmpl, caCert, key.Public(), caKey)
+	leaf, _, err := benchutil.NewCert(elliptic.P256(), tmpl, ca, caKey)
+	if err != nil {
+		return nil, err
+	}
+	return leaf.Raw, nil
 }

@@ -16,7 +16,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -155,4 +157,33 @@ func readSerials(path string) ([]string, error) {
 		return nil, fmt.Errorf("%s: no serials", path)
 	}
 	return out, nil
+}
+
+// parseSerials is the numbers of a list of hexadecimal serials.
+func parseSerials(list []string) ([]*big.Int, error) {
+	nums := make([]*big.Int, len(list))
+	for i, s := range list {
+		var ok bool
+		if nums[i], ok = new(big.Int).SetString(s, 16); !ok {
+			return nil, fmt.Errorf("bad serial %q", s)
+		}
+	}
+	return nums, nil
+}
+
+// startCPUProfile starts a CPU profile of this process into the file at
+// path; stop ends the profile and closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -2,11 +2,7 @@ package main
 
 import (
 	"crypto"
-	_ "crypto/sha1" // CertID hashes
-	_ "crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -19,6 +15,8 @@ import (
 	"time"
 
 	xocsp "golang.org/x/crypto/ocsp"
+
+	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 )
 
 // OCSPReport is what ocsp prints.
@@ -81,18 +79,16 @@ func ocspLatency(args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	serialNums, err := parseSerials(list)
+	if err != nil {
+		return nil, err
+	}
 	urls := make([]string, len(list))
-	serialNums := make([]*big.Int, len(list))
-	for i, s := range list {
-		n, ok := new(big.Int).SetString(s, 16)
-		if !ok {
-			return nil, fmt.Errorf("bad serial %q", s)
-		}
+	for i, n := range serialNums {
 		der, err := certIDRequest(issuer, n, hash)
 		if err != nil {
 			return nil, err
 		}
-		serialNums[i] = n
 		urls[i] = *base + "/ocsp/" + base64.StdEncoding.EncodeToString(der)
 	}
 	// Open the connections first, so that no timed request dials.
@@ -212,18 +208,10 @@ func fetchCert(client *http.Client, url string) (*x509.Certificate, error) {
 
 // certIDRequest is the OCSP request for serial of issuer.
 func certIDRequest(issuer *x509.Certificate, serial *big.Int, hash crypto.Hash) ([]byte, error) {
-	var spki struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
+	name, key, err := benchutil.IssuerHashes(issuer, hash)
+	if err != nil {
 		return nil, err
 	}
-	h := hash.New()
-	h.Write(issuer.RawSubject)
-	name := h.Sum(nil)
-	h.Reset()
-	h.Write(spki.PublicKey.RightAlign())
-	req := xocsp.Request{HashAlgorithm: hash, IssuerNameHash: name, IssuerKeyHash: h.Sum(nil), SerialNumber: serial}
+	req := xocsp.Request{HashAlgorithm: hash, IssuerNameHash: name, IssuerKeyHash: key, SerialNumber: serial}
 	return req.Marshal()
 }

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
 	"math/rand/v2"
-	"os"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,12 +132,9 @@ func storeCosts(args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	nums := make([]*big.Int, len(list))
-	for i, s := range list {
-		var ok bool
-		if nums[i], ok = new(big.Int).SetString(s, 16); !ok {
-			return nil, fmt.Errorf("bad serial %q", s)
-		}
+	nums, err := parseSerials(list)
+	if err != nil {
+		return nil, err
 	}
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, *db)
@@ -193,20 +187,14 @@ func storeCosts(args []string) (any, error) {
 		}
 	}
 	if *burst > 0 && *burstClients > 0 {
+		stopProfile := func() {}
 		if *cpuProfile != "" {
-			pf, err := os.Create(*cpuProfile)
-			if err != nil {
-				return nil, err
-			}
-			defer pf.Close()
-			if err := pprof.StartCPUProfile(pf); err != nil {
+			if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
 				return nil, err
 			}
 		}
 		rep.Burst, err = puts(*burst, *burstClients)
-		if *cpuProfile != "" {
-			pprof.StopCPUProfile()
-		}
+		stopProfile()
 		if err != nil {
 			return nil, err
 		}
