@@ -61,6 +61,20 @@ type Source interface {
 	IssueResponderCert(ctx context.Context, issuerID string, pub crypto.PublicKey, notBefore, notAfter time.Time) (*x509.Certificate, error)
 }
 
+// ResponderKeyKeeper may also be implemented by a Source, to keep the
+// delegated responder keys and their certificates across restarts.
+// Without it every start makes new keys (an RSA key takes a good part of
+// a second) and has each issuer certify them again.
+type ResponderKeyKeeper interface {
+	// LoadResponderKey returns the key and certificate last saved for
+	// issuerID, or an error wrapping fs.ErrNotExist when there are none.
+	// The responder checks what it gets before using it.
+	LoadResponderKey(ctx context.Context, issuerID string) (crypto.Signer, *x509.Certificate, error)
+	// SaveResponderKey keeps key and cert for issuerID in place of any
+	// saved before. The key must be readable by the appliance alone.
+	SaveResponderKey(ctx context.Context, issuerID string, key crypto.Signer, cert *x509.Certificate) error
+}
+
 // Signing modes of the responder.
 const (
 	// ModeDelegated signs answers with a responder key of our own,

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -105,9 +106,12 @@ type issuerState struct {
 	idPrefix [numHashAlgs][]byte
 
 	key atomic.Pointer[responderKey]
-	// mu serializes responder key renewals; retryAt is guarded by it.
+	// mu serializes responder key renewals; retryAt and loaded are
+	// guarded by it. loaded is set once the key kept by a
+	// ResponderKeyKeeper was looked for.
 	mu      sync.Mutex
 	retryAt time.Time
+	loaded  bool
 }
 
 // NewResponder builds a Responder for the issuers of o.Source. In
@@ -266,6 +270,16 @@ func (r *Responder) responderKey(ctx context.Context, iss *issuerState) (*respon
 	if fresh(k) {
 		return k, nil
 	}
+	if k == nil && !iss.loaded {
+		iss.loaded = true
+		if kept := r.loadResponder(ctx, iss, now); kept != nil {
+			iss.key.Store(kept)
+			if fresh(kept) {
+				return kept, nil
+			}
+			k = kept // still valid: the fallback if renewal fails
+		}
+	}
 	usable := k != nil && now.Before(k.notAfter)
 	if now.Before(iss.retryAt) {
 		// A recent attempt failed: do not make a key and ask the CA
@@ -288,7 +302,40 @@ func (r *Responder) responderKey(ctx context.Context, iss *issuerState) (*respon
 	iss.key.Store(nk)
 	r.log.Info("responder certificate issued", "issuer", iss.ID,
 		"serial", nk.cert.SerialNumber.Text(16), "not_after", nk.notAfter)
+	if keeper, ok := r.o.Source.(ResponderKeyKeeper); ok {
+		if err := keeper.SaveResponderKey(ctx, iss.ID, nk.signer, nk.cert); err != nil {
+			// The key serves from memory; the next start makes another.
+			r.log.Warn("responder key not saved", "issuer", iss.ID, "err", err)
+		}
+	}
 	return nk, nil
+}
+
+// loadResponder returns the responder key a ResponderKeyKeeper kept for
+// iss, when there is one that is still fit to sign iss's answers at now
+// (it may be due for renewal), and nil otherwise.
+func (r *Responder) loadResponder(ctx context.Context, iss *issuerState, now time.Time) *responderKey {
+	keeper, ok := r.o.Source.(ResponderKeyKeeper)
+	if !ok {
+		return nil
+	}
+	key, cert, err := keeper.LoadResponderKey(ctx, iss.ID)
+	if err == nil {
+		err = checkResponderCert(iss, key, cert, now)
+	}
+	var k *responderKey
+	if err == nil {
+		k, err = delegatedKey(key, cert)
+	}
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("kept responder key not used; certifying a new one", "issuer", iss.ID, "err", err)
+		}
+		return nil
+	}
+	r.log.Info("responder certificate loaded", "issuer", iss.ID,
+		"serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter)
+	return k
 }
 
 // certifyResponder makes a responder key like the issuer's and has the
@@ -314,19 +361,39 @@ func (r *Responder) certifyResponder(ctx context.Context, iss *issuerState, now 
 	}
 	// Check what came back: a wrong certificate would make every answer
 	// fail verification at the relying party.
+	if err := checkResponderCert(iss, key, cert, now); err != nil {
+		return nil, err
+	}
+	return delegatedKey(key, cert)
+}
+
+// checkResponderCert checks that cert certifies key as a delegated
+// responder of iss, valid at now: relying parties would refuse answers
+// signed under anything else.
+func checkResponderCert(iss *issuerState, key crypto.Signer, cert *x509.Certificate, now time.Time) error {
+	if cert == nil || key == nil {
+		return fmt.Errorf("responder certificate for %s: none returned", iss.ID)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	switch {
-	case cert == nil:
-		return nil, fmt.Errorf("responder certificate for %s: none returned", iss.ID)
-	case !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(cert.PublicKey):
-		return nil, fmt.Errorf("responder certificate for %s: certifies another key", iss.ID)
+	case !ok || !pub.Equal(cert.PublicKey):
+		return fmt.Errorf("responder certificate for %s: certifies another key", iss.ID)
 	case !hasOCSPSigning(cert):
-		return nil, fmt.Errorf("responder certificate for %s: no OCSPSigning extended key usage", iss.ID)
+		return fmt.Errorf("responder certificate for %s: no OCSPSigning extended key usage", iss.ID)
 	case !now.Before(cert.NotAfter) || now.Before(cert.NotBefore):
-		return nil, fmt.Errorf("responder certificate for %s: not valid now", iss.ID)
+		return fmt.Errorf("responder certificate for %s: not valid now", iss.ID)
+	case !bytes.Equal(cert.RawIssuer, iss.Cert.RawSubject):
+		return fmt.Errorf("responder certificate for %s: issued by another CA", iss.ID)
 	}
 	if err := cert.CheckSignatureFrom(iss.Cert); err != nil {
-		return nil, fmt.Errorf("responder certificate for %s: not signed by the issuer: %w", iss.ID, err)
+		return fmt.Errorf("responder certificate for %s: not signed by the issuer: %w", iss.ID, err)
 	}
+	return nil
+}
+
+// delegatedKey prepares a checked delegated responder key, renewed when
+// a third of its certificate's life is left.
+func delegatedKey(key crypto.Signer, cert *x509.Certificate) (*responderKey, error) {
 	k, err := newResponderKey(key, cert)
 	if err != nil {
 		return nil, err

@@ -125,7 +125,9 @@ func TestMetricsAndCACertificates(t *testing.T) {
 func TestRestartKeepsCA(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir, "")
-	first := func() []string {
+	// first starts the appliance and returns the CA's fingerprints, the
+	// OCSP responder certificates kept and the certificates recorded.
+	first := func() ([]string, string, map[string]int) {
 		ctx := context.Background()
 		a, err := New(ctx, cfg, Options{})
 		if err != nil {
@@ -136,11 +138,32 @@ func TestRestartKeepsCA(t *testing.T) {
 		for _, g := range a.ca.Generations() {
 			fps = append(fps, g.Fingerprint)
 		}
-		return fps
+		var responders []byte
+		for _, id := range []string{"ecdsa-root-1", "ecdsa-int-1", "rsa-root-1", "rsa-int-1"} {
+			b, err := os.ReadFile(filepath.Join(dir, "data", "ocsp", id+".crt"))
+			if err != nil {
+				t.Fatalf("responder certificate of %s not kept: %v", id, err)
+			}
+			responders = append(responders, b...)
+		}
+		n, err := a.store.CountCertificates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fps, string(responders), n
 	}
-	one, two := first(), first()
+	one, r1, n1 := first()
+	two, r2, n2 := first()
 	if strings.Join(one, ",") != strings.Join(two, ",") || len(one) != 4 {
 		t.Fatalf("CA changed across restarts:\n%v\n%v", one, two)
+	}
+	// The delegated OCSP responders' keys are kept: a restart certifies
+	// none again.
+	if r1 != r2 {
+		t.Error("a restart replaced the OCSP responder certificates")
+	}
+	if fmt.Sprint(n1) != fmt.Sprint(n2) {
+		t.Errorf("a restart recorded certificates: %v, then %v", n1, n2)
 	}
 	// A missing key file stops the start and is named.
 	key := filepath.Join(dir, "data", "ca", "rsa-int-1.key")

@@ -53,6 +53,14 @@ func (s ocspSource) IssueResponderCert(ctx context.Context, issuerID string, pub
 	return s.ca.IssueResponderCert(ctx, issuerID, pub, notBefore, notAfter)
 }
 
+func (s ocspSource) LoadResponderKey(ctx context.Context, issuerID string) (crypto.Signer, *x509.Certificate, error) {
+	return s.ca.LoadResponderKey(ctx, issuerID)
+}
+
+func (s ocspSource) SaveResponderKey(ctx context.Context, issuerID string, key crypto.Signer, cert *x509.Certificate) error {
+	return s.ca.SaveResponderKey(ctx, issuerID, key, cert)
+}
+
 // serverCerts holds the appliance's own TLS certificates (ECDSA first,
 // then RSA) and renews them before they expire.
 type serverCerts struct {

@@ -78,9 +78,10 @@ for i in $(seq "$STARTS"); do
 done
 
 # Milestones of each start from its log, in ms after the exec: the first
-# OCSP responder certificate issued (a delegated responder key and
-# certificate per CA generation, made at every start), the responder
-# ready ("issuers loaded"), and the first listener bound.
+# delegated OCSP responder key ready (one per CA generation, loaded from
+# the data directory, or made and certified when none is kept or it is
+# due for renewal), the responder ready ("issuers loaded"), and the first
+# listener bound.
 # shellcheck disable=SC2016 # a jq program
 milestones='
 	def t: capture("^(?<s>[^.Z]+)(\\.(?<f>[0-9]+))?Z$") | (.s + "Z" | fromdate) + ("0." + (.f // "0") | tonumber);
@@ -89,7 +90,7 @@ milestones='
 	| [inputs | fromjson? // empty] as $log
 	| def ms(x): if x == null then null else (x - $t0) * 1000 end;
 	{
-		first_responder_cert: ms($log | at(.msg == "responder certificate issued")),
+		first_responder_key: ms($log | at(.msg == "responder certificate loaded" or .msg == "responder certificate issued")),
 		responder_ready: ms($log | at(.msg == "issuers loaded")),
 		listening: ms($log | at(.msg == "listening"))
 	}
@@ -185,7 +186,7 @@ table='
 		["binary (make build: static, stripped), MiB", (.binary.bytes / 1048576 | r(1) | tostring) + " (\(.binary.bytes) bytes)"],
 		["start to all listeners ready, ms (median, min-max of \(.start_ms.runs | length))", "\(.start_ms.median | r(0)) (\(.start_ms.min | r(0))-\(.start_ms.max | r(0)))"],
 		["  per listener, ms (median)", (.listener_ready_ms | to_entries | map("\(.key) \(.value | r(0))") | join(", "))],
-		["  logged: first OCSP responder certificate / responder ready / listening, ms (median)", (.milestones_ms | [.first_responder_cert, .responder_ready, .listening] | map(if . == null then "-" else r(0) | tostring end) | join(" / "))],
+		["  logged: first OCSP responder key / responder ready / listening, ms (median)", (.milestones_ms | [.first_responder_key, .responder_ready, .listening] | map(if . == null then "-" else r(0) | tostring end) | join(" / "))],
 		["first start after ca init (issues its TLS certificates), ms", (.first_start_ms | r(0) | tostring)],
 		["stop on SIGTERM, ms (median)", (.stop_ms | r(0) | tostring)],
 		["RSS = anonymous + file-backed, MiB: idle \(.idle_s) s after start", mem(.memory.idle)],
@@ -217,7 +218,7 @@ if [ -n "${REPORT_DIR:-}" ]; then
 			.memory as $m
 			| .milestones_ms as $s
 			| "Starts are timed from the exec of `nmos-certs serve` with an existing CA until every listener answers (probed every 5 ms; binary and data in the OS page cache). "
-			+ (if $s.responder_ready == null then "" else "The appliance binds its listeners once every service is built; among them the OCSP responder makes a new delegated key and certificate for each of the four CA generations at every start (two of them RSA-2048 keys): its first certificate is logged at \($s.first_responder_cert | r(0)) ms and it is ready at \($s.responder_ready | r(0)) ms, so that step alone is \(($s.responder_ready - $s.first_responder_cert) / $s.listening * 100 | r(0))% of the \($s.listening | r(0)) ms until the listeners are bound (medians). " end)
+			+ (if $s.responder_ready == null then "" else "The appliance binds its listeners once every service is built; among them the OCSP responder loads the delegated responder keys and certificates of the four CA generations, which the first start made and kept in the data directory: its first key is ready at \($s.first_responder_key | r(0)) ms and the responder at \($s.responder_ready | r(0)) ms, \(($s.responder_ready - $s.first_responder_key) / $s.listening * 100 | r(0))% of the \($s.listening | r(0)) ms until the listeners are bound (medians). " end)
 			+ "Idle, \($m.idle.file_mib | r(1)) MiB of the \($m.idle.rss_mib | r(1)) MiB resident are pages of the binary and \($m.idle.anon_mib | r(1)) MiB are anonymous; after the load (\(.load.clients) clients enrolling for \(.load.seconds) s: \(.load.enrollments) certificates, then \(.load.ocsp_gets) OCSP GETs and 20 DNS queries) anonymous memory is \($m.after.anon_mib | r(1)) MiB and stays there while idle: the Go runtime keeps \($m.after.go_heap_retained_mib | r(1)) MiB of heap from the OS for \($m.after.go_heap_inuse_mib | r(1)) MiB in use, because it returns memory only above the size at which the next collection starts, \($m.after.go_heap_goal_mib | r(1)) MiB (GOGC=400 in `serve`: five times the live heap)."
 		' "$work/footprint.json"
 	} >"$REPORT_DIR/footprint.md"
