@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -77,13 +78,22 @@ type KeyFileError struct {
 func (e *KeyFileError) Error() string { return fmt.Sprintf("key file %s: %v", e.Path, e.Err) }
 func (e *KeyFileError) Unwrap() error { return e.Err }
 
+// errKeyMissing is a KeyFileError's reason when there is no file; it
+// matches fs.ErrNotExist.
+var errKeyMissing = missingKey{}
+
+type missingKey struct{}
+
+func (missingKey) Error() string        { return "missing" }
+func (missingKey) Is(target error) bool { return target == fs.ErrNotExist }
+
 // readKey loads a PEM private key (PKCS#8, PKCS#1 or SEC 1). It refuses
 // key files readable by group or others.
 func readKey(path string) (crypto.Signer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, &KeyFileError{Path: path, Err: errors.New("missing")}
+			return nil, &KeyFileError{Path: path, Err: errKeyMissing}
 		}
 		return nil, &KeyFileError{Path: path, Err: err}
 	}

@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
 )
@@ -38,9 +35,6 @@ func (a *Authority) LoadResponderKey(ctx context.Context, issuerID string) (cryp
 	keyPath, certPath, err := a.responderPaths(issuerID)
 	if err != nil {
 		return nil, nil, err
-	}
-	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("responder key %s: %w", keyPath, fs.ErrNotExist)
 	}
 	key, err := readKey(keyPath)
 	if err != nil {

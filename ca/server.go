@@ -84,11 +84,7 @@ func tlsCert(chain []*x509.Certificate, key crypto.Signer) *tls.Certificate {
 func (a *Authority) loadServerCert(ctx context.Context, keyPath, certPath, hostname string, renewBefore time.Duration) (*tls.Certificate, error) {
 	key, err := readKey(keyPath)
 	if err != nil {
-		var kfe *KeyFileError
-		if errors.As(err, &kfe) && kfe.Err.Error() == "missing" {
-			return nil, os.ErrNotExist
-		}
-		return nil, err
+		return nil, err // matches os.ErrNotExist when there is no key file
 	}
 	chain, err := readCerts(certPath)
 	if err != nil {

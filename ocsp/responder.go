@@ -67,6 +67,10 @@ type Responder struct {
 	met    *responderMetrics
 	prefix string // OCSPPrefix without a trailing '/'
 
+	// keeper keeps delegated responder keys across restarts when the
+	// Source is a ResponderKeyKeeper; nil otherwise.
+	keeper ResponderKeyKeeper
+
 	set      atomic.Pointer[issuerSet]
 	reloadMu sync.Mutex
 	// indexes numbers issuer generations (ID and certificate) for cache
@@ -137,6 +141,7 @@ func NewResponder(ctx context.Context, o Options) (*Responder, error) {
 		refreshers:  make(chan struct{}, maxRefreshers),
 		indexes:     make(map[string]uint32),
 	}
+	r.keeper, _ = o.Source.(ResponderKeyKeeper)
 	r.bufs.New = func() any {
 		b := make([]byte, o.MaxRequestBytes+1)
 		return &b
@@ -302,8 +307,8 @@ func (r *Responder) responderKey(ctx context.Context, iss *issuerState) (*respon
 	iss.key.Store(nk)
 	r.log.Info("responder certificate issued", "issuer", iss.ID,
 		"serial", nk.cert.SerialNumber.Text(16), "not_after", nk.notAfter)
-	if keeper, ok := r.o.Source.(ResponderKeyKeeper); ok {
-		if err := keeper.SaveResponderKey(ctx, iss.ID, nk.signer, nk.cert); err != nil {
+	if r.keeper != nil {
+		if err := r.keeper.SaveResponderKey(ctx, iss.ID, nk.signer, nk.cert); err != nil {
 			// The key serves from memory; the next start makes another.
 			r.log.Warn("responder key not saved", "issuer", iss.ID, "err", err)
 		}
@@ -315,11 +320,10 @@ func (r *Responder) responderKey(ctx context.Context, iss *issuerState) (*respon
 // iss, when there is one that is still fit to sign iss's answers at now
 // (it may be due for renewal), and nil otherwise.
 func (r *Responder) loadResponder(ctx context.Context, iss *issuerState, now time.Time) *responderKey {
-	keeper, ok := r.o.Source.(ResponderKeyKeeper)
-	if !ok {
+	if r.keeper == nil {
 		return nil
 	}
-	key, cert, err := keeper.LoadResponderKey(ctx, iss.ID)
+	key, cert, err := r.keeper.LoadResponderKey(ctx, iss.ID)
 	if err == nil {
 		err = checkResponderCert(iss, key, cert, now)
 	}
