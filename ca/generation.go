@@ -103,6 +103,20 @@ func parsePEMCert(b []byte) (*x509.Certificate, error) {
 // signed by the same key and CA certificate. TestSignLeafMatchesCFSSL
 // holds the two to the same certificate.
 func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	tmpl, err := g.leafTemplate(req, hosts, notBefore, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	der, err := createCertificate(tmpl, g.cert, tmpl.PublicKey, g.key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// leafTemplate is the certificate signLeaf signs: cfssl's leaf profile
+// filled in for req, named hosts.
+func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	profile := g.signing.Profiles[cfProfileLeaf]
 	tmpl := &x509.Certificate{
 		Subject:            csrSubject(req.Subject),
@@ -119,11 +133,7 @@ func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notB
 	if err := signer.FillTemplate(tmpl, g.signing.Default, profile, notBefore, notAfter); err != nil {
 		return nil, err
 	}
-	der, err := createCertificate(tmpl, g.cert, tmpl.PublicKey, g.key)
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(der)
+	return tmpl, nil
 }
 
 // csrSubject is the subject cfssl takes from a CSR: the attributes

@@ -19,14 +19,18 @@ import (
 // returns, which guards against faulty hardware tokens; for a key held in
 // this process by crypto/ecdsa or crypto/rsa that check costs an ECDSA
 // verification (twice a signature) per certificate and finds nothing.
-// So crypto/x509 encodes the TBSCertificate, which tbsCapture keeps
-// instead of signing, and the CA key signs it here once. Keys of other
-// kinds go through CreateCertificate unchanged.
+// So the TBSCertificate is encoded here (leafTBS, for the end-entity
+// templates it covers) or by crypto/x509 (for the others: tbsCapture
+// keeps it instead of signing), and the CA key signs it once. Keys of
+// other kinds go through CreateCertificate unchanged.
 func createCertificate(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) ([]byte, error) {
 	switch key.(type) {
 	case *ecdsa.PrivateKey, *rsa.PrivateKey:
 	default:
 		return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	}
+	if tbs, algID, hash, ok := leafTBS(tmpl, parent, pub, key.Public()); ok {
+		return signTBS(tbs, algID, key, hash)
 	}
 	capture := &tbsCapture{pub: key.Public()}
 	_, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, capture)
