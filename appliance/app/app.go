@@ -299,7 +299,8 @@ func (a *App) serve(name string, h http.Handler) {
 		return
 	}
 	s := &http.Server{
-		Handler:           h,
+		Handler:           corkOnClose(h),
+		ConnContext:       withConn,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -177,7 +177,7 @@ for c in $CLIENTS; do
 			name="${names[$(((r - 1 + k) % n))]}"
 			f="$work/run-$name-$c-$r.json"
 			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1400 + 2 * c))"
-			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen), estload CPU \(.client_cpu_ms_per_enroll) ms/enroll"' "$f"
+			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen), estload CPU \(.client_cpu_ms_per_enroll) ms/enroll, TCP segments \(.tcp_segments_per_enroll)"' "$f"
 		done
 	done
 done
@@ -189,6 +189,7 @@ summary='
 		rate: (map(.enroll_per_s) | median), p50: (map(.latency_ms.p50) | median),
 		p99: (map(.latency_ms.p99) | median), cpu: (map(.server_cpu_ms_per_enroll) | median),
 		client_cpu: (map(.client_cpu_ms_per_enroll) | median),
+		segments: (map(.tcp_segments_per_enroll // empty) | if length > 0 then median else null end),
 		errors: (map(.error_count) | add)
 	})'
 jq -s "$summary"' | group_by(.clients) | map(
@@ -196,9 +197,9 @@ jq -s "$summary"' | group_by(.clients) | map(
 		| map(. + {ratio: (if $g then .rate / $g.rate else null end), cpu_ratio: (if $g then $g.cpu / .cpu else null end)}))
 	| flatten | sort_by(.clients, .label)' "$work"/run-*.json >"$work/summary.json"
 table() {
-	printf '| server | clients | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | enroll/s vs globalsign | errors |\n'
-	printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
-	jq -r '.[] | "| \(.label) | \(.clients) | \(.rate | round) | \(.p50 * 10 | round / 10) | \(.p99 * 10 | round / 10) | \(.cpu * 100 | round / 100) | \(if .label == "globalsign" then "" else "\(.ratio * 100 | round / 100)x" end) | \(.errors) |"' "$work/summary.json"
+	printf '| server | clients | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | TCP segments/enroll | enroll/s vs globalsign | errors |\n'
+	printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
+	jq -r '.[] | "| \(.label) | \(.clients) | \(.rate | round) | \(.p50 * 10 | round / 10) | \(.p99 * 10 | round / 10) | \(.cpu * 100 | round / 100) | \(if .segments then (.segments * 10 | round / 10) else "" end) | \(if .label == "globalsign" then "" else "\(.ratio * 100 | round / 100)x" end) | \(.errors) |"' "$work/summary.json"
 }
 echo
 table
@@ -221,7 +222,8 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo "synced to disk, before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
 		echo "nothing. Both present an ECDSA P-256 server certificate and sign with a P-256 intermediate"
 		echo "under a P-384 root; key exchange P-256. $pinned. The servers take turns; medians of $ROUNDS"
-		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment."
+		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment; TCP"
+		echo "segments are all those the machine sent (both ends, on loopback) per enrollment."
 		echo
 		table
 		echo

@@ -31,7 +31,9 @@
 // of successful enrollments (dial to verified certificate), TLS handshake
 // percentiles, errors by kind, the client's own CPU time per enrollment
 // and, with -server-pid, the server process's CPU time per enrollment
-// (utime+stime from /proc/<pid>/stat over the timed section).
+// (utime+stime from /proc/<pid>/stat over the timed section), and the TCP
+// segments the machine sent per enrollment (OutSegs of /proc/net/snmp:
+// on loopback, both ends' segments, and any other traffic's).
 package main
 
 import (
@@ -159,6 +161,10 @@ type Report struct {
 	PoolSeconds          float64        `json:"pool_seconds"`
 	InlineKeygen         int64          `json:"inline_keygen"`
 	GOMAXPROCS           int            `json:"client_gomaxprocs"`
+	// TCPSegmentsPerEnroll is the machine's TCP segments sent (both ends,
+	// on loopback) per successful enrollment over the timed section,
+	// from /proc/net/snmp; absent where that cannot be read.
+	TCPSegmentsPerEnroll *float64 `json:"tcp_segments_per_enroll,omitempty"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -229,6 +235,7 @@ func run(o options) error {
 			return err
 		}
 	}
+	segs0, segsErr := tcpOutSegs()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -255,6 +262,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	segs1, segsErr1 := tcpOutSegs()
 
 	r := l.report(elapsed)
 	if r.Enrollments > 0 {
@@ -262,6 +270,10 @@ func run(o options) error {
 		if o.serverPID > 0 {
 			v := round3(ms(srv1-srv0) / float64(r.Enrollments))
 			r.ServerCPUMSPerEnroll = &v
+		}
+		if segsErr == nil && segsErr1 == nil {
+			v := round3(float64(segs1-segs0) / float64(r.Enrollments))
+			r.TCPSegmentsPerEnroll = &v
 		}
 	}
 	if o.serverPID > 0 {
@@ -681,6 +693,9 @@ func printText(w io.Writer, r *Report) {
 	if r.ServerCPUMSPerEnroll != nil {
 		fmt.Fprintf(w, "  server CPU   %.3f ms/enrollment (%.2f cores busy)\n", *r.ServerCPUMSPerEnroll, *r.ServerCPUUtilisation)
 	}
+	if r.TCPSegmentsPerEnroll != nil {
+		fmt.Fprintf(w, "  TCP segments %.2f/enrollment (the machine's, both ends)\n", *r.TCPSegmentsPerEnroll)
+	}
 	fmt.Fprintf(w, "  pool         %d pre-generated in %.1fs, %d generated inline\n", r.Pool, r.PoolSeconds, r.InlineKeygen)
 	if r.ErrorCount > 0 {
 		kinds := make([]string, 0, len(r.Errors))
@@ -703,6 +718,32 @@ func selfCPU() (time.Duration, error) {
 		return 0, err
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// tcpOutSegs is the machine's count of TCP segments sent (OutSegs in
+// the Tcp lines of /proc/net/snmp).
+func tcpOutSegs() (int64, error) {
+	data, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = fields
+			continue
+		}
+		for i, n := range names {
+			if n == "OutSegs" && i < len(fields) {
+				return strconv.ParseInt(fields[i], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no Tcp OutSegs in /proc/net/snmp")
 }
 
 // userHZ is the unit of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
