@@ -22,22 +22,28 @@ func withConn(ctx context.Context, c net.Conn) context.Context {
 // server closes the connection (Connection: close, as an EST client
 // enrolling over a new connection sends it, or HTTP/1.0 without
 // keep-alive) leaves in one TCP segment with the TLS close_notify and the
-// FIN, where it took three: before h writes, the connection is corked
-// (TCP_CORK, Linux), and net/http closes it right after the answer, which
-// sends everything queued. Each segment saved is a packet the kernel
-// does not build and the peer does not wake up for. The kernel sends
-// corked data after 200 ms at the latest, so a connection that outlives
-// its answer is delayed, never stuck.
+// FIN, where it took three. net/http holds a handler's first few
+// kilobytes of answer until the handler returns; the connection is
+// corked (TCP_CORK, Linux) then, before they are written, and net/http
+// closes it right after, which sends everything queued. Corking only
+// once the handler is done leaves alone what it writes while it runs,
+// such as a 100 Continue. Each segment saved is a packet the kernel does
+// not build and the peer does not wake up for. The kernel sends corked
+// data after 200 ms at the latest, so a connection that outlives its
+// answer is delayed, never stuck.
 func corkOnClose(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
 		if r.Close {
 			if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
-				cork(c)
+				corkConn(c)
 			}
 		}
-		h.ServeHTTP(w, r)
 	})
 }
+
+// corkConn is cork; tests replace it to see when it is called.
+var corkConn = cork
 
 // cork sets TCP_CORK on c's socket (under TLS, the connection's), where
 // the system has it; a failure only leaves the segments as they were.

@@ -16,28 +16,30 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
 // corkState reads TCP_CORK from the socket under c.
-func corkState(c net.Conn) (int, error) {
-	if t, ok := c.(*tls.Conn); ok {
-		c = t.NetConn()
+func corkState(t *testing.T, c net.Conn) int {
+	t.Helper()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
 	}
 	raw, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
-		return 0, err
+		t.Fatal(err)
 	}
 	v, serr := 0, error(nil)
 	if err := raw.Control(func(fd uintptr) {
 		v, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CORK)
-	}); err != nil {
-		return 0, err
+	}); err != nil || serr != nil {
+		t.Fatal(err, serr)
 	}
-	return v, serr
+	return v
 }
 
 func selfSigned(t *testing.T) tls.Certificate {
@@ -55,29 +57,84 @@ func selfSigned(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// TestCorkOnClose: over TLS and plain TCP, a request on a connection kept
-// alive is answered uncorked, and the connection serves another; a
-// request with Connection: close is answered corked, and the client gets
-// the whole answer and then the end of the connection.
+// TestCork: cork sets TCP_CORK on a TCP connection and on the one under
+// a TLS connection.
+func TestCork(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan []net.Conn)
+	go func() {
+		var conns []net.Conn
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				accepted <- conns
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	defer func() {
+		l.Close()
+		for _, c := range <-accepted {
+			c.Close()
+		}
+	}()
+	for _, wrap := range []bool{false, true} {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conn net.Conn = c
+		if wrap {
+			conn = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		}
+		if v := corkState(t, conn); v != 0 {
+			t.Fatalf("TCP_CORK %d before cork", v)
+		}
+		cork(conn)
+		if v := corkState(t, conn); v != 1 {
+			t.Errorf("tls=%v: TCP_CORK %d after cork, want 1", wrap, v)
+		}
+		c.Close()
+	}
+}
+
+// TestCorkOnClose: over TLS and plain TCP, requests on a connection kept
+// alive are answered without corking it; a request with Connection:
+// close (one with Expect: 100-continue too) has its connection corked
+// once its handler has returned, and the client gets the whole answer,
+// then the end of the connection.
 func TestCorkOnClose(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	record := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	corkConn = func(c net.Conn) { record("cork"); cork(c) }
+	t.Cleanup(func() { corkConn = cork })
+
 	for _, useTLS := range []bool{true, false} {
 		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			mu.Lock()
+			events = nil
+			mu.Unlock()
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
 			if useTLS {
-				l = tls.NewListener(l, cfg)
+				l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}})
 			}
-			body := make([]byte, 3000)
+			answer := strings.Repeat("a", 3000)
 			s := &http.Server{ConnContext: withConn, Handler: corkOnClose(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				v, err := corkState(r.Context().Value(connKey{}).(net.Conn))
-				if err != nil {
-					t.Error(err)
-				}
-				w.Header().Set("X-Cork", strconv.Itoa(v))
-				w.Write(body)
+				body, _ := io.ReadAll(r.Body)
+				record("handled " + string(body))
+				io.WriteString(w, answer)
 			}))}
 			go s.Serve(l)
 			defer s.Close()
@@ -94,33 +151,41 @@ func TestCorkOnClose(t *testing.T) {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			br := bufio.NewReader(c)
-			for i, close := range []bool{false, false, true} {
-				req := "GET / HTTP/1.1\r\nHost: test\r\n"
-				if close {
-					req += "Connection: close\r\n"
-				}
-				if _, err := io.WriteString(c, req+"\r\n"); err != nil {
-					t.Fatal(err)
-				}
+			read := func(i int) {
+				t.Helper()
 				resp, err := http.ReadResponse(br, nil)
 				if err != nil {
 					t.Fatalf("request %d: %v", i, err)
 				}
 				got, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if err != nil || len(got) != len(body) {
-					t.Fatalf("request %d: %d of %d bytes, %v", i, len(got), len(body), err)
-				}
-				want := "0"
-				if close {
-					want = "1"
-				}
-				if v := resp.Header.Get("X-Cork"); v != want {
-					t.Errorf("request %d (Connection: close %v): TCP_CORK %s, want %s", i, close, v, want)
+				if err != nil || string(got) != answer {
+					t.Fatalf("request %d: %d of %d bytes, %v", i, len(got), len(answer), err)
 				}
 			}
+			for i := range 2 {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+				read(i)
+			}
+			// Closing, and waiting for a 100 Continue before the body.
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100 ") {
+				t.Fatalf("before the body: %q, %v", line, err)
+			}
+			if _, err := br.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "body")
+			read(2)
 			if n, err := br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 				t.Errorf("after the closing answer: %d bytes, %v; want the end of the connection", n, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			want := []string{"handled ", "handled ", "handled body", "cork"}
+			if fmt.Sprint(events) != fmt.Sprint(want) {
+				t.Errorf("events %q, want %q", events, want)
 			}
 		})
 	}
