@@ -134,6 +134,14 @@ if [ -f "$rep/est.json" ] && [ -f "$rep/floor.json" ]; then
 		| ($r | map(select(.label == "globalsign"))[0]) as $g
 		| "At 16 clients nmos-certs used \($n.cpu * 1000 | round) µs of server CPU per enrollment and the reference server \($g.cpu * 1000 | round) µs; the public-key floor above is \($f) µs of that. The rest is Go'"'"'s TLS 1.3 machinery (key schedule, transcript hashes, record encryption, certificate parsing), the TCP and HTTP exchange, ASN.1, the policy check and, for nmos-certs, the durable commit (a transaction and the sync of its WAL, shared by the certificates of a group commit; the sync'"'"'s wait for the disk and its CPU are in the table above). estload itself spends about \($n.client_cpu * 1000 | round) µs per enrollment on the same CPUs, which caps the enrollments per second of any server here. A profile by function is in bench/est/README.md."' \
 		"$rep/est.json" >"$rep/est-time.txt"
+	# At 4 clients: latency, and the sync's share of it.
+	jq -r --slurpfile floor "$rep/floor.json" '
+		($floor[0].fdatasync_16k_us) as $sync
+		| [.results[] | select(.clients == 4)] as $r
+		| ($r | map(select(.label == "nmos-certs"))[0]) as $n
+		| ($r | map(select(.label == "globalsign"))[0]) as $g
+		| if $n and $g then "\nAt 4 clients the CPUs are not all busy: each client waits for its answer before it enrolls again, so enrollments per second follow the latency of one enrollment (p50 \($n.p50 * 10 | round / 10) ms for nmos-certs, \($g.p50 * 10 | round / 10) ms for the reference server) more than its CPU (\($n.cpu * 1000 | round) and \($g.cpu * 1000 | round) µs). Every nmos-certs enrollment waits for its durable commit, whose sync alone takes about \($sync) µs here (16 KiB written and fdatasynced, above), and at that concurrency few other enrollments share a commit. bench/est/README.md has the same rotation with a build that stores nothing." else empty end' \
+		"$rep/est.json" >>"$rep/est-time.txt"
 	{
 		echo
 		echo "### Where an enrollment's time goes"
