@@ -9,7 +9,7 @@ GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test lint unit tools bench bench-tools clean
+.PHONY: all build run test lint unit tools bench bench-tools fuzz clean
 
 all: build
 
@@ -38,6 +38,17 @@ tools:
 		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
 	fi
+
+## fuzz: each fuzz target for FUZZTIME (30s) in turn: request bodies and
+## CSRs (est), DNS queries (plugins/nmoscerts), OCSP requests (ocsp),
+## configuration files (appliance/config). `make test` runs their seeds.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := est:FuzzDecodeBody plugins/nmoscerts:FuzzServeDNS ocsp:FuzzParseRequest ocsp:FuzzDecodeGET appliance/config:FuzzLoad
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+	done
 
 ## bench: every benchmark (Go hot paths, EST vs globalsign estserver, OCSP vs
 ## cfssl ocspserve, DNS-SD vs stock CoreDNS, CRL, scale, footprint); prints
