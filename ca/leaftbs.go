@@ -84,7 +84,12 @@ func leafTBS(tmpl, parent *x509.Certificate, pub, issuerKey crypto.PublicKey) (t
 		b.AddBytes(spki)
 		exts := cryptobyte.NewBuilder(make([]byte, 0, 512))
 		addLeafExtensions(exts, tmpl, aki, bytes.Equal(subject, emptyName))
-		if e := exts.BytesOrPanic(); len(e) > 0 {
+		e, err := exts.Bytes()
+		if err != nil {
+			b.SetError(err)
+			return
+		}
+		if len(e) > 0 {
 			b.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(e) })
 			})
@@ -93,7 +98,7 @@ func leafTBS(tmpl, parent *x509.Certificate, pub, issuerKey crypto.PublicKey) (t
 	tbs, err = b.Bytes()
 	if err != nil {
 		// A validity crypto/x509 would encode differently or refuse
-		// (a year past 9999, say).
+		// (a year past 9999, say), or a length cryptobyte cannot write.
 		return nil, nil, 0, false
 	}
 	return tbs, algID, hash, true
@@ -390,10 +395,10 @@ var (
 	oidAccessCAIssuers       = encodedOID(1, 3, 6, 1, 5, 5, 7, 48, 2)
 	oidECPublicKey           = encodedOID(1, 2, 840, 10045, 2, 1)
 
-	algECDSAWithSHA256 = algorithmID(false, 1, 2, 840, 10045, 4, 3, 2)
-	algECDSAWithSHA384 = algorithmID(false, 1, 2, 840, 10045, 4, 3, 3)
-	algECDSAWithSHA512 = algorithmID(false, 1, 2, 840, 10045, 4, 3, 4)
-	algSHA256WithRSA   = algorithmID(true, 1, 2, 840, 113549, 1, 1, 11)
+	algECDSAWithSHA256 = algorithmID(false, oidECDSAWithSHA256...)
+	algECDSAWithSHA384 = algorithmID(false, oidECDSAWithSHA384...)
+	algECDSAWithSHA512 = algorithmID(false, oidECDSAWithSHA512...)
+	algSHA256WithRSA   = algorithmID(true, oidSHA256WithRSA...)
 
 	namedCurveOIDs = map[elliptic.Curve][]byte{
 		elliptic.P256(): encodedOID(1, 2, 840, 10045, 3, 1, 7),

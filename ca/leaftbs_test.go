@@ -3,7 +3,6 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -50,7 +49,7 @@ func checkLeafTBS(t *testing.T, tmpl, parent *x509.Certificate, pub, issuerKey c
 	}
 }
 
-func testIssuer(t *testing.T, key crypto.Signer, ski []byte) *x509.Certificate {
+func testIssuer(t testing.TB, key crypto.Signer, ski []byte) *x509.Certificate {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "Issuing CA", Organization: []string{"Studio"}},
@@ -298,13 +297,9 @@ func mustOID(t *testing.T, s string) x509.OID {
 // BenchmarkLeafTBS: encoding an EST leaf's TBSCertificate (the template
 // the authority fills for a P-256 CSR) by crypto/x509 and by leafTBS.
 func BenchmarkLeafTBS(b *testing.B) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, leaf := ecKey(b, elliptic.P256()), ecKey(b, elliptic.P256())
+	parent := testIssuer(b, key, []byte{1, 2, 3})
 	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ECDSA Intermediate"},
-		NotBefore: now, NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, SubjectKeyId: []byte{1, 2, 3}}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &key.PublicKey, key)
-	parent, _ := x509.ParseCertificate(caDER)
 	tmpl := &x509.Certificate{
 		SerialNumber: new(big.Int).Lsh(big.NewInt(1), 150), Subject: pkix.Name{CommonName: "node1.studio.example.test"},
 		NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), BasicConstraintsValid: true,
