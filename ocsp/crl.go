@@ -3,9 +3,7 @@ package ocsp
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
@@ -200,26 +198,27 @@ func (p *Publisher) build(ctx context.Context, ci *crlIssuer) error {
 	start := time.Now()
 	now := p.o.Clock().UTC().Truncate(time.Second)
 
-	// Revocations arrive one by one from the store; the slice is sized
-	// from the previous build so that a large CRL is not regrown.
-	entries := make([]x509.RevocationListEntry, 0, ci.lastCount+ci.lastCount/8+16)
+	// Revocations arrive one by one from the store and are encoded as
+	// they come (crlEncoder), in room sized from the previous build so
+	// that a large CRL is not regrown.
+	enc := newCRLEncoder(ci.lastCount + ci.lastCount/8 + 16)
 	var fixed int
 	err := p.o.Source.Revocations(ctx, ci.ID, func(rv store.Revocation) error {
 		if rv.Serial == nil {
 			return errors.New("revocation without a serial number")
 		}
-		e := x509.RevocationListEntry{SerialNumber: rv.Serial, RevocationTime: rv.RevokedAt, ReasonCode: rv.Reason}
+		reason, at := rv.Reason, rv.RevokedAt
 		// RFC 5280 5.3.1: 7 is unused, removeFromCRL (8) belongs to
 		// delta CRLs only; unspecified (0) is written as no reason.
-		if e.ReasonCode < 0 || e.ReasonCode > 10 || e.ReasonCode == 7 || e.ReasonCode == 8 {
-			e.ReasonCode = 0
+		if reason < 0 || reason > 10 || reason == 7 || reason == 8 {
+			reason = 0
 			fixed++
 		}
-		if e.RevocationTime.IsZero() {
-			e.RevocationTime = now
+		if at.IsZero() {
+			at = now
 			fixed++
 		}
-		entries = append(entries, e)
+		enc.add(rv.Serial, at, reason)
 		return nil
 	})
 	if err != nil {
@@ -232,45 +231,54 @@ func (p *Publisher) build(ctx context.Context, ci *crlIssuer) error {
 	if err != nil {
 		return fmt.Errorf("ocsp: CRL of %s: next CRL number: %w", ci.ID, err)
 	}
-	tmpl := &x509.RevocationList{
-		Number:                    big.NewInt(number),
-		ThisUpdate:                now,
-		NextUpdate:                now.Add(p.o.CRLValidity),
-		RevokedCertificateEntries: entries,
+	params := crlParams{
+		issuer:     ci.Cert,
+		signer:     ci.Signer,
+		number:     big.NewInt(number),
+		thisUpdate: now,
+		nextUpdate: now.Add(p.o.CRLValidity),
 	}
 	if p.o.CRLURL != nil {
 		ext, err := issuingDistributionPoint(p.o.CRLURL(ci.ID))
 		if err != nil {
 			return fmt.Errorf("ocsp: CRL of %s: %w", ci.ID, err)
 		}
-		tmpl.ExtraExtensions = []pkix.Extension{ext}
+		params.idp = ext.Value
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ci.Cert, ci.Signer)
+	entries := enc.n
+	der, err := enc.finish(params)
 	if err != nil {
 		return fmt.Errorf("ocsp: CRL of %s: %w", ci.ID, err)
 	}
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+	// The PEM is written into room for all of it: 4/3 of the DER in
+	// base64, a newline every 64 characters, and the two lines around.
+	var pemBuf bytes.Buffer
+	pemBuf.Grow(len(der)/3*4 + len(der)/48 + 128)
+	if err := pem.Encode(&pemBuf, &pem.Block{Type: "X509 CRL", Bytes: der}); err != nil {
+		return fmt.Errorf("ocsp: CRL of %s: %w", ci.ID, err)
+	}
+	pemBytes := pemBuf.Bytes()
 	sumDER, sumPEM := sha256.Sum256(der), sha256.Sum256(pemBytes)
 	doc := &crlDoc{
 		number:     number,
-		entries:    len(entries),
-		thisUpdate: tmpl.ThisUpdate,
-		nextUpdate: tmpl.NextUpdate,
+		entries:    entries,
+		thisUpdate: params.thisUpdate,
+		nextUpdate: params.nextUpdate,
 		der:        der,
 		pem:        pemBytes,
 		etagDER:    `"` + hex.EncodeToString(sumDER[:]) + `"`,
 		etagPEM:    `"` + hex.EncodeToString(sumPEM[:]) + `"`,
-		expires:    tmpl.NextUpdate.Format(http.TimeFormat),
+		expires:    params.nextUpdate.Format(http.TimeFormat),
 	}
 	ci.doc.Store(doc)
-	ci.lastCount = len(entries)
+	ci.lastCount = entries
 	ci.covered = covers
 
 	p.met.number.WithLabelValues(ci.ID).Set(float64(number))
 	p.met.bytes.WithLabelValues(ci.ID).Set(float64(len(der)))
 	p.met.thisUpdate.WithLabelValues(ci.ID).Set(float64(doc.thisUpdate.Unix()))
 	p.met.nextUpdate.WithLabelValues(ci.ID).Set(float64(doc.nextUpdate.Unix()))
-	p.log.Info("CRL built", "issuer", ci.ID, "number", number, "entries", len(entries),
+	p.log.Info("CRL built", "issuer", ci.ID, "number", number, "entries", entries,
 		"bytes", len(der), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

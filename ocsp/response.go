@@ -54,33 +54,8 @@ type responderKey struct {
 // OCSP answers.
 func newResponderKey(signer crypto.Signer, cert *x509.Certificate) (*responderKey, error) {
 	k := &responderKey{signer: signer}
-	var oid asn1.ObjectIdentifier
-	switch pub := signer.Public().(type) {
-	case *ecdsa.PublicKey:
-		switch pub.Curve {
-		case elliptic.P256():
-			oid, k.hash = oidECDSAWithSHA256, crypto.SHA256
-		case elliptic.P384():
-			oid, k.hash = oidECDSAWithSHA384, crypto.SHA384
-		case elliptic.P521():
-			oid, k.hash = oidECDSAWithSHA512, crypto.SHA512
-		default:
-			return nil, errors.New("unsupported elliptic curve")
-		}
-	case *rsa.PublicKey:
-		oid, k.hash = oidSHA256WithRSA, crypto.SHA256
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", pub)
-	}
-	b := cryptobyte.NewBuilder(nil)
-	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1ObjectIdentifier(oid)
-		if _, ok := signer.Public().(*rsa.PublicKey); ok {
-			b.AddASN1NULL() // RFC 4055 2.1: NULL parameters for RSA
-		}
-	})
 	var err error
-	if k.sigAlg, err = b.Bytes(); err != nil {
+	if k.sigAlg, k.hash, err = signatureAlgorithm(signer.Public()); err != nil {
 		return nil, err
 	}
 	keyBits, err := publicKeyBits(cert.RawSubjectPublicKeyInfo)
@@ -88,7 +63,7 @@ func newResponderKey(signer crypto.Signer, cert *x509.Certificate) (*responderKe
 		return nil, err
 	}
 	keyHash := sha1.Sum(keyBits)
-	b = cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(nil)
 	b.AddASN1(casn1.Tag(2).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
 		b.AddASN1OctetString(keyHash[:])
 	})
@@ -96,6 +71,42 @@ func newResponderKey(signer crypto.Signer, cert *x509.Certificate) (*responderKe
 		return nil, err
 	}
 	return k, nil
+}
+
+// signatureAlgorithm is the encoded AlgorithmIdentifier and the digest
+// with which answers and CRLs are signed by a key: ECDSA with the
+// digest of its curve's size (RFC 5758 3.2), RSA PKCS #1 v1.5 with
+// SHA-256 and NULL parameters (RFC 4055 5), as crypto/x509 chooses.
+func signatureAlgorithm(pub crypto.PublicKey) ([]byte, crypto.Hash, error) {
+	var oid asn1.ObjectIdentifier
+	var hash crypto.Hash
+	_, isRSA := pub.(*rsa.PublicKey)
+	switch pub := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch pub.Curve {
+		case elliptic.P256():
+			oid, hash = oidECDSAWithSHA256, crypto.SHA256
+		case elliptic.P384():
+			oid, hash = oidECDSAWithSHA384, crypto.SHA384
+		case elliptic.P521():
+			oid, hash = oidECDSAWithSHA512, crypto.SHA512
+		default:
+			return nil, 0, errors.New("unsupported elliptic curve")
+		}
+	case *rsa.PublicKey:
+		oid, hash = oidSHA256WithRSA, crypto.SHA256
+	default:
+		return nil, 0, fmt.Errorf("unsupported key type %T", pub)
+	}
+	b := cryptobyte.NewBuilder(nil)
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1ObjectIdentifier(oid)
+		if isRSA {
+			b.AddASN1NULL() // RFC 4055 2.1: NULL parameters for RSA
+		}
+	})
+	alg, err := b.Bytes()
+	return alg, hash, err
 }
 
 // publicKeyBits returns the subjectPublicKey BIT STRING's value from a

@@ -5,8 +5,8 @@
 // resident size is that size's alone.
 //
 // The build is the appliance's own: ocsp.NewPublisher over a Source, and
-// Publisher.Rebuild, which reads the revocations, asks for the next CRL
-// number and signs with x509.CreateRevocationList. The Source streams the
+// Publisher.Rebuild, which reads the revocations, encoding each as it
+// arrives, asks for the next CRL number and signs. The Source streams the
 // revocations one by one as the store does (the same -n random 159-bit
 // serials, from a fixed seed, on every build; half with reason
 // keyCompromise, half without a reason), so no list of them is held
