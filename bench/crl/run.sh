@@ -67,7 +67,7 @@ if [ -n "${REPORT_DIR:-}" ]; then
 			| (.runs | map(select(.revoked == $n))) as $top
 			| ($top | max_by(.gogc)) as $b | ($top | min_by(.gogc)) as $l
 			| "Median of \(.builds) builds, each from a collected heap; MB = 10^6 bytes; 159-bit serials, half the entries with a reason code. "
-			+ "The peak heap is \($b.peak_heap_mb / $b.alloc_mb | pct) of the bytes allocated, and the collector found up to \($l.peak_live_mb / $l.alloc_mb | pct) of them live during a build (GOGC=\($l.gogc)): the publisher'"'"'s entries, x509'"'"'s copy of them and asn1.Marshal'"'"'s encoding of the whole list stay reachable until the list is encoded, so the memory a build needs is close to what it allocates, whatever GOGC is. "
+			+ "The peak heap is \($b.peak_heap_mb / $b.alloc_mb | pct) of the bytes allocated, and the collector found up to \($l.peak_live_mb / $l.alloc_mb | pct) of them live during a build (GOGC=\($l.gogc)). Each revocation is encoded as it arrives (ocsp.crlEncoder), so what a build keeps is the encoded list, the CRL and its PEM; the rest is short-lived (the Source'"'"'s serials, each entry'"'"'s builders and time strings), and GOGC sets how much of it piles up before the collector runs. "
 			+ "At \($n | tostring | until(test("^[0-9]{4}") | not; sub("(?<a>[0-9])(?<b>[0-9]{3})(?<c>$|,)"; "\(.a),\(.b)\(.c)"))) revoked certificates a rebuild takes \($b.seconds) s (GOGC=\($b.gogc)) and raises the resident size from \($b.rss_before_mb) to \($b.peak_rss_mb) MB for a \($b.crl_bytes / 1e5 | round / 10) MB CRL, of which the DER and PEM served (\($b.held_mb) MB of live heap in all) stay held between builds."
 		' "$work/crl.json"
 	} >"$REPORT_DIR/crl.md"
