@@ -92,16 +92,29 @@ func TestGroupCommitBatchSemantics(t *testing.T) {
 	}
 }
 
-// holdWriter takes the certificate writer's only connection until
-// release is called, so that certificates pile up behind it.
+// holdWriter takes the database's write lock (BEGIN IMMEDIATE on the
+// connection of the other writes, as another process could) until
+// release is called: the certificate writer's BEGIN IMMEDIATE then waits
+// (busy_timeout), and certificates pile up behind it.
 func holdWriter(t *testing.T, s *SQLite) (release func()) {
 	t.Helper()
-	conn, err := s.cw.Conn(context.Background())
+	ctx := context.Background()
+	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
 	var once sync.Once
-	release = func() { once.Do(func() { conn.Close() }) }
+	release = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				t.Error(err)
+			}
+			conn.Close()
+		})
+	}
 	t.Cleanup(release)
 	return release
 }

@@ -35,8 +35,15 @@ type SQLite struct {
 	r  *sql.DB    // readers
 	ws *walSyncer // syncs the WAL after each certificate commit
 
-	insert  *sql.Stmt // the certificate INSERT, prepared on cw
-	keyUsed *sql.Stmt // KeyUsed's query, prepared on the readers
+	// The certificate writer's statements, prepared once on wc, cw's
+	// one connection, which the writer keeps for the store's life: a
+	// transaction is BEGIN IMMEDIATE, INSERTs and COMMIT run as prepared
+	// statements rather than through sql.Tx, which parses BEGIN and
+	// COMMIT again and starts a goroutine for every transaction.
+	wc                      *sql.Conn
+	begin, commit, rollback *sql.Stmt
+	insert, keyUsedInTx     *sql.Stmt
+	keyUsed                 *sql.Stmt // KeyUsed's query, prepared on the readers
 
 	puts      chan *putRequest // to the group-commit writer; unbuffered
 	closing   chan struct{}    // closed by Close: the writer stops
@@ -100,10 +107,21 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// Keep the readers open: a connection closed for being idle is a
 	// database to open again (file, WAL index, pragmas, schema).
 	s.r.SetMaxIdleConns(8)
-	if s.insert, err = s.cw.PrepareContext(ctx, insertCertSQL); err == nil {
-		s.keyUsed, err = s.r.PrepareContext(ctx, keyUsedSQL)
+	if s.wc, err = s.cw.Conn(ctx); err != nil {
+		return fail(err)
 	}
-	if err != nil {
+	for _, st := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.begin, "BEGIN IMMEDIATE"}, {&s.commit, "COMMIT"}, {&s.rollback, "ROLLBACK"},
+		{&s.insert, insertCertSQL}, {&s.keyUsedInTx, keyUsedSQL},
+	} {
+		if *st.stmt, err = s.wc.PrepareContext(ctx, st.sql); err != nil {
+			return fail(err)
+		}
+	}
+	if s.keyUsed, err = s.r.PrepareContext(ctx, keyUsedSQL); err != nil {
 		return fail(err)
 	}
 	go s.writeCertificates()
@@ -116,9 +134,14 @@ func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.writeDone
 	var errs []error
-	for _, st := range []*sql.Stmt{s.insert, s.keyUsed} {
+	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.insert, s.keyUsedInTx, s.keyUsed} {
 		if st != nil {
 			errs = append(errs, st.Close())
+		}
+	}
+	if s.wc != nil {
+		if err := s.wc.Close(); !errors.Is(err, sql.ErrConnDone) {
+			errs = append(errs, err) // closed by an earlier Close otherwise
 		}
 	}
 	for _, db := range []*sql.DB{s.cw, s.w, s.r} {
@@ -514,24 +537,29 @@ func (e *rowError) Unwrap() error { return e.err }
 // was committed: a *rowError when an INSERT failed, else the failure of
 // BEGIN or COMMIT.
 func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
-	tx, err := s.cw.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := s.begin.ExecContext(ctx); err != nil {
 		return nil, err
 	}
-	defer tx.Rollback()
-	ins := tx.StmtContext(ctx, s.insert)
+	committed := false
+	defer func() {
+		if !committed {
+			// Ends the transaction, whatever failed in it; an error
+			// here is one SQLite already ended it for.
+			_, _ = s.rollback.ExecContext(ctx)
+		}
+	}()
 	errs := make([]error, len(reqs))
 	stored := 0
 	for i, r := range reqs {
 		c := r.cert
-		_, err := ins.ExecContext(ctx, SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
+		_, err := s.insert.ExecContext(ctx, SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
 			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER)
 		switch {
 		case err == nil:
 			stored++
 		case isUnique(err):
 			var n int
-			if tx.QueryRowContext(ctx, keyUsedSQL, c.SPKIHash).Scan(&n) == nil && n > 0 {
+			if s.keyUsedInTx.QueryRowContext(ctx, c.SPKIHash).Scan(&n) == nil && n > 0 {
 				errs[i] = ErrKeyReused
 			} else {
 				errs[i] = fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
@@ -546,9 +574,10 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 	if stored == 0 {
 		return errs, nil // nothing to commit; the deferred ROLLBACK ends it
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := s.commit.ExecContext(ctx); err != nil {
 		return nil, err
 	}
+	committed = true
 	// Committed, visible to readers, and durable once the WAL is synced:
 	// nobody is answered before that (see walSyncer). Should the sync
 	// fail, the batch's callers get the error and no certificate; the

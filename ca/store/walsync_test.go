@@ -47,10 +47,12 @@ func TestCertificateCommitsSyncTheWAL(t *testing.T) {
 		t.Fatalf("the file synced is not %s-wal", path)
 	}
 	for _, c := range []struct {
-		db   *sql.DB
+		db interface {
+			QueryRowContext(context.Context, string, ...any) *sql.Row
+		}
 		name string
 		want int // 1 NORMAL, 2 FULL
-	}{{s.cw, "certificate writer", 1}, {s.w, "writer", 2}, {s.r, "reader", 2}} {
+	}{{s.wc, "certificate writer", 1}, {s.w, "writer", 2}, {s.r, "reader", 2}} {
 		var got int
 		if err := c.db.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&got); err != nil {
 			t.Fatal(err)
