@@ -444,3 +444,23 @@ func TestBusyGathers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A transaction left open on the writer's connection (a ROLLBACK that
+// failed, say) does not stop the writer: the next batch ends it and
+// commits.
+func TestWriterRecoversFromOpenTransaction(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	if _, err := s.begin.ExecContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCertificate(ctx, testCert(1)); err != nil {
+		t.Fatalf("with a transaction left open: %v", err)
+	}
+	if err := s.PutCertificate(ctx, testCert(2)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, s); n != 2 {
+		t.Fatalf("%d rows, want 2", n)
+	}
+}

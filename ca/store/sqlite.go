@@ -538,7 +538,14 @@ func (e *rowError) Unwrap() error { return e.err }
 // BEGIN or COMMIT.
 func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
 	if _, err := s.begin.ExecContext(ctx); err != nil {
-		return nil, err
+		// A transaction left open by a ROLLBACK that failed would
+		// refuse every BEGIN after it: end it, and try once more.
+		if _, rerr := s.rollback.ExecContext(ctx); rerr != nil {
+			return nil, err
+		}
+		if _, err := s.begin.ExecContext(ctx); err != nil {
+			return nil, err
+		}
 	}
 	committed := false
 	defer func() {
