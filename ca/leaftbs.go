@@ -8,11 +8,12 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
-	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/nmos-certs/nmos-certs/ca/der"
 )
 
 // leafTBS encodes the TBSCertificate (RFC 5280 4.1) that
@@ -77,8 +78,8 @@ func leafTBS(tmpl, parent *x509.Certificate, pub, issuerKey crypto.PublicKey) (t
 		b.AddBytes(algID)
 		b.AddBytes(issuer)
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			addTime(b, tmpl.NotBefore)
-			addTime(b, tmpl.NotAfter)
+			der.AddTime(b, tmpl.NotBefore)
+			der.AddTime(b, tmpl.NotAfter)
 		})
 		b.AddBytes(subject)
 		b.AddBytes(spki)
@@ -151,7 +152,7 @@ func isASCII(s string) bool {
 // addLeafExtensions adds the extensions in crypto/x509's order.
 func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, subjectEmpty bool) {
 	if t.KeyUsage != 0 {
-		addExtension(b, oidKeyUsage, true, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidKeyUsage, true, func(b *cryptobyte.Builder) {
 			// The bits named by RFC 5280 4.2.1.3, first bit first, in
 			// one octet or two, and the count of unused trailing bits.
 			a := [2]byte{reverseBits(byte(t.KeyUsage)), reverseBits(byte(t.KeyUsage >> 8))}
@@ -177,7 +178,7 @@ func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, s
 		})
 	}
 	if len(t.ExtKeyUsage) > 0 {
-		addExtension(b, oidExtKeyUsage, false, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidExtKeyUsage, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, u := range t.ExtKeyUsage {
 					b.AddBytes(extKeyUsageOIDs[u])
@@ -188,24 +189,24 @@ func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, s
 	if t.BasicConstraintsValid {
 		// An end entity: cA FALSE and no path length, both defaults,
 		// so an empty SEQUENCE.
-		addExtension(b, oidBasicConstraints, true, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidBasicConstraints, true, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(*cryptobyte.Builder) {})
 		})
 	}
 	if len(t.SubjectKeyId) > 0 {
-		addExtension(b, oidSubjectKeyID, false, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidSubjectKeyID, false, func(b *cryptobyte.Builder) {
 			b.AddASN1OctetString(t.SubjectKeyId)
 		})
 	}
 	if len(aki) > 0 {
-		addExtension(b, oidAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidAuthorityKeyID, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(aki) })
 			})
 		})
 	}
 	if len(t.OCSPServer) > 0 || len(t.IssuingCertificateURL) > 0 {
-		addExtension(b, oidAuthorityInfoAccess, false, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidAuthorityInfoAccess, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, u := range t.OCSPServer {
 					addAccessDescription(b, oidAccessOCSP, u)
@@ -218,7 +219,7 @@ func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, s
 	}
 	if len(t.DNSNames) > 0 || len(t.EmailAddresses) > 0 || len(t.IPAddresses) > 0 || len(t.URIs) > 0 {
 		// Critical when the subject is empty (RFC 5280 4.2.1.6).
-		addExtension(b, oidSubjectAltName, subjectEmpty, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidSubjectAltName, subjectEmpty, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, n := range t.DNSNames {
 					addGeneralName(b, 2, []byte(n))
@@ -239,7 +240,7 @@ func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, s
 		})
 	}
 	if len(t.CRLDistributionPoints) > 0 {
-		addExtension(b, oidCRLDistributionPoints, false, func(b *cryptobyte.Builder) {
+		der.AddExtension(b, oidCRLDistributionPoints, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				for _, u := range t.CRLDistributionPoints {
 					// DistributionPoint { distributionPoint [0]
@@ -257,18 +258,6 @@ func addLeafExtensions(b *cryptobyte.Builder, t *x509.Certificate, aki []byte, s
 	}
 }
 
-// addExtension adds an Extension; criticality is written only when true
-// (DER leaves out a DEFAULT FALSE).
-func addExtension(b *cryptobyte.Builder, oid []byte, critical bool, value cryptobyte.BuilderContinuation) {
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(oid)
-		if critical {
-			b.AddASN1Boolean(true)
-		}
-		b.AddASN1(cbasn1.OCTET_STRING, value)
-	})
-}
-
 func addAccessDescription(b *cryptobyte.Builder, method []byte, uri string) {
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddBytes(method)
@@ -281,18 +270,6 @@ func addAccessDescription(b *cryptobyte.Builder, method []byte, uri string) {
 // iPAddress [7].
 func addGeneralName(b *cryptobyte.Builder, tag uint8, v []byte) {
 	b.AddASN1(cbasn1.Tag(tag).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(v) })
-}
-
-// addTime adds a Time as RFC 5280 4.1.2.5 and crypto/x509 write it:
-// UTCTime for the years 1950 to 2049, GeneralizedTime otherwise, in UTC
-// to the second.
-func addTime(b *cryptobyte.Builder, t time.Time) {
-	t = t.UTC()
-	if y := t.Year(); y >= 1950 && y < 2050 {
-		b.AddASN1UTCTime(t)
-	} else {
-		b.AddASN1GeneralizedTime(t)
-	}
 }
 
 // nameBytes is the encoded subject of c, as crypto/x509 takes it: the raw
@@ -360,21 +337,12 @@ func reverseBits(b byte) byte {
 	return b>>1&0x55 | b<<1&0xaa
 }
 
-// encodedOID is the DER of an OBJECT IDENTIFIER.
-func encodedOID(oid ...int) []byte {
-	der, err := asn1.Marshal(asn1.ObjectIdentifier(oid))
-	if err != nil {
-		panic(err)
-	}
-	return der
-}
-
 // algorithmID is the DER of an AlgorithmIdentifier, with NULL parameters
 // when null is true.
 func algorithmID(null bool, oid ...int) []byte {
 	b := cryptobyte.NewBuilder(nil)
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(encodedOID(oid...))
+		b.AddBytes(der.OID(oid...))
 		if null {
 			b.AddASN1NULL()
 		}
@@ -383,17 +351,17 @@ func algorithmID(null bool, oid ...int) []byte {
 }
 
 var (
-	oidSubjectKeyID          = encodedOID(2, 5, 29, 14)
-	oidKeyUsage              = encodedOID(2, 5, 29, 15)
-	oidSubjectAltName        = encodedOID(2, 5, 29, 17)
-	oidBasicConstraints      = encodedOID(2, 5, 29, 19)
-	oidCRLDistributionPoints = encodedOID(2, 5, 29, 31)
-	oidAuthorityKeyID        = encodedOID(2, 5, 29, 35)
-	oidExtKeyUsage           = encodedOID(2, 5, 29, 37)
-	oidAuthorityInfoAccess   = encodedOID(1, 3, 6, 1, 5, 5, 7, 1, 1)
-	oidAccessOCSP            = encodedOID(1, 3, 6, 1, 5, 5, 7, 48, 1)
-	oidAccessCAIssuers       = encodedOID(1, 3, 6, 1, 5, 5, 7, 48, 2)
-	oidECPublicKey           = encodedOID(1, 2, 840, 10045, 2, 1)
+	oidSubjectKeyID          = der.OID(2, 5, 29, 14)
+	oidKeyUsage              = der.OID(2, 5, 29, 15)
+	oidSubjectAltName        = der.OID(2, 5, 29, 17)
+	oidBasicConstraints      = der.OID(2, 5, 29, 19)
+	oidCRLDistributionPoints = der.OID(2, 5, 29, 31)
+	oidAuthorityKeyID        = der.OID(2, 5, 29, 35)
+	oidExtKeyUsage           = der.OID(2, 5, 29, 37)
+	oidAuthorityInfoAccess   = der.OID(1, 3, 6, 1, 5, 5, 7, 1, 1)
+	oidAccessOCSP            = der.OID(1, 3, 6, 1, 5, 5, 7, 48, 1)
+	oidAccessCAIssuers       = der.OID(1, 3, 6, 1, 5, 5, 7, 48, 2)
+	oidECPublicKey           = der.OID(1, 2, 840, 10045, 2, 1)
 
 	algECDSAWithSHA256 = algorithmID(false, oidECDSAWithSHA256...)
 	algECDSAWithSHA384 = algorithmID(false, oidECDSAWithSHA384...)
@@ -401,19 +369,19 @@ var (
 	algSHA256WithRSA   = algorithmID(true, oidSHA256WithRSA...)
 
 	namedCurveOIDs = map[elliptic.Curve][]byte{
-		elliptic.P256(): encodedOID(1, 2, 840, 10045, 3, 1, 7),
-		elliptic.P384(): encodedOID(1, 3, 132, 0, 34),
-		elliptic.P521(): encodedOID(1, 3, 132, 0, 35),
+		elliptic.P256(): der.OID(1, 2, 840, 10045, 3, 1, 7),
+		elliptic.P384(): der.OID(1, 3, 132, 0, 34),
+		elliptic.P521(): der.OID(1, 3, 132, 0, 35),
 	}
 
 	// extKeyUsageOIDs are the extended key usages of RFC 5280 4.2.1.12.
 	extKeyUsageOIDs = map[x509.ExtKeyUsage][]byte{
-		x509.ExtKeyUsageAny:             encodedOID(2, 5, 29, 37, 0),
-		x509.ExtKeyUsageServerAuth:      encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 1),
-		x509.ExtKeyUsageClientAuth:      encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 2),
-		x509.ExtKeyUsageCodeSigning:     encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 3),
-		x509.ExtKeyUsageEmailProtection: encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 4),
-		x509.ExtKeyUsageTimeStamping:    encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 8),
-		x509.ExtKeyUsageOCSPSigning:     encodedOID(1, 3, 6, 1, 5, 5, 7, 3, 9),
+		x509.ExtKeyUsageAny:             der.OID(2, 5, 29, 37, 0),
+		x509.ExtKeyUsageServerAuth:      der.OID(1, 3, 6, 1, 5, 5, 7, 3, 1),
+		x509.ExtKeyUsageClientAuth:      der.OID(1, 3, 6, 1, 5, 5, 7, 3, 2),
+		x509.ExtKeyUsageCodeSigning:     der.OID(1, 3, 6, 1, 5, 5, 7, 3, 3),
+		x509.ExtKeyUsageEmailProtection: der.OID(1, 3, 6, 1, 5, 5, 7, 3, 4),
+		x509.ExtKeyUsageTimeStamping:    der.OID(1, 3, 6, 1, 5, 5, 7, 3, 8),
+		x509.ExtKeyUsageOCSPSigning:     der.OID(1, 3, 6, 1, 5, 5, 7, 3, 9),
 	}
 )

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	casn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/nmos-certs/nmos-certs/ca/der"
 )
 
 // crlEncoder writes a CRL (RFC 5280 5.1) as its revocations arrive, with
@@ -57,7 +59,7 @@ func (e *crlEncoder) add(serial *big.Int, at time.Time, reason int) {
 	}
 	e.entries.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1BigInt(serial)
-		addTime(b, at)
+		der.AddTime(b, at)
 		switch {
 		case ext != nil:
 			b.AddBytes(ext)
@@ -130,21 +132,21 @@ func (e *crlEncoder) finish(p crlParams) ([]byte, error) {
 		b.AddASN1Int64(1) // version v2
 		b.AddBytes(algID)
 		b.AddBytes(issuerName)
-		addTime(b, p.thisUpdate)
-		addTime(b, p.nextUpdate)
+		der.AddTime(b, p.thisUpdate)
+		der.AddTime(b, p.nextUpdate)
 		if e.n > 0 {
 			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(entries) })
 		}
 		b.AddASN1(casn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) { // crlExtensions
 			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				addExtension(b, oidExtensionAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+				der.AddExtension(b, derOIDAuthorityKeyID, false, func(b *cryptobyte.Builder) {
 					b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
 						b.AddASN1(casn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(p.issuer.SubjectKeyId) })
 					})
 				})
-				addExtension(b, oidExtensionCRLNumber, false, func(b *cryptobyte.Builder) { b.AddASN1BigInt(p.number) })
+				der.AddExtension(b, derOIDCRLNumber, false, func(b *cryptobyte.Builder) { b.AddASN1BigInt(p.number) })
 				if p.idp != nil {
-					addExtension(b, oidIssuingDistributionPoint, true, func(b *cryptobyte.Builder) { b.AddBytes(p.idp) })
+					der.AddExtension(b, derOIDIssuingDistributionPoint, true, func(b *cryptobyte.Builder) { b.AddBytes(p.idp) })
 				}
 			})
 		})
@@ -170,31 +172,7 @@ func (e *crlEncoder) finish(p crlParams) ([]byte, error) {
 }
 
 var (
-	oidExtensionAuthorityKeyID = asn1.ObjectIdentifier{2, 5, 29, 35}
-	oidExtensionCRLNumber      = asn1.ObjectIdentifier{2, 5, 29, 20}
+	derOIDAuthorityKeyID           = der.OID(2, 5, 29, 35)
+	derOIDCRLNumber                = der.OID(2, 5, 29, 20)
+	derOIDIssuingDistributionPoint = der.OID(2, 5, 29, 28)
 )
-
-// addExtension adds an Extension: its OID, critical only when true
-// (DER leaves out a BOOLEAN at its default), and value as the OCTET
-// STRING's content.
-func addExtension(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, critical bool, value cryptobyte.BuilderContinuation) {
-	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1ObjectIdentifier(oid)
-		if critical {
-			b.AddASN1Boolean(true)
-		}
-		b.AddASN1(casn1.OCTET_STRING, value)
-	})
-}
-
-// addTime adds a Time as RFC 5280 5.1.2.4 and crypto/x509 write it:
-// UTCTime for the years 1950 to 2049, GeneralizedTime otherwise, in UTC
-// to the second.
-func addTime(b *cryptobyte.Builder, t time.Time) {
-	t = t.UTC().Truncate(time.Second)
-	if y := t.Year(); y >= 1950 && y < 2050 {
-		b.AddASN1UTCTime(t)
-	} else {
-		b.AddASN1GeneralizedTime(t)
-	}
-}

@@ -58,8 +58,7 @@ func crlCases() []crlCase {
 			ReasonCode:     reasons[i%len(reasons)],
 		})
 	}
-	maxNumber := new(big.Int).SetBytes(bytes.Repeat([]byte{0x7f}, 1))
-	maxNumber.Lsh(maxNumber, 19*8).Or(maxNumber, new(big.Int).SetBytes(bytes.Repeat([]byte{0xff}, 19)))
+	maxNumber := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 20*8-1), big.NewInt(1)) // 20 octets, 0x7f ff .. ff
 	cases := []crlCase{
 		{name: "empty", number: big.NewInt(0), thisUpdate: now, nextUpdate: now.Add(7 * 24 * time.Hour)},
 		{name: "empty with IDP", number: big.NewInt(1), thisUpdate: now, nextUpdate: now.Add(time.Hour), idpURL: "http://ca.studio.example.test/crl/ecdsa-int-1.crl"},
