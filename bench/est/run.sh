@@ -45,8 +45,9 @@
 # REPORT_NAME (est: the name of the REPORT_DIR files),
 # ROUNDS (runs per server and client count, 2), CURVES (P256),
 # NMOS_CERTS_BIN (an nmos-certs binary to measure instead of building one),
-# BASELINE_BIN (another nmos-certs binary to measure alongside),
-# OUR_PORT (28443; +1 HTTP, +2 DNS; the baseline uses +10 to +12),
+# BASELINE_BIN (other nmos-certs binaries to measure alongside, space-separated,
+# each PATH or LABEL=PATH),
+# OUR_PORT (28443; +1 HTTP, +2 DNS; the baselines use +10 to +12, +20 to +22 ...),
 # REF_PORT (28450).
 set -euo pipefail
 
@@ -98,10 +99,28 @@ start_nmos() {
 	anchor[$name]="$work/$name-root.pem"
 }
 start_nmos nmos-certs "$nmos_bin" "$OUR_PORT"
-if [ -n "${BASELINE_BIN:-}" ]; then
-	start_nmos baseline "$BASELINE_BIN" "$((OUR_PORT + 10))"
-	names+=(baseline)
-fi
+# BASELINE_BIN: one or more builds, space-separated, each PATH or
+# LABEL=PATH; a bare PATH is labelled baseline (baseline2, baseline3 ...
+# after the first). Each gets ports 10 apart from the one before.
+n_base=0
+for spec in ${BASELINE_BIN:-}; do
+	n_base=$((n_base + 1))
+	label=baseline
+	if [ "$n_base" -gt 1 ]; then label="baseline$n_base"; fi
+	if [[ "$spec" == *=* ]]; then label="${spec%%=*}" spec="${spec#*=}"; fi
+	case "$label" in
+	nmos-certs | globalsign | *[!A-Za-z0-9_.-]*)
+		echo "run.sh: BASELINE_BIN label '$label' is taken or not a plain word" >&2
+		exit 1
+		;;
+	esac
+	if [ ! -x "$spec" ]; then
+		echo "run.sh: BASELINE_BIN $spec is not an executable file" >&2
+		exit 1
+	fi
+	start_nmos "$label" "$spec" "$((OUR_PORT + 10 * n_base))"
+	names+=("$label")
+done
 
 # The reference server: its mock CA and TLS certificate from estpki, the
 # manufacturer root as its client CA, no rate limit.
@@ -176,7 +195,9 @@ for c in $CLIENTS; do
 		for k in $(seq 0 $((n - 1))); do
 			name="${names[$(((r - 1 + k) % n))]}"
 			f="$work/run-$name-$c-$r.json"
-			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 1400 + 2 * c))"
+			# Room for 2500 enrollments a second (estload makes keys inline
+			# past that, on the clock, and says how many in "inline keygen").
+			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 2500 + 2 * c))"
 			jq -r '"  \(.label) c=\(.clients): \(.enroll_per_s)/s, p50 \(.latency_ms.p50) ms, p99 \(.latency_ms.p99) ms, server CPU \(.server_cpu_ms_per_enroll) ms/enroll, errors \(.error_count), inline keygen \(.inline_keygen), estload CPU \(.client_cpu_ms_per_enroll) ms/enroll, TCP segments \(.tcp_segments_per_enroll)"' "$f"
 		done
 	done
@@ -197,9 +218,9 @@ jq -s "$summary"' | group_by(.clients) | map(
 		| map(. + {ratio: (if $g then .rate / $g.rate else null end), cpu_ratio: (if $g then $g.cpu / .cpu else null end)}))
 	| flatten | sort_by(.clients, .label)' "$work"/run-*.json >"$work/summary.json"
 table() {
-	printf '| server | clients | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | TCP segments/enroll | enroll/s vs globalsign | errors |\n'
-	printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
-	jq -r '.[] | "| \(.label) | \(.clients) | \(.rate | round) | \(.p50 * 10 | round / 10) | \(.p99 * 10 | round / 10) | \(.cpu * 100 | round / 100) | \(if .segments then (.segments * 10 | round / 10) else "" end) | \(if .label == "globalsign" then "" else "\(.ratio * 100 | round / 100)x" end) | \(.errors) |"' "$work/summary.json"
+	printf '| server | clients | enroll/s | p50 ms | p99 ms | server CPU ms/enroll | estload CPU ms/enroll | TCP segments/enroll | enroll/s vs globalsign | errors |\n'
+	printf '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n'
+	jq -r '.[] | "| \(.label) | \(.clients) | \(.rate | round) | \(.p50 * 10 | round / 10) | \(.p99 * 10 | round / 10) | \(.cpu * 100 | round / 100) | \(.client_cpu * 100 | round / 100) | \(if .segments then (.segments * 10 | round / 10) else "" end) | \(if .label == "globalsign" then "" else "\(.ratio * 100 | round / 100)x" end) | \(.errors) |"' "$work/summary.json"
 }
 echo
 table
@@ -222,8 +243,9 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo "synced to disk, before answering; globalsign's \`estserver\` (v1.0.6, its mock CA) stores"
 		echo "nothing. Both present an ECDSA P-256 server certificate and sign with a P-256 intermediate"
 		echo "under a P-384 root; key exchange P-256. $pinned. The servers take turns; medians of $ROUNDS"
-		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment; TCP"
-		echo "segments are all those the machine sent (both ends, on loopback) per enrollment."
+		echo "runs of ${DURATION} s. Server CPU is the process's utime+stime per successful enrollment, estload"
+		echo "CPU the load generator's own; TCP segments are all those the machine sent (both ends, on"
+		echo "loopback) per enrollment."
 		echo
 		table
 		echo
