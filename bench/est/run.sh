@@ -108,12 +108,10 @@ for spec in ${BASELINE_BIN:-}; do
 	label=baseline
 	if [ "$n_base" -gt 1 ]; then label="baseline$n_base"; fi
 	if [[ "$spec" == *=* ]]; then label="${spec%%=*}" spec="${spec#*=}"; fi
-	case "$label" in
-	nmos-certs | globalsign | *[!A-Za-z0-9_.-]*)
+	if [ -n "${port[$label]:-}" ] || [ "$label" = globalsign ] || [[ "$label" == *[!A-Za-z0-9_.-]* ]]; then
 		echo "run.sh: BASELINE_BIN label '$label' is taken or not a plain word" >&2
 		exit 1
-		;;
-	esac
+	fi
 	if [ ! -x "$spec" ]; then
 		echo "run.sh: BASELINE_BIN $spec is not an executable file" >&2
 		exit 1
