@@ -165,6 +165,12 @@ type Report struct {
 	// on loopback) per successful enrollment over the timed section,
 	// from /proc/net/snmp; absent where that cannot be read.
 	TCPSegmentsPerEnroll *float64 `json:"tcp_segments_per_enroll,omitempty"`
+	// MachineIdlePct and MachineStealPct are the shares of all the
+	// machine's CPU time, over the timed section, spent idle (idle and
+	// iowait) and stolen by the hypervisor (the first line of /proc/stat);
+	// absent where that cannot be read.
+	MachineIdlePct  *float64 `json:"machine_idle_pct,omitempty"`
+	MachineStealPct *float64 `json:"machine_steal_pct,omitempty"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -236,6 +242,7 @@ func run(o options) error {
 		}
 	}
 	segs0, segsErr := tcpOutSegs()
+	mach0, machErr := machineCPU()
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -263,6 +270,7 @@ func run(o options) error {
 		return err
 	}
 	segs1, segsErr1 := tcpOutSegs()
+	mach1, machErr1 := machineCPU()
 
 	r := l.report(elapsed)
 	if r.Enrollments > 0 {
@@ -279,6 +287,13 @@ func run(o options) error {
 	if o.serverPID > 0 {
 		v := round3((srv1 - srv0).Seconds() / elapsed.Seconds())
 		r.ServerCPUUtilisation = &v
+	}
+	if machErr == nil && machErr1 == nil {
+		if total := mach1.total - mach0.total; total > 0 {
+			idle := round3(100 * float64(mach1.idle-mach0.idle) / float64(total))
+			steal := round3(100 * float64(mach1.steal-mach0.steal) / float64(total))
+			r.MachineIdlePct, r.MachineStealPct = &idle, &steal
+		}
 	}
 	r.PoolSeconds = round3(l.genSeconds)
 	if o.out == "json" {
@@ -696,6 +711,9 @@ func printText(w io.Writer, r *Report) {
 	if r.TCPSegmentsPerEnroll != nil {
 		fmt.Fprintf(w, "  TCP segments %.2f/enrollment (the machine's, both ends)\n", *r.TCPSegmentsPerEnroll)
 	}
+	if r.MachineIdlePct != nil {
+		fmt.Fprintf(w, "  machine CPU  %.1f%% idle, %.1f%% stolen by the hypervisor\n", *r.MachineIdlePct, *r.MachineStealPct)
+	}
 	fmt.Fprintf(w, "  pool         %d pre-generated in %.1fs, %d generated inline\n", r.Pool, r.PoolSeconds, r.InlineKeygen)
 	if r.ErrorCount > 0 {
 		kinds := make([]string, 0, len(r.Errors))
@@ -744,6 +762,46 @@ func tcpOutSegs() (int64, error) {
 		}
 	}
 	return 0, errors.New("no Tcp OutSegs in /proc/net/snmp")
+}
+
+// cpuTimes holds the machine's CPU time counters (USER_HZ ticks, summed
+// over its CPUs) from the first line of /proc/stat.
+type cpuTimes struct{ total, idle, steal int64 }
+
+// machineCPU reads the machine's CPU time: all of it, idle (idle and
+// iowait) and stolen (steal). guest and guest_nice are left out of the
+// total, as the kernel counts them in user and nice already.
+func machineCPU() (cpuTimes, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine reads the counters of /proc/stat's first line ("cpu", then
+// user nice system idle iowait irq softirq steal, and more on newer
+// kernels).
+func parseCPULine(line string) (cpuTimes, error) {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, errors.New("no cpu line in /proc/stat")
+	}
+	var v [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range v {
+		var err error
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+	}
+	var t cpuTimes
+	for _, x := range v {
+		t.total += x
+	}
+	t.idle = v[3] + v[4]
+	t.steal = v[7]
+	return t, nil
 }
 
 // userHZ is the unit of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
