@@ -339,7 +339,7 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 		notAfter = g.cert.NotAfter
 	}
 	start := time.Now()
-	cert, err := g.signLeaf(csr, hosts, notBefore, notAfter)
+	cert, err := g.signLeaf(csr, hosts, now, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}

@@ -213,6 +213,36 @@ func TestIssueECDSAAndRSA(t *testing.T) {
 	}
 }
 
+// TestSerialsFollowTheClock: certificates issued within one second of the
+// authority's clock (so with the same notBefore) get serials that grow
+// with the clock, which keeps the store's serial index appended at its end.
+func TestSerialsFollowTheClock(t *testing.T) {
+	a, _ := newAuthority(t)
+	ctx := context.Background()
+	t0 := time.Now().Truncate(time.Second).Add(100 * time.Millisecond)
+	var prev *x509.Certificate
+	for i := range 8 {
+		at := t0.Add(time.Duration(i) * 50 * time.Millisecond)
+		a.o.Clock = func() time.Time { return at }
+		cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), fmt.Sprintf("cam%d.studio.example.test", i)), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev != nil {
+			if !cert.NotBefore.Equal(prev.NotBefore) {
+				t.Fatalf("notBefore %v, want the same second as %v", cert.NotBefore, prev.NotBefore)
+			}
+			if cert.SerialNumber.Cmp(prev.SerialNumber) <= 0 {
+				t.Fatalf("serial %x issued 50 ms after %x is not larger", cert.SerialNumber, prev.SerialNumber)
+			}
+			if store.SerialKey(cert.SerialNumber) <= store.SerialKey(prev.SerialNumber) {
+				t.Fatalf("serial key %s does not sort after %s", store.SerialKey(cert.SerialNumber), store.SerialKey(prev.SerialNumber))
+			}
+		}
+		prev = cert
+	}
+}
+
 func TestPolicyRefusals(t *testing.T) {
 	a, _ := newAuthority(t)
 	ctx := context.Background()

@@ -102,8 +102,8 @@ func parsePEMCert(b []byte) (*x509.Certificate, error) {
 // profile's CSRWhitelist lets through, exactly as Sign builds it, and
 // signed by the same key and CA certificate. TestSignLeafMatchesCFSSL
 // holds the two to the same certificate.
-func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
-	tmpl, err := g.leafTemplate(req, hosts, notBefore, notAfter)
+func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	tmpl, err := g.leafTemplate(req, hosts, issuedAt, notBefore, notAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +115,9 @@ func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, notB
 }
 
 // leafTemplate is the certificate signLeaf signs: cfssl's leaf profile
-// filled in for req, named hosts.
-func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+// filled in for req, named hosts. Its serial number starts with
+// issuedAt, the clock's reading when it is signed (see randomSerial).
+func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	profile := g.signing.Profiles[cfProfileLeaf]
 	tmpl := &x509.Certificate{
 		Subject:            csrSubject(req.Subject),
@@ -125,7 +126,7 @@ func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, 
 		DNSNames:           req.DNSNames,
 	}
 	local.OverrideHosts(tmpl, hosts)
-	serial, err := randomSerial(notBefore)
+	serial, err := randomSerial(issuedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,11 @@ func (g *generation) signResponder(pub crypto.PublicKey, notBefore, notAfter tim
 // front makes them grow with issuance, so that the store's index on them
 // takes each new one near its end instead of on a random page, which
 // keeps a commit's writes few and the cost of issuing flat as the store
-// grows. The time says nothing notBefore does not.
+// grows. now is the clock as the certificate is signed, to the
+// nanosecond, not its notBefore: notBefore has whole seconds, and the
+// serials of one second would share their first 8 octets and land at
+// random among the index's last pages, several pages a commit. The time
+// tells little more than notBefore does (the fraction of its second).
 func randomSerial(now time.Time) (*big.Int, error) {
 	b := make([]byte, 20)
 	binary.BigEndian.PutUint64(b, uint64(now.UnixNano()))

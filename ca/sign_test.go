@@ -72,7 +72,7 @@ func TestSignLeafMatchesCFSSL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := g.signLeaf(csr, hosts, nb, na)
+			got, err := g.signLeaf(csr, hosts, time.Now(), nb, na)
 			if err != nil {
 				t.Fatal(err)
 			}

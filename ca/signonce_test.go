@@ -156,4 +156,16 @@ func TestRandomSerial(t *testing.T) {
 		}
 		prev = b
 	}
+	// Within one second too: a microsecond later is larger.
+	prev = nil
+	for i := range 200 {
+		a, err := randomSerial(t0.Add(time.Duration(i) * time.Microsecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev != nil && a.Cmp(prev) <= 0 {
+			t.Fatalf("serial %x issued a microsecond after %x is not larger", a, prev)
+		}
+		prev = a
+	}
 }
