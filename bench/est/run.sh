@@ -179,6 +179,13 @@ load() {
 		-label "$name" -c "$clients" -curves "$CURVES" -server-pid "${pid[$name]}" -out json "$@" >"$out"
 }
 
+# timed NAME CLIENTS OUT: one timed run of the rotation. Room for 2500
+# enrollments a second in the key pool (estload makes keys inline past
+# that, on the clock, and says how many in "inline keygen").
+timed() {
+	load "$1" "$2" "$3" -d "${DURATION}s" -warmup "$((2 * $2))" -pool "$((DURATION * 2500 + 2 * $2))"
+}
+
 # A short check of each server (and a warm-up): no errors allowed.
 for name in "${names[@]}"; do
 	load "$name" 2 "$work/check-$name.json" -n 40
@@ -199,9 +206,7 @@ for c in $CLIENTS; do
 		for k in $(seq 0 $((n - 1))); do
 			name="${names[$(((r - 1 + k) % n))]}"
 			f="$work/run-$name-$c-$r.json"
-			# Room for 2500 enrollments a second (estload makes keys inline
-			# past that, on the clock, and says how many in "inline keygen").
-			load "$name" "$c" "$f" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 2500 + 2 * c))"
+			timed "$name" "$c" "$f"
 			# A run during which the hypervisor took more than STEAL_MAX %
 			# of the CPUs is run again (twice at most, RETRY_BUDGET in all),
 			# and the attempt with the least stolen is kept.
@@ -209,7 +214,7 @@ for c in $CLIENTS; do
 			while [ "$tries" -lt 2 ] && [ "$retry_budget" -gt 0 ] && jq -e --argjson max "$STEAL_MAX" '(.machine_steal_pct // 0) > $max' "$f" >/dev/null; do
 				tries=$((tries + 1)) retry_budget=$((retry_budget - 1)) repeated=$((repeated + 1))
 				echo "  ($name c=$c: $(jq .machine_steal_pct "$f")% of the CPUs stolen, over STEAL_MAX=$STEAL_MAX: run again)"
-				load "$name" "$c" "$work/retry.json" -d "${DURATION}s" -warmup "$((2 * c))" -pool "$((DURATION * 2500 + 2 * c))"
+				timed "$name" "$c" "$work/retry.json"
 				if jq -n -e --slurpfile a "$f" --slurpfile b "$work/retry.json" '($b[0].machine_steal_pct // 0) < ($a[0].machine_steal_pct // 0)' >/dev/null; then
 					mv "$work/retry.json" "$f"
 				else
@@ -223,14 +228,15 @@ done
 
 summary='
 	def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+	def median_or_null(f): map(f // empty) | if length > 0 then median else null end;
 	group_by([.clients, .label]) | map({
 		label: .[0].label, clients: .[0].clients,
 		rate: (map(.enroll_per_s) | median), p50: (map(.latency_ms.p50) | median),
 		p99: (map(.latency_ms.p99) | median), cpu: (map(.server_cpu_ms_per_enroll) | median),
 		client_cpu: (map(.client_cpu_ms_per_enroll) | median),
-		segments: (map(.tcp_segments_per_enroll // empty) | if length > 0 then median else null end),
-		idle: (map(.machine_idle_pct // empty) | if length > 0 then median else null end),
-		steal: (map(.machine_steal_pct // empty) | if length > 0 then median else null end),
+		segments: median_or_null(.tcp_segments_per_enroll),
+		idle: median_or_null(.machine_idle_pct),
+		steal: median_or_null(.machine_steal_pct),
 		errors: (map(.error_count) | add)
 	})'
 jq -s "$summary"' | group_by(.clients) | map(

@@ -93,10 +93,7 @@ func walCommits(wal []byte) ([][]uint32, error) {
 		return nil, fmt.Errorf("not a WAL (magic %#x)", m)
 	}
 	pageSize := int(binary.BigEndian.Uint32(wal[8:]))
-	if pageSize == 1 {
-		pageSize = 65536
-	}
-	if pageSize < 512 || pageSize&(pageSize-1) != 0 {
+	if pageSize < 512 || pageSize > 65536 || pageSize&(pageSize-1) != 0 {
 		return nil, fmt.Errorf("WAL page size %d", pageSize)
 	}
 	salt1, salt2 := binary.BigEndian.Uint32(wal[16:]), binary.BigEndian.Uint32(wal[20:])
