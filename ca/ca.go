@@ -5,6 +5,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -80,6 +81,15 @@ type Options struct {
 	RSAIntermediateBits  int
 	// Import, per hierarchy, uses existing CA files instead of creating.
 	Import map[string]*Import
+	// Reserved are the names only the appliance itself may hold, besides
+	// every name with a label starting with "_" (policy.Policy.Reserved).
+	Reserved []policy.Reserved
+	// BindNames binds every name a device is issued to its holder and
+	// refuses it to other holders (ca.name_binding strict or approve).
+	BindNames bool
+	// BindingGrace is how long after the last of its holder's
+	// certificates for a name expired the binding lapses.
+	BindingGrace time.Duration
 
 	Clock      func() time.Time
 	Logger     *slog.Logger
@@ -123,7 +133,7 @@ func Open(ctx context.Context, o Options, create bool) (*Authority, error) {
 	}
 	a := &Authority{
 		o:      o,
-		policy: policy.Policy{Domain: o.Domain, MinRSABits: 2048},
+		policy: policy.Policy{Domain: o.Domain, MinRSABits: 2048, Reserved: o.Reserved},
 	}
 	m, err := newMetrics(o.Registerer, a)
 	if err != nil {
@@ -263,55 +273,108 @@ func spkiHash(raw []byte) []byte {
 	return h[:]
 }
 
-// CheckCSR runs the issuance policy, including the key-reuse check,
-// without issuing.
-func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest) error {
-	_, err := a.check(ctx, csr)
-	return err
+// CheckCSR runs the issuance policy for req without issuing: names,
+// key, signature, reserved names, key reuse (a same-key renewal of
+// req.Renewing aside) and name bindings. It returns the bindings of other
+// holders that the CSR's names conflict with; unless req.TakeOver, the
+// first of them refuses the CSR (policy.CodeNameBound).
+func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) ([]*store.NameBinding, error) {
+	names, err := a.checkPolicy(csr, req)
+	if err != nil {
+		return nil, err
+	}
+	if !a.sameKeyRenewal(csr, req) {
+		used, err := a.o.Store.KeyUsed(ctx, spkiHash(csr.RawSubjectPublicKeyInfo))
+		if err != nil {
+			return nil, fmt.Errorf("check key reuse: %w", err)
+		}
+		if used {
+			return nil, a.refused(policy.KeyReused())
+		}
+	}
+	conflicts, err := a.Conflicts(ctx, names.DNSNames, req.Holder)
+	if err != nil {
+		return nil, err
+	}
+	if len(conflicts) > 0 && !req.TakeOver {
+		return conflicts, a.refused(policy.NameBound(conflicts[0].Name, conflicts[0].Holder))
+	}
+	return conflicts, nil
 }
 
-func (a *Authority) check(ctx context.Context, csr *x509.CertificateRequest) (*policy.Names, error) {
+// Conflicts returns the bindings, to holders other than holder, of those
+// names that have not lapsed. None when names are not bound or holder is
+// empty.
+func (a *Authority) Conflicts(ctx context.Context, names []string, holder string) ([]*store.NameBinding, error) {
+	if !a.o.BindNames || holder == "" {
+		return nil, nil
+	}
+	lapsed := a.o.Clock().Add(-a.o.BindingGrace)
+	var out []*store.NameBinding
+	for _, n := range names {
+		bs, err := a.o.Store.NameBindings(ctx, store.BindingFilter{Name: n})
+		if err != nil {
+			return nil, fmt.Errorf("look up name bindings: %w", err)
+		}
+		for _, b := range bs {
+			if b.Holder != holder && !b.Expires.Before(lapsed) {
+				out = append(out, b)
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkPolicy is the part of the policy that needs no store.
+func (a *Authority) checkPolicy(csr *x509.CertificateRequest, req policy.Requester) (*policy.Names, error) {
 	names, err := a.policy.Check(csr)
 	if err != nil {
-		a.metrics.refused(err)
-		return nil, err
+		return nil, a.refused(err)
 	}
-	used, err := a.o.Store.KeyUsed(ctx, spkiHash(csr.RawSubjectPublicKeyInfo))
-	if err != nil {
-		return nil, fmt.Errorf("check key reuse: %w", err)
-	}
-	if used {
-		err := &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: generate a new key pair for every CSR (BCP-003-03)"}
-		a.metrics.refused(err)
-		return nil, err
+	if !req.AllowReserved {
+		if err := a.policy.CheckReserved(names.DNSNames); err != nil {
+			return nil, a.refused(err)
+		}
 	}
 	return names, nil
 }
 
+func (a *Authority) refused(err error) error {
+	a.metrics.refused(err)
+	return err
+}
+
+// sameKeyRenewal reports whether csr renews req.Renewing with its key.
+func (a *Authority) sameKeyRenewal(csr *x509.CertificateRequest, req policy.Requester) bool {
+	return req.Renewing != nil && bytes.Equal(req.Renewing.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
+}
+
 // Issue checks csr against policy and signs it with the active
 // intermediate of the matching hierarchy (ECDSA keys by the ECDSA chain,
-// RSA keys by the RSA chain). The certificate is durable in the store
-// before Issue returns. Refusals are *policy.Refusal.
-func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, identity string) (*x509.Certificate, error) {
-	// Key reuse is not looked up first: the store's unique index on the
-	// key refuses it when the certificate is recorded, and sign turns that
-	// into the same refusal. The certificate signed meanwhile is dropped
-	// unseen. This saves a read on every enrollment.
+// RSA keys by the RSA chain), with the CSR's own subject (its common name
+// normalised) and names. The certificate is durable in the store, and its
+// names bound to req.Holder, before Issue returns. Refusals are
+// *policy.Refusal.
+func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error) {
+	// Key reuse and name bindings are not looked up first: the store
+	// checks both in the transaction that records the certificate, and
+	// sign turns what it refuses into the same refusals. The certificate
+	// signed meanwhile is dropped unseen. This saves reads on every
+	// enrollment, and two racing requests cannot both win.
 	//
 	// The store hears now that a certificate is coming, so that a commit
 	// starting meanwhile can wait for it (see store.SQLite.Expect).
 	done := a.expect()
 	defer done()
-	names, err := a.policy.Check(csr)
+	names, err := a.checkPolicy(csr, req)
 	if err != nil {
-		a.metrics.refused(err)
 		return nil, err
 	}
 	_, hier, err := policy.KeyType(csr.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	return a.sign(ctx, hier, csr, names.DNSNames, identity, ProfileLeaf, a.o.LeafLifetime, done)
+	return a.sign(ctx, hier, csr, names, req, ProfileLeaf, a.o.LeafLifetime, done)
 }
 
 // expect announces a certificate to a store that batches commits.
@@ -325,7 +388,7 @@ func (a *Authority) expect() (done func()) {
 // sign signs and stores; the caller has checked the CSR.
 // announced, when not nil, withdraws the certificate's announcement to the
 // store just before it is handed over.
-func (a *Authority) sign(ctx context.Context, hier string, csr *x509.CertificateRequest, hosts []string, identity, profile string, lifetime time.Duration, announced func()) (*x509.Certificate, error) {
+func (a *Authority) sign(ctx context.Context, hier string, csr *x509.CertificateRequest, names *policy.Names, req policy.Requester, profile string, lifetime time.Duration, announced func()) (*x509.Certificate, error) {
 	a.mu.RLock()
 	g := a.active[hier]
 	a.mu.RUnlock()
@@ -339,7 +402,7 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 		notAfter = g.cert.NotAfter
 	}
 	start := time.Now()
-	cert, err := g.signLeaf(csr, hosts, now, notBefore, notAfter)
+	cert, err := g.signLeaf(csr, names.DNSNames, names.Subject, now, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
@@ -354,18 +417,27 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 		NotBefore: cert.NotBefore,
 		NotAfter:  cert.NotAfter,
 		IssuedAt:  now,
-		Identity:  identity,
+		Identity:  req.Identity,
 		Profile:   profile,
 		DER:       cert.Raw,
+		Holder:    req.Holder,
+	}
+	if a.sameKeyRenewal(csr, req) {
+		rec.Renews = req.Renewing.SerialNumber
+	}
+	if a.o.BindNames && req.Holder != "" {
+		rec.Bind = &store.Binding{Lapsed: now.Add(-a.o.BindingGrace), TakeOver: req.TakeOver, Actor: req.DecidedBy}
 	}
 	if announced != nil {
 		announced()
 	}
 	if err := a.o.Store.PutCertificate(ctx, rec); err != nil {
-		if errors.Is(err, store.ErrKeyReused) {
-			ref := &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: generate a new key pair for every CSR (BCP-003-03)"}
-			a.metrics.refused(ref)
-			return nil, ref
+		var nb *store.NameBoundError
+		switch {
+		case errors.Is(err, store.ErrKeyReused):
+			return nil, a.refused(policy.KeyReused())
+		case errors.As(err, &nb):
+			return nil, a.refused(policy.NameBound(nb.Name, nb.Holder))
 		}
 		return nil, fmt.Errorf("record certificate: %w", err)
 	}
@@ -373,7 +445,7 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 	a.o.Logger.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
 		slog.String("serial", store.SerialKey(cert.SerialNumber)), slog.String("issuer", g.rec.ID),
 		slog.String("subject", rec.Subject), slog.Any("names", cert.DNSNames), slog.String("key", keyDesc),
-		slog.String("profile", profile), slog.String("identity", identity),
+		slog.String("profile", profile), slog.String("identity", req.Identity), slog.String("holder", req.Holder),
 		slog.Time("not_after", cert.NotAfter))
 	return cert, nil
 }

@@ -115,7 +115,7 @@ func TestIssueECDSAAndRSA(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			csr := deviceCSR(t, tc.key, "node1.studio.example.test", "node1-alt.studio.example.test")
-			cert, err := a.Issue(ctx, csr, "test")
+			cert, err := a.Issue(ctx, csr, policy.Requester{Identity: "test"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +224,7 @@ func TestSerialsFollowTheClock(t *testing.T) {
 	for i := range 8 {
 		at := t0.Add(time.Duration(i) * 50 * time.Millisecond)
 		a.o.Clock = func() time.Time { return at }
-		cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), fmt.Sprintf("cam%d.studio.example.test", i)), "test")
+		cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), fmt.Sprintf("cam%d.studio.example.test", i)), policy.Requester{Identity: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func TestPolicyRefusals(t *testing.T) {
 	ctx := context.Background()
 	p256 := func() crypto.Signer { return ecKey(t, elliptic.P256()) }
 	reused := p256()
-	if _, err := a.Issue(ctx, deviceCSR(t, reused, "first.studio.example.test"), "test"); err != nil {
+	if _, err := a.Issue(ctx, deviceCSR(t, reused, "first.studio.example.test"), policy.Requester{Identity: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	badSig := deviceCSR(t, p256(), "x.studio.example.test")
@@ -277,7 +277,7 @@ func TestPolicyRefusals(t *testing.T) {
 	before, _ := a.Store().CountCertificates(ctx)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cert, err := a.Issue(ctx, tc.csr, "test")
+			cert, err := a.Issue(ctx, tc.csr, policy.Requester{Identity: "test"})
 			var r *policy.Refusal
 			if !errors.As(err, &r) {
 				t.Fatalf("got cert=%v err=%v, want a refusal", cert != nil, err)
@@ -304,7 +304,7 @@ func TestRestartKeepsCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "n.studio.example.test"), "test")
+	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "n.studio.example.test"), policy.Requester{Identity: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func TestRestartKeepsCA(t *testing.T) {
 		t.Errorf("issued certificate lost: %v", err)
 	}
 	// Issuing still works with the reloaded keys.
-	if _, err := b.Issue(ctx, deviceCSR(t, rsaKey(t, 2048), "m.studio.example.test"), "test"); err != nil {
+	if _, err := b.Issue(ctx, deviceCSR(t, rsaKey(t, 2048), "m.studio.example.test"), policy.Requester{Identity: "test"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -461,7 +461,7 @@ func TestImportHierarchy(t *testing.T) {
 			t.Errorf("%s: root key held though none was given", g.ID)
 		}
 	}
-	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "imp.studio.example.test"), "test")
+	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "imp.studio.example.test"), policy.Requester{Identity: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +483,7 @@ func TestImportHierarchy(t *testing.T) {
 func TestRevoke(t *testing.T) {
 	a, _ := newAuthority(t)
 	ctx := context.Background()
-	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "r.studio.example.test"), "test")
+	cert, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "r.studio.example.test"), policy.Requester{Identity: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +601,7 @@ func BenchmarkIssue(b *testing.B) {
 			i = 0
 			b.StartTimer()
 		}
-		if _, err := a.Issue(ctx, csrs[i], "bench"); err != nil {
+		if _, err := a.Issue(ctx, csrs[i], policy.Requester{Identity: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -102,8 +102,8 @@ func parsePEMCert(b []byte) (*x509.Certificate, error) {
 // profile's CSRWhitelist lets through, exactly as Sign builds it, and
 // signed by the same key and CA certificate. TestSignLeafMatchesCFSSL
 // holds the two to the same certificate.
-func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
-	tmpl, err := g.leafTemplate(req, hosts, issuedAt, notBefore, notAfter)
+func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, subject []byte, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+	tmpl, err := g.leafTemplate(req, hosts, subject, issuedAt, notBefore, notAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -115,11 +115,14 @@ func (g *generation) signLeaf(req *x509.CertificateRequest, hosts []string, issu
 }
 
 // leafTemplate is the certificate signLeaf signs: cfssl's leaf profile
-// filled in for req, named hosts. Its serial number starts with
-// issuedAt, the clock's reading when it is signed (see randomSerial).
-func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
+// filled in for req, named hosts, with the DER subject given (the CSR's
+// own RDN sequence, its common name normalised; nil: req's subject as
+// crypto/x509 would encode it). Its serial number starts with issuedAt,
+// the clock's reading when it is signed (see randomSerial).
+func (g *generation) leafTemplate(req *x509.CertificateRequest, hosts []string, subject []byte, issuedAt, notBefore, notAfter time.Time) (*x509.Certificate, error) {
 	profile := g.signing.Profiles[cfProfileLeaf]
 	tmpl := &x509.Certificate{
+		RawSubject:         subject,
 		Subject:            csrSubject(req.Subject),
 		PublicKeyAlgorithm: req.PublicKeyAlgorithm,
 		PublicKey:          req.PublicKey,

@@ -276,7 +276,7 @@ func TestLeafTemplatesEncodedHere(t *testing.T) {
 			a.mu.RLock()
 			g := a.active[tc.hier]
 			a.mu.RUnlock()
-			tmpl, err := g.leafTemplate(csr, tc.hosts, now, now.Add(-5*time.Minute), now.Add(24*time.Hour))
+			tmpl, err := g.leafTemplate(csr, tc.hosts, csr.RawSubject, now, now.Add(-5*time.Minute), now.Add(24*time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 )
 
 // TestResponderKeyFiles: a responder key and certificate saved are loaded
@@ -128,7 +130,7 @@ func TestResponderKeyFiles(t *testing.T) {
 
 	// A device certificate with its key.
 	dk := ecKey(t, elliptic.P256())
-	leaf, err := a.Issue(ctx, deviceCSR(t, dk, "dev-1.studio.example.test", "dev-1.studio.example.test"), "test")
+	leaf, err := a.Issue(ctx, deviceCSR(t, dk, "dev-1.studio.example.test", "dev-1.studio.example.test"), policy.Requester{Identity: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

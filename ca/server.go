@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 )
 
 // ServerCertificate returns the appliance's own TLS certificate for
@@ -53,7 +55,8 @@ func (a *Authority) ServerCertificate(ctx context.Context, hier, hostname string
 	if err != nil {
 		return nil, err
 	}
-	cert, err := a.sign(ctx, hier, req, []string{hostname}, "appliance: TLS server", ProfileServer, a.o.LeafLifetime, nil)
+	names := &policy.Names{CommonName: hostname, DNSNames: []string{hostname}, Subject: req.RawSubject}
+	cert, err := a.sign(ctx, hier, req, names, policy.Requester{Identity: "appliance: TLS server"}, ProfileServer, a.o.LeafLifetime, nil)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}

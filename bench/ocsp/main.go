@@ -71,6 +71,7 @@ import (
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/bench/internal/benchutil"
 	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	xocsp "golang.org/x/crypto/ocsp"
 )
 
@@ -142,7 +143,7 @@ func setupCmd(args []string) error {
 				csr, err := newCSR(fmt.Sprintf("node-%d.%s", i, cfg.Domain))
 				if err == nil {
 					var cert *x509.Certificate
-					if cert, err = auth.Issue(ctx, csr, "ocsp-load"); err == nil {
+					if cert, err = auth.Issue(ctx, csr, policy.Requester{Identity: "ocsp-load"}); err == nil {
 						leaves[i] = leaf{serial: cert.SerialNumber, issuer: issuerOf(auth, cert)}
 						if leaves[i].issuer == nil {
 							err = fmt.Errorf("no issuer for certificate %d", i)

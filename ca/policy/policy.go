@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"golang.org/x/net/idna"
 )
 
 // Refusal codes, used as metric labels and in logs.
@@ -28,6 +30,8 @@ const (
 	CodeOtherNames    = "other_names"
 	CodeKeyReused     = "key_reused"
 	CodeNameMismatch  = "name_mismatch"
+	CodeReserved      = "reserved_name"
+	CodeNameBound     = "name_bound"
 )
 
 // Refusal is a CSR the authority will not sign, with a reason a person
@@ -35,6 +39,9 @@ const (
 type Refusal struct {
 	Code string
 	Msg  string
+	// Name and Holder are set on CodeNameBound refusals: the name asked
+	// for and the identity it is bound to.
+	Name, Holder string
 }
 
 func (r *Refusal) Error() string { return r.Msg }
@@ -49,13 +56,68 @@ type Policy struct {
 	Domain string
 	// MinRSABits is the smallest RSA modulus accepted (2048 by default).
 	MinRSABits int
+	// Reserved are the names only the appliance itself may hold (see
+	// CheckReserved); every label starting with "_" is reserved too.
+	Reserved []Reserved
+}
+
+// Reserved is a name, or with Pattern "*.suffix" every name below
+// suffix, that no device may be certified for, and the rule that
+// reserves it (said in the refusal).
+type Reserved struct {
+	Pattern string
+	Rule    string
+}
+
+// Requester is who asks for a certificate, as the authority needs to
+// know it.
+type Requester struct {
+	// Identity describes the requester for logs and the records.
+	Identity string
+	// Holder is the identity that the certified names are bound to (see
+	// docs/operations.md, "Name binding"): a manufacturer certificate's
+	// issuer and subject serialNumber, its fingerprint, the holder carried
+	// by a certificate this CA issued, or an operator. Empty: names are
+	// not bound (the appliance's own certificates).
+	Holder string
+	// AllowReserved lets an operator certify a reserved name.
+	AllowReserved bool
+	// TakeOver moves the names to Holder even when another identity
+	// holds them: an operator approved the request with the conflict
+	// shown.
+	TakeOver bool
+	// DecidedBy is the operator who approved a take-over (audited).
+	DecidedBy string
+	// Renewing is the certificate being renewed when a renewal with the
+	// same key is allowed: a CSR with that certificate's public key is
+	// then certified again. nil: a reused key is refused.
+	Renewing *x509.Certificate
 }
 
 // Names is the result of a successful check: the DNS names to certify
-// (the CSR's SANs plus its CN when the CN was missing from them).
+// (the CSR's SANs plus its CN when the CN was missing from them), all
+// normalised, and the subject to certify.
 type Names struct {
+	// CommonName is the CSR's common name, normalised ("" when none).
 	CommonName string
 	DNSNames   []string
+	// Subject is the DER subject to certify: the CSR's own RDN sequence
+	// as the device sent it, with its common name normalised in place.
+	Subject []byte
+}
+
+// NameBound is the refusal of a name another identity holds.
+func NameBound(name, holder string) *Refusal {
+	return &Refusal{
+		Code: CodeNameBound, Name: name, Holder: holder,
+		Msg: fmt.Sprintf("the name %q is bound to another identity (%s): the holder keeps it through its renewals; "+
+			"an operator can release it with 'nmos-certs names release %s'", name, holder, name),
+	}
+}
+
+// KeyReused is the refusal of a public key certified before.
+func KeyReused() *Refusal {
+	return &Refusal{Code: CodeKeyReused, Msg: "this public key was certified before: generate a new key pair for every CSR (BCP-003-03)"}
 }
 
 // KeyType describes a public key as "ECDSA P-256" or "RSA 2048", and
@@ -124,7 +186,9 @@ func (p Policy) CheckKey(pub any) error {
 
 // CheckNames validates the subject and SANs: at least one DNS name, no
 // wildcards, no IP addresses, every name inside the domain, and no email
-// or URI names.
+// or URI names. Every name, the common name too, is normalised once:
+// lower case, no trailing dot, internationalised labels as checked
+// A-labels. Reserved names are not looked at (see CheckReserved).
 func (p Policy) CheckNames(csr *x509.CertificateRequest) (*Names, error) {
 	if len(csr.IPAddresses) > 0 {
 		return nil, refuse(CodeIPAddress, "IP address %s in subjectAltName: certificates name hosts by DNS name only (BCP-003-01)", csr.IPAddresses[0])
@@ -132,12 +196,18 @@ func (p Policy) CheckNames(csr *x509.CertificateRequest) (*Names, error) {
 	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
 		return nil, refuse(CodeOtherNames, "email and URI subjectAltNames are not accepted: use DNS names")
 	}
-	cn := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(csr.Subject.CommonName)), ".")
+	cns, err := commonNames(csr.RawSubject)
+	if err != nil {
+		return nil, refuse(CodeBadName, "CSR subject cannot be read: %v", err)
+	}
+	if len(cns) > 1 {
+		return nil, refuse(CodeBadName, "CSR subject has %d common names: put one host name in the common name and the others in subjectAltName", len(cns))
+	}
 	names := make([]string, 0, len(csr.DNSNames)+1)
 	seen := map[string]bool{}
 	for _, raw := range csr.DNSNames {
-		n := strings.TrimSuffix(strings.ToLower(raw), ".")
-		if err := p.checkName(raw, n, "subjectAltName"); err != nil {
+		n, err := p.checkName(raw, "subjectAltName")
+		if err != nil {
 			return nil, err
 		}
 		if !seen[n] {
@@ -145,37 +215,124 @@ func (p Policy) CheckNames(csr *x509.CertificateRequest) (*Names, error) {
 			names = append(names, n)
 		}
 	}
-	if cn != "" {
-		if err := p.checkName(csr.Subject.CommonName, cn, "common name"); err != nil {
+	out := &Names{Subject: csr.RawSubject}
+	if len(cns) == 1 && strings.TrimSpace(cns[0]) != "" {
+		raw := cns[0]
+		cn, err := p.checkName(strings.TrimSpace(raw), "common name")
+		if err != nil {
 			return nil, err
 		}
 		if !seen[cn] {
 			names = append([]string{cn}, names...)
 		}
+		out.CommonName = cn
+		if cn != raw {
+			if out.Subject, err = replaceCommonName(csr.RawSubject, cn); err != nil {
+				return nil, refuse(CodeBadName, "CSR subject cannot be rewritten with the normalised common name: %v", err)
+			}
+		}
 	}
 	if len(names) == 0 {
 		return nil, refuse(CodeNoNames, "CSR names no host: put the device's DNS name in the common name and subjectAltName")
 	}
-	return &Names{CommonName: csr.Subject.CommonName, DNSNames: names}, nil
+	out.DNSNames = names
+	return out, nil
 }
 
-func (p Policy) checkName(raw, n, where string) error {
-	if net.ParseIP(n) != nil {
-		return refuse(CodeIPAddress, "%s %q is an IP address: certificates name hosts by DNS name only (BCP-003-01)", where, raw)
-	}
-	if strings.Contains(n, "*") {
-		return refuse(CodeWildcard, "%s %q is a wildcard: wildcard certificates are not issued (BCP-003-01)", where, raw)
-	}
-	if !validHostname(n) {
-		return refuse(CodeBadName, "%s %q is not a valid DNS host name", where, raw)
-	}
-	d := strings.TrimSuffix(strings.ToLower(p.Domain), ".")
-	if n != d && !strings.HasSuffix(n, "."+d) {
-		return refuse(CodeOutsideDomain, "%s %q is outside the domain %q this appliance certifies", where, raw, p.Domain)
+// CheckReserved refuses names only the appliance may hold: those of
+// p.Reserved and any with a label starting with "_" (DNS-SD service and
+// protocol labels). The refusal names the rule.
+func (p Policy) CheckReserved(names []string) error {
+	for _, n := range names {
+		if rule := p.ReservedRule(n); rule != "" {
+			return refuse(CodeReserved, "the name %q is reserved (%s): no device is certified for it", n, rule)
+		}
 	}
 	return nil
 }
 
+// ReservedRule returns why the normalised name n is reserved, or "".
+func (p Policy) ReservedRule(n string) string {
+	for _, l := range strings.Split(n, ".") {
+		if strings.HasPrefix(l, "_") {
+			return "a label starting with \"_\" names a DNS-SD service or protocol, not a host"
+		}
+	}
+	for _, r := range p.Reserved {
+		pat := strings.TrimSuffix(strings.ToLower(r.Pattern), ".")
+		if suffix, ok := strings.CutPrefix(pat, "*."); ok {
+			if strings.HasSuffix(n, "."+suffix) {
+				return r.Rule + ": every name below " + suffix
+			}
+		} else if n == pat {
+			return r.Rule
+		}
+	}
+	return ""
+}
+
+// idnaProfile checks internationalised names as a resolver looks them up
+// (UTS #46 mapping, bidi and label rules, DNS lengths), leaving the
+// host-name character rules to checkName.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.ValidateLabels(true),
+	idna.VerifyDNSLength(true), idna.StrictDomainName(false), idna.Transitional(false))
+
+// NormalizeName is a DNS name as this CA compares and certifies it:
+// lower case, without a trailing dot, with internationalised labels as
+// A-labels ("xn--..."), which are checked to decode. ok is false for a
+// name that is not valid IDNA.
+func NormalizeName(raw string) (n string, ok bool) {
+	n = strings.TrimSuffix(strings.ToLower(raw), ".")
+	ascii := isASCII(n)
+	if ascii && !strings.Contains(n, "xn--") {
+		return n, true
+	}
+	if ascii && strings.Contains(n, "*") {
+		return n, true // refused as a wildcard, with its own reason
+	}
+	a, err := idnaProfile.ToASCII(n)
+	if err != nil {
+		return n, false
+	}
+	if _, err := idnaProfile.ToUnicode(a); err != nil {
+		return n, false
+	}
+	return strings.ToLower(a), true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// checkName normalises and checks one name, returning its normal form.
+func (p Policy) checkName(raw, where string) (string, error) {
+	n, ok := NormalizeName(raw)
+	if net.ParseIP(n) != nil {
+		return "", refuse(CodeIPAddress, "%s %q is an IP address: certificates name hosts by DNS name only (BCP-003-01)", where, raw)
+	}
+	if strings.Contains(n, "*") {
+		return "", refuse(CodeWildcard, "%s %q is a wildcard: wildcard certificates are not issued (BCP-003-01)", where, raw)
+	}
+	if !ok {
+		return "", refuse(CodeBadName, "%s %q is not a valid internationalised domain name (IDNA)", where, raw)
+	}
+	if !validHostname(n) {
+		return "", refuse(CodeBadName, "%s %q is not a valid DNS host name: labels of letters, digits and inner hyphens, at most 63 characters each", where, raw)
+	}
+	d := strings.TrimSuffix(strings.ToLower(p.Domain), ".")
+	if n != d && !strings.HasSuffix(n, "."+d) {
+		return "", refuse(CodeOutsideDomain, "%s %q is outside the domain %q this appliance certifies", where, raw, p.Domain)
+	}
+	return n, nil
+}
+
+// validHostname reports whether n (lower case) is a host name (RFC 952,
+// RFC 1123 2.1): labels of letters, digits and inner hyphens.
 func validHostname(n string) bool {
 	if len(n) == 0 || len(n) > 253 {
 		return false
@@ -186,7 +343,7 @@ func validHostname(n string) bool {
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 				return false
 			}
 		}

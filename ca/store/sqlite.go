@@ -43,6 +43,7 @@ type SQLite struct {
 	wc                      *sql.Conn
 	begin, commit, rollback *sql.Stmt
 	insert, keyUsedInTx     *sql.Stmt
+	binding, bind, audit    *sql.Stmt
 	keyUsed                 *sql.Stmt // KeyUsed's query, prepared on the readers
 
 	puts      chan *putRequest // to the group-commit writer; unbuffered
@@ -116,6 +117,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}{
 		{&s.begin, "BEGIN IMMEDIATE"}, {&s.commit, "COMMIT"}, {&s.rollback, "ROLLBACK"},
 		{&s.insert, insertCertSQL}, {&s.keyUsedInTx, keyUsedSQL},
+		{&s.binding, bindingSQL}, {&s.bind, bindSQL}, {&s.audit, auditSQL},
 	} {
 		if *st.stmt, err = s.wc.PrepareContext(ctx, st.sql); err != nil {
 			return fail(err)
@@ -225,6 +227,61 @@ var migrations = []string{
 	CREATE TRIGGER certificates_uncounted AFTER DELETE ON certificates BEGIN
 		UPDATE certificate_counts SET n = n - 1 WHERE issuer_id = OLD.issuer_id;
 	END;`,
+	// Name bindings, the audit trail, and what a certificate's holder is
+	// and which certificate it renews with the same key. The key's unique
+	// index leaves out same-key renewals, the only certificates that may
+	// repeat a key; SQLite cannot drop a column's UNIQUE, so the table is
+	// built again.
+	`CREATE TABLE certificates_new (
+		serial      TEXT PRIMARY KEY,
+		issuer_id   TEXT NOT NULL,
+		subject     TEXT NOT NULL,
+		sans        TEXT NOT NULL,
+		key_type    TEXT NOT NULL,
+		spki_sha256 BLOB NOT NULL,
+		not_before  INTEGER NOT NULL,
+		not_after   INTEGER NOT NULL,
+		issued_at   INTEGER NOT NULL,
+		identity    TEXT NOT NULL,
+		profile     TEXT NOT NULL,
+		der         BLOB NOT NULL,
+		revoked     INTEGER NOT NULL DEFAULT 0,
+		revoked_at  INTEGER,
+		reason      INTEGER,
+		holder      TEXT NOT NULL DEFAULT '',
+		renews      TEXT
+	);
+	INSERT INTO certificates_new (serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after,
+			issued_at, identity, profile, der, revoked, revoked_at, reason)
+		SELECT serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after,
+			issued_at, identity, profile, der, revoked, revoked_at, reason FROM certificates ORDER BY rowid;
+	DROP TABLE certificates;
+	ALTER TABLE certificates_new RENAME TO certificates;
+	CREATE INDEX certificates_revoked ON certificates(issuer_id, serial) WHERE revoked = 1;
+	CREATE UNIQUE INDEX certificates_key ON certificates(spki_sha256) WHERE renews IS NULL;
+	CREATE TRIGGER certificates_counted AFTER INSERT ON certificates BEGIN
+		INSERT INTO certificate_counts (issuer_id, n) VALUES (NEW.issuer_id, 1)
+			ON CONFLICT (issuer_id) DO UPDATE SET n = n + 1;
+	END;
+	CREATE TRIGGER certificates_uncounted AFTER DELETE ON certificates BEGIN
+		UPDATE certificate_counts SET n = n - 1 WHERE issuer_id = OLD.issuer_id;
+	END;
+	CREATE TABLE name_bindings (
+		name    TEXT PRIMARY KEY,
+		holder  TEXT NOT NULL,
+		since   INTEGER NOT NULL,
+		expires INTEGER NOT NULL,
+		serial  TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX name_bindings_holder ON name_bindings(holder);
+	CREATE TABLE audit (
+		id     INTEGER PRIMARY KEY AUTOINCREMENT,
+		at     INTEGER NOT NULL,
+		actor  TEXT NOT NULL,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL,
+		detail TEXT NOT NULL
+	);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -298,8 +355,19 @@ func isConstraint(err error) bool {
 }
 
 const insertCertSQL = `INSERT INTO certificates
-	(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, renews)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// The name-binding statements of the certificate writer.
+const (
+	bindingSQL = `SELECT holder, expires FROM name_bindings WHERE name = ?`
+	bindSQL    = `INSERT INTO name_bindings (name, holder, since, expires, serial) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET
+			since = CASE WHEN holder = excluded.holder THEN since ELSE excluded.since END,
+			expires = CASE WHEN holder = excluded.holder THEN max(expires, excluded.expires) ELSE excluded.expires END,
+			holder = excluded.holder, serial = excluded.serial`
+	auditSQL = `INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)`
+)
 
 // ErrClosed is returned by PutCertificate once the store is closed.
 var ErrClosed = errors.New("store closed")
@@ -559,8 +627,30 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 	stored := 0
 	for i, r := range reqs {
 		c := r.cert
+		var takeOver []*NameBinding
+		if c.Bind != nil {
+			var err error
+			if takeOver, err = s.checkBindings(ctx, c); err != nil {
+				var nb *NameBoundError
+				if !errors.As(err, &nb) {
+					return nil, &rowError{err}
+				}
+				errs[i] = nb
+				continue
+			}
+		}
+		var renews any
+		if c.Renews != nil {
+			renews = SerialKey(c.Renews)
+		}
 		_, err := s.insert.ExecContext(ctx, SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
-			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER)
+			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews)
+		if err == nil && c.Bind != nil {
+			if err = s.bindNames(ctx, c, takeOver); err != nil {
+				// The INSERT stands in a transaction that now fails whole.
+				return nil, &rowError{err}
+			}
+		}
 		switch {
 		case err == nil:
 			stored++
@@ -597,7 +687,7 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 	return errs, nil
 }
 
-const certCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason`
+const certCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason, holder, renews`
 
 type scanner interface{ Scan(...any) error }
 
@@ -608,13 +698,19 @@ func scanCert(r scanner) (*Certificate, error) {
 		nb, na, ia        int64
 		revoked           bool
 		revokedAt, reason sql.NullInt64
+		renews            sql.NullString
 	)
-	if err := r.Scan(&serial, &c.IssuerID, &c.Subject, &sans, &c.KeyType, &c.SPKIHash, &nb, &na, &ia, &c.Identity, &c.Profile, &c.DER, &revoked, &revokedAt, &reason); err != nil {
+	if err := r.Scan(&serial, &c.IssuerID, &c.Subject, &sans, &c.KeyType, &c.SPKIHash, &nb, &na, &ia, &c.Identity, &c.Profile, &c.DER, &revoked, &revokedAt, &reason, &c.Holder, &renews); err != nil {
 		return nil, err
 	}
 	var err error
 	if c.Serial, err = parseSerial(serial); err != nil {
 		return nil, err
+	}
+	if renews.Valid {
+		if c.Renews, err = parseSerial(renews.String); err != nil {
+			return nil, err
+		}
 	}
 	c.SANs = splitNames(sans)
 	c.NotBefore, c.NotAfter, c.IssuedAt = fromUnix(nb), fromUnix(na), fromUnix(ia)
@@ -709,7 +805,7 @@ func (s *SQLite) CountCertificates(ctx context.Context) (map[string]int, error) 
 	return out, rows.Err()
 }
 
-const keyUsedSQL = `SELECT count(*) FROM certificates WHERE spki_sha256 = ?`
+const keyUsedSQL = `SELECT count(*) FROM certificates WHERE spki_sha256 = ? AND renews IS NULL`
 
 // KeyUsed implements Store.
 func (s *SQLite) KeyUsed(ctx context.Context, spkiHash []byte) (bool, error) {

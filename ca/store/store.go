@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"time"
 )
@@ -40,6 +41,16 @@ type Certificate struct {
 	// Profile is what the certificate is for: "leaf", "server", "ocsp".
 	Profile string
 	DER     []byte
+	// Holder is the identity the certificate's names are bound to, which
+	// a renewal with this certificate carries over ("" for none).
+	Holder string
+	// Renews is the serial of the certificate renewed with the same key
+	// (a renewal RFC 7030 4.2.2 allows); only such a certificate may
+	// repeat a public key. nil for every other certificate.
+	Renews *big.Int
+	// Bind, when set on PutCertificate, binds SANs to Holder in the
+	// commit that stores the certificate (not stored itself).
+	Bind *Binding
 
 	Revoked   bool
 	RevokedAt time.Time
@@ -103,6 +114,60 @@ type Pending struct {
 	Serial    *big.Int // set once issued
 }
 
+// Binding says how PutCertificate binds a certificate's names to its
+// holder: a name bound to another holder whose binding has not lapsed
+// refuses the certificate with a *NameBoundError, unless TakeOver.
+type Binding struct {
+	// Lapsed: a binding whose holder's certificates for the name all
+	// expired before this time is free (now less the grace).
+	Lapsed time.Time
+	// TakeOver moves bound names to the new holder (an operator's
+	// decision), with an audit record.
+	TakeOver bool
+	// Actor is who decided a take-over, for the audit record.
+	Actor string
+}
+
+// NameBoundError is a certificate refused because another identity
+// holds one of its names.
+type NameBoundError struct {
+	Name, Holder string
+}
+
+func (e *NameBoundError) Error() string {
+	return fmt.Sprintf("name %s is bound to %s", e.Name, e.Holder)
+}
+
+// NameBinding is a name and the identity that holds it.
+type NameBinding struct {
+	Name   string
+	Holder string
+	Since  time.Time
+	// Expires is the latest notAfter of the holder's certificates that
+	// carry the name; the binding lapses a grace period after it.
+	Expires time.Time
+	// Serial is the newest certificate that carried the name.
+	Serial *big.Int
+}
+
+// BindingFilter selects name bindings: by exact name, by a substring of
+// the holder, or all when both are empty.
+type BindingFilter struct {
+	Name   string
+	Holder string
+	Limit  int
+}
+
+// AuditRecord is one operator action.
+type AuditRecord struct {
+	ID     int64
+	At     time.Time
+	Actor  string
+	Action string
+	Target string
+	Detail string
+}
+
 // Event is a change that other processes sharing the store react to.
 type Event struct {
 	ID   int64
@@ -116,6 +181,7 @@ const (
 	EventRevoked        = "revoked"
 	EventPendingDecided = "pending_decided"
 	EventGenerations    = "generations"
+	EventNameReleased   = "name_released"
 )
 
 // ListOptions filters ListCertificates.
@@ -183,6 +249,15 @@ type Store interface {
 	// ExpirePending marks waiting requests past their expiry expired and
 	// returns how many.
 	ExpirePending(ctx context.Context, now time.Time) (int, error)
+
+	// NameBindings lists name bindings, by name.
+	NameBindings(ctx context.Context, f BindingFilter) ([]*NameBinding, error)
+	// ReleaseName removes a name's binding, records an audit entry for
+	// actor and an EventNameReleased, in one transaction. ErrNotFound
+	// when the name is not bound.
+	ReleaseName(ctx context.Context, name, actor string, at time.Time) (*NameBinding, error)
+	// Audit lists audit records, newest first (limit 0: all).
+	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
 
 	// LastEvent returns the newest event ID (0 when none).
 	LastEvent(ctx context.Context) (int64, error)
