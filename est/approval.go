@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,11 +90,16 @@ func (s *Server) manual(ctx context.Context, op, label string, csr *x509.Certifi
 
 // queue records a new request for the operator and answers 202.
 func (s *Server) queue(ctx context.Context, op, label string, csr *x509.CertificateRequest, spki []byte, who *clientAuth, rl *requestLog) (*response, error) {
-	// Only what the policy accepts is shown to an operator.
-	if err := s.o.CA.CheckCSR(ctx, csr); err != nil {
+	id, err := newPendingID()
+	if err != nil {
 		return nil, err
 	}
-	id, err := newPendingID()
+	// Only what the policy accepts is shown to an operator, with the
+	// names other identities hold when they may be taken over
+	// (ca.name_binding: approve).
+	req := s.requester(op, who, rl, id)
+	req.TakeOver = s.o.QueueNameConflicts
+	conflicts, err := s.o.CA.CheckCSR(ctx, csr, req)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +117,7 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 		SPKIHash:  spki,
 		Subject:   csr.Subject.String(),
 		SANs:      sans,
-		Client:    who.describe() + "; from " + rl.remote,
+		Client:    who.describe() + "; from " + rl.remote + describeConflicts(conflicts),
 		State:     store.PendingWaiting,
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.o.PendingLifetime),
@@ -140,8 +146,10 @@ func (s *Server) issueApproved(ctx context.Context, op string, csr *x509.Certifi
 	if by == "" {
 		by = "an operator"
 	}
-	identity := fmt.Sprintf("approved request %s by %s", p.ID, by)
-	resp, cert, err := s.issue(ctx, op, csr, kd, identity, rl)
+	req := s.requester(op, rl.who, rl, p.ID)
+	req.Identity = fmt.Sprintf("approved request %s by %s (%s)", p.ID, by, req.Identity)
+	req.TakeOver, req.DecidedBy = s.o.QueueNameConflicts, by
+	resp, cert, err := s.issue(ctx, op, csr, kd, req, rl)
 	if err != nil {
 		// Another process sharing the store may have issued it first.
 		var ref *policy.Refusal
@@ -190,13 +198,31 @@ func sameRequest(a, b *x509.CertificateRequest) bool {
 		sanSet(b.DNSNames, b.IPAddresses, b.EmailAddresses, uriStrings(b.URIs...)))
 }
 
-// newPendingID returns a random URL-safe identifier.
+// describeConflicts tells the operator which names of a request other
+// identities hold.
+func describeConflicts(cs []*store.NameBinding) string {
+	var b strings.Builder
+	for _, c := range cs {
+		fmt.Fprintf(&b, "; name-binding conflict: %s is bound to %s since %s (approving moves it to this requester)",
+			c.Name, c.Holder, c.Since.UTC().Format(time.RFC3339))
+	}
+	return b.String()
+}
+
+// newPendingID returns a random URL-safe identifier that starts with a
+// letter or digit, so that a command line never takes it for an option.
 func newPendingID() (string, error) {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("pending request id: %w", err)
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("pending request id: %w", err)
+		}
+		// The first character is the top six bits of b[0]: 62 and 63
+		// are "-" and "_".
+		if b[0]>>2 < 62 {
+			return base64.RawURLEncoding.EncodeToString(b[:]), nil
+		}
 	}
-	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // keyLocks serialises the manual-approval bookkeeping of one public key

@@ -15,6 +15,7 @@ import (
 	gsest "github.com/globalsign/est"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -99,8 +100,8 @@ func TestManualApproval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Identity != "approved request "+p.ID+" by alice" {
-		t.Fatalf("identity %q", rec.Identity)
+	if !strings.HasPrefix(rec.Identity, "approved request "+p.ID+" by alice (") || rec.Holder != "request "+p.ID {
+		t.Fatalf("identity %q, holder %q", rec.Identity, rec.Holder)
 	}
 	if q := f.pendingFor(csr); q.State != store.PendingIssued || q.Serial.Cmp(cert.SerialNumber) != 0 {
 		t.Fatalf("pending after issue %+v", q)
@@ -258,7 +259,7 @@ func TestManualApprovalIssuedElsewhere(t *testing.T) {
 	p := f.pendingFor(csr)
 	f.ca.st.DecidePending(ctx(t), p.ID, store.PendingApproved, "dave", f.clock.Now())
 	// The other process.
-	other, err := f.ca.Issue(ctx(t), csr, "approved request "+p.ID+" by dave")
+	other, err := f.ca.Issue(ctx(t), csr, policy.Requester{Identity: "approved request " + p.ID + " by dave"})
 	if err != nil {
 		t.Fatal(err)
 	}

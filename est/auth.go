@@ -13,12 +13,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
+
+// normName is a name as the policy compares it.
+func normName(n string) string {
+	out, _ := policy.NormalizeName(strings.TrimSpace(n))
+	return out
+}
 
 // How a client authenticated (BCP-003-03 "EST Server - Client
 // Authentication"):
@@ -55,6 +61,8 @@ type clientAuth struct {
 	expired bool
 	// reason says why the certificate is not trusted or was refused.
 	reason string
+	// holder is the identity names are bound to (see requester).
+	holder string
 }
 
 // fingerprint is the SHA-256 of a certificate, in hex.
@@ -101,6 +109,44 @@ func (a *clientAuth) describe() string {
 		s += "; not trusted: " + a.reason
 	}
 	return s
+}
+
+// requester is who asks, for the authority: a description, and the
+// holder the names are bound to. The holder of a manufacturer
+// certificate is its issuer's name and its subject serialNumber (the
+// device's serial, which stays the same when the manufacturer issues the
+// device a new certificate), and the fingerprint of the root it chains
+// to, so that another trusted manufacturer cannot claim a device by
+// naming its CA alike; without a serialNumber, the certificate's
+// fingerprint. A certificate this CA issued carries its holder over
+// (renewals keep the names). An untrusted certificate queued for an
+// operator is its fingerprint; no certificate at all is the request.
+func (a *clientAuth) requester(remote, pendingID string) policy.Requester {
+	r := policy.Requester{Identity: a.identity(remote), Holder: a.holder}
+	if r.Holder == "" {
+		switch {
+		case a.leaf != nil:
+			r.Holder = "client certificate sha256:" + fingerprint(a.leaf)
+		case pendingID != "":
+			r.Holder = "request " + pendingID
+		}
+	}
+	return r
+}
+
+// manufacturerHolder is the holder of a manufacturer certificate whose
+// chain ends at root (see requester).
+func manufacturerHolder(leaf, root *x509.Certificate) string {
+	sn := strings.TrimSpace(leaf.Subject.SerialNumber)
+	if sn == "" {
+		return "manufacturer certificate sha256:" + fingerprint(leaf)
+	}
+	rootID := ""
+	if root != nil {
+		sum := sha256.Sum256(root.RawSubjectPublicKeyInfo)
+		rootID = " root-key " + hex.EncodeToString(sum[:8])
+	}
+	return fmt.Sprintf("manufacturer %q serialNumber %q%s", leaf.Issuer.String(), sn, rootID)
 }
 
 // identity is what Issue records as the requester.
@@ -154,6 +200,7 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*clientAuth
 		return a, nil
 	}
 	a.kind, a.method, a.expired = authManufacturer, methodManufacturer, v.expired
+	a.holder = manufacturerHolder(leaf, v.chain[len(v.chain)-1])
 	return a, nil
 }
 
@@ -197,6 +244,12 @@ func (s *Server) checkIssued(ctx context.Context, a *clientAuth, now time.Time) 
 		return true, nil
 	}
 	a.kind = authIssued
+	a.holder = rec.Holder
+	if a.holder == "" {
+		// Issued before names were bound: the certificate stands for
+		// its holder from now on.
+		a.holder = "certificate " + a.leaf.SerialNumber.Text(16)
+	}
 	return true, nil
 }
 
@@ -256,25 +309,37 @@ func (s *Server) decide(rl *requestLog, method, outcome string) {
 
 // checkRenewalNames enforces what a certificate of ours may ask for. On
 // simplereenroll (exact) the CSR's subject and subjectAltName must be the
-// certificate's (RFC 7030 4.2.2). On simpleenroll and serverkeygen the
-// CSR may ask for some of the certificate's names, not others: a device
-// renews itself, it does not get certificates for other hosts.
+// certificate's (RFC 7030 4.2.2), compared by meaning: the same
+// attributes with the same values whatever their order and string types,
+// and the same names once normalised, counting the name the appliance
+// put in the subjectAltName from the common name (a CSR that leaves it
+// out, as the device's first one did, asks for the same names). On
+// simpleenroll and serverkeygen the CSR may ask for some of the
+// certificate's names, not others: a device renews itself, it does not
+// get certificates for other hosts.
 func checkRenewalNames(csr *x509.CertificateRequest, cert *x509.Certificate, exact bool) error {
+	have := map[string]bool{}
+	for _, n := range certNames(cert) {
+		have[normName(n)] = true
+	}
+	want := map[string]bool{}
+	for _, n := range csrNames(csr) {
+		want[normName(n)] = true
+	}
 	if exact {
-		csrSAN := sanSet(csr.DNSNames, csr.IPAddresses, csr.EmailAddresses, uriStrings(csr.URIs...))
-		certSAN := sanSet(cert.DNSNames, cert.IPAddresses, cert.EmailAddresses, uriStrings(cert.URIs...))
-		if !sameSubject(csr.RawSubject, cert.RawSubject) || !slices.Equal(csrSAN, certSAN) {
-			return forbidden("simplereenroll: the CSR's subject and subjectAltName must be those of the certificate being renewed (RFC 7030 4.2.2): the certificate has subject %q and names %v, the CSR subject %q and names %v",
-				cert.Subject.String(), certSAN, csr.Subject.String(), csrSAN)
+		same := len(csr.IPAddresses) == 0 && len(csr.EmailAddresses) == 0 && len(csr.URIs) == 0 && len(want) == len(have)
+		for n := range want {
+			same = same && have[n]
+		}
+		if !policy.SameSubject(csr.RawSubject, cert.RawSubject) || !same {
+			csrSAN := sanSet(csr.DNSNames, csr.IPAddresses, csr.EmailAddresses, uriStrings(csr.URIs...))
+			return forbidden("simplereenroll: the CSR's subject and names must be those of the certificate being renewed (RFC 7030 4.2.2): the certificate has subject %q and names %v, the CSR subject %q and names %v",
+				policy.SubjectString(cert.RawSubject), cert.DNSNames, policy.SubjectString(csr.RawSubject), csrSAN)
 		}
 		return nil
 	}
-	have := map[string]bool{}
-	for _, n := range certNames(cert) {
-		have[strings.TrimSuffix(strings.ToLower(n), ".")] = true
-	}
 	for _, n := range csrNames(csr) {
-		if !have[strings.TrimSuffix(strings.ToLower(n), ".")] {
+		if !have[normName(n)] {
 			return forbidden("authenticated with this CA's certificate for %v, which cannot ask for %q: use the manufacturer certificate to enroll other names", certNames(cert), n)
 		}
 	}

@@ -2,8 +2,14 @@ package est
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/http"
+
+	"github.com/nmos-certs/nmos-certs/ca/policy"
+	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
 // enroll serves simpleenroll, simplereenroll and serverkeygen.
@@ -63,17 +69,50 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, op, label string
 	if who.kind == authNone {
 		return s.manual(ctx, op, label, csr, kd, who, rl)
 	}
+	req := s.requester(op, who, rl, "")
+	if s.o.QueueNameConflicts {
+		// ca.name_binding: approve. A request that asks for names another
+		// identity holds waits for an operator, and is found again by its
+		// key when the device retries.
+		spki := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+		p, err := s.o.Approvals.PendingByKey(ctx, spki[:])
+		switch {
+		case err == nil && p.State != store.PendingExpired:
+			return s.manual(ctx, op, label, csr, kd, who, rl)
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("look up pending request: %w", err)
+		}
+		take := req
+		take.TakeOver = true
+		conflicts, err := s.o.CA.CheckCSR(ctx, csr, take)
+		if err != nil {
+			return nil, err
+		}
+		if len(conflicts) > 0 {
+			return s.manual(ctx, op, label, csr, kd, who, rl)
+		}
+	}
 	s.decide(rl, who.method, decisionAccepted)
-	resp, _, err := s.issue(ctx, op, csr, kd, who.identity(rl.remote), rl)
+	resp, _, err := s.issue(ctx, op, csr, kd, req, rl)
 	return resp, err
 }
 
-// issue signs the request of an authorized client.
-func (s *Server) issue(ctx context.Context, op string, csr *x509.CertificateRequest, kd *keyDelivery, identity string, rl *requestLog) (*response, *x509.Certificate, error) {
-	if op == opServerKeyGen {
-		return s.serverKeyGen(ctx, csr, kd, identity, rl)
+// requester is who asks, as the authority needs to know it. pendingID
+// names the request an operator approved, if any.
+func (s *Server) requester(op string, who *clientAuth, rl *requestLog, pendingID string) policy.Requester {
+	req := who.requester(rl.remote, pendingID)
+	if s.o.AllowRenewalWithSameKey && op == opReenroll && who.kind == authIssued {
+		req.Renewing = who.leaf
 	}
-	cert, err := s.o.CA.Issue(ctx, csr, identity)
+	return req
+}
+
+// issue signs the request of an authorized client.
+func (s *Server) issue(ctx context.Context, op string, csr *x509.CertificateRequest, kd *keyDelivery, req policy.Requester, rl *requestLog) (*response, *x509.Certificate, error) {
+	if op == opServerKeyGen {
+		return s.serverKeyGen(ctx, csr, kd, req, rl)
+	}
+	cert, err := s.o.CA.Issue(ctx, csr, req)
 	if err != nil {
 		return nil, nil, err
 	}

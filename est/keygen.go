@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/est/kek"
 )
 
@@ -141,10 +142,10 @@ func keyIDMatches(c *x509.Certificate, id []byte) bool {
 
 // serverKeyGen makes a key like the CSR's, has it certified for the CSR's
 // subject and names, and returns both (RFC 7030 4.4).
-func (s *Server) serverKeyGen(ctx context.Context, csr *x509.CertificateRequest, kd *keyDelivery, identity string, rl *requestLog) (*response, *x509.Certificate, error) {
+func (s *Server) serverKeyGen(ctx context.Context, csr *x509.CertificateRequest, kd *keyDelivery, req policy.Requester, rl *requestLog) (*response, *x509.Certificate, error) {
 	// The client's CSR is checked as any other (names, key, signature);
 	// the CSR made for the new key is then checked again by Issue.
-	if err := s.o.CA.CheckCSR(ctx, csr); err != nil {
+	if _, err := s.o.CA.CheckCSR(ctx, csr, req); err != nil {
 		return nil, nil, err
 	}
 	key, err := newKeyLike(csr.PublicKey)
@@ -155,7 +156,9 @@ func (s *Server) serverKeyGen(ctx context.Context, csr *x509.CertificateRequest,
 	if err != nil {
 		return nil, nil, err
 	}
-	cert, err := s.o.CA.Issue(ctx, newCSR, identity+", server-generated key")
+	req.Identity += ", server-generated key"
+	req.Renewing = nil
+	cert, err := s.o.CA.Issue(ctx, newCSR, req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -348,6 +348,9 @@ type testCA struct {
 	extra atomic.Pointer[[]*x509.Certificate]
 	// failIssue makes Issue fail as a broken CA would.
 	failIssue atomic.Bool
+	// bind binds names to holders in the store, as ca.name_binding
+	// strict or approve does.
+	bind bool
 }
 
 var _ CA = (*testCA)(nil)
@@ -376,15 +379,41 @@ func (c *testCA) Chains(context.Context) ([]*x509.Certificate, []*x509.Certifica
 	return []*x509.Certificate{p.ecRoot.cert, p.rsaRoot.cert}, []*x509.Certificate{p.ecInt.cert, p.rsaInt.cert}, nil
 }
 
-func (c *testCA) CheckCSR(ctx context.Context, csr *x509.CertificateRequest) error {
-	_, err := c.check(ctx, csr)
-	return err
+func (c *testCA) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) ([]*store.NameBinding, error) {
+	names, err := c.check(ctx, csr, req)
+	if err != nil || !c.bind || req.Holder == "" {
+		return nil, err
+	}
+	var conflicts []*store.NameBinding
+	for _, n := range names.DNSNames {
+		bs, err := c.st.NameBindings(ctx, store.BindingFilter{Name: n})
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			if b.Holder != req.Holder {
+				conflicts = append(conflicts, b)
+			}
+		}
+	}
+	if len(conflicts) > 0 && !req.TakeOver {
+		return conflicts, policy.NameBound(conflicts[0].Name, conflicts[0].Holder)
+	}
+	return conflicts, nil
 }
 
-func (c *testCA) check(ctx context.Context, csr *x509.CertificateRequest) (*policy.Names, error) {
+func (c *testCA) check(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*policy.Names, error) {
 	names, err := c.pol.Check(csr)
 	if err != nil {
 		return nil, err
+	}
+	if !req.AllowReserved {
+		if err := c.pol.CheckReserved(names.DNSNames); err != nil {
+			return nil, err
+		}
+	}
+	if req.Renewing != nil && bytes.Equal(req.Renewing.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
+		return names, nil
 	}
 	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	used, err := c.st.KeyUsed(ctx, sum[:])
@@ -392,16 +421,16 @@ func (c *testCA) check(ctx context.Context, csr *x509.CertificateRequest) (*poli
 		return nil, err
 	}
 	if used {
-		return nil, &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: use a new key pair"}
+		return nil, policy.KeyReused()
 	}
 	return names, nil
 }
 
-func (c *testCA) Issue(ctx context.Context, csr *x509.CertificateRequest, identity string) (*x509.Certificate, error) {
+func (c *testCA) Issue(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error) {
 	if c.failIssue.Load() {
 		return nil, errors.New("signing key unavailable")
 	}
-	names, err := c.check(ctx, csr)
+	names, err := c.check(ctx, csr, req)
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +445,7 @@ func (c *testCA) Issue(ctx context.Context, csr *x509.CertificateRequest, identi
 	now := c.clock.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(),
-		Subject:      pkix.Name{CommonName: names.CommonName},
+		RawSubject:   names.Subject,
 		DNSNames:     names.DNSNames,
 		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     now.Add(30 * 24 * time.Hour),
@@ -432,13 +461,24 @@ func (c *testCA) Issue(ctx context.Context, csr *x509.CertificateRequest, identi
 		return nil, err
 	}
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	err = c.st.PutCertificate(ctx, &store.Certificate{
+	rec := &store.Certificate{
 		Serial: cert.SerialNumber, IssuerID: hier + "-int-1", Subject: cert.Subject.String(), SANs: cert.DNSNames,
 		KeyType: keyType, SPKIHash: sum[:], NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, IssuedAt: now,
-		Identity: identity, Profile: "leaf", DER: der,
-	})
+		Identity: req.Identity, Profile: "leaf", DER: der, Holder: req.Holder,
+	}
+	if req.Renewing != nil && bytes.Equal(req.Renewing.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
+		rec.Renews = req.Renewing.SerialNumber
+	}
+	if c.bind && req.Holder != "" {
+		rec.Bind = &store.Binding{Lapsed: now.Add(-time.Hour), TakeOver: req.TakeOver, Actor: req.DecidedBy}
+	}
+	err = c.st.PutCertificate(ctx, rec)
+	var nb *store.NameBoundError
+	if errors.As(err, &nb) {
+		return nil, policy.NameBound(nb.Name, nb.Holder)
+	}
 	if errors.Is(err, store.ErrKeyReused) {
-		return nil, &policy.Refusal{Code: policy.CodeKeyReused, Msg: "this public key was certified before: use a new key pair"}
+		return nil, policy.KeyReused()
 	}
 	if err != nil {
 		return nil, err

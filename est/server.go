@@ -30,13 +30,15 @@ type CA interface {
 	// CACerts returns the certificates for /cacerts: issuing CAs first,
 	// roots last, both hierarchies, plus rollover certificates.
 	CACerts(ctx context.Context) ([]*x509.Certificate, error)
-	// CheckCSR runs the issuance policy (names, key, signature, key
-	// reuse) without issuing; refusals are *policy.Refusal.
-	CheckCSR(ctx context.Context, csr *x509.CertificateRequest) error
+	// CheckCSR runs the issuance policy (names, key, signature, reserved
+	// names, key reuse, name bindings) for req without issuing; refusals
+	// are *policy.Refusal. It returns the bindings of other holders the
+	// CSR's names conflict with (a refusal unless req.TakeOver).
+	CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) ([]*store.NameBinding, error)
 	// Issue checks and signs the CSR; the certificate is durable in the
-	// store when it returns. Refusals are *policy.Refusal. identity
-	// describes who asked (logged and stored).
-	Issue(ctx context.Context, csr *x509.CertificateRequest, identity string) (*x509.Certificate, error)
+	// store, and its names bound to req.Holder, when it returns. Refusals
+	// are *policy.Refusal.
+	Issue(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error)
 	// Certificate looks up a certificate we issued (store.ErrNotFound if
 	// not ours).
 	Certificate(ctx context.Context, serial *big.Int) (*store.Certificate, error)
@@ -80,6 +82,16 @@ type Options struct {
 	// ManualApproval queues requests without a trusted client
 	// certificate for an operator instead of refusing them.
 	ManualApproval bool
+	// QueueNameConflicts queues, for an operator, requests refused
+	// because another identity holds one of their names
+	// (ca.name_binding: approve), with the conflict shown; approving one
+	// moves the names.
+	QueueNameConflicts bool
+	// AllowRenewalWithSameKey certifies a simplereenroll CSR carrying the
+	// public key of the certificate being renewed (RFC 7030 4.2.2 allows
+	// it; BCP-003-03 asks devices for a new key). Enrollments still refuse
+	// a reused key.
+	AllowRenewalWithSameKey bool
 	// RetryAfter is what 202 answers tell clients to wait (default 60s).
 	RetryAfter time.Duration
 	// PendingLifetime is how long a queued request waits for a decision
@@ -401,7 +413,12 @@ func (s *Server) errorResponse(err error, rl *requestLog) *response {
 	var ref *policy.Refusal
 	if errors.As(err, &ref) {
 		rl.reason, rl.refusal = ref.Msg, ref.Code
-		return textResponse(http.StatusBadRequest, ref.Msg)
+		status := http.StatusBadRequest
+	if ref.Code == policy.CodeNameBound || ref.Code == policy.CodeReserved {
+		// The request is well formed; this requester may not have it.
+		status = http.StatusForbidden
+	}
+	return textResponse(status, ref.Msg)
 	}
 	if errors.Is(err, store.ErrKeyReused) {
 		rl.reason, rl.refusal = "the public key was certified before: generate a new key pair for every request", policy.CodeKeyReused
