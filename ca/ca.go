@@ -18,9 +18,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cflog "github.com/cloudflare/cfssl/log"
@@ -81,15 +83,9 @@ type Options struct {
 	RSAIntermediateBits  int
 	// Import, per hierarchy, uses existing CA files instead of creating.
 	Import map[string]*Import
-	// Reserved are the names only the appliance itself may hold, besides
-	// every name with a label starting with "_" (policy.Policy.Reserved).
-	Reserved []policy.Reserved
-	// BindNames binds every name a device is issued to its holder and
-	// refuses it to other holders (ca.name_binding strict or approve).
-	BindNames bool
-	// BindingGrace is how long after the last of its holder's
-	// certificates for a name expired the binding lapses.
-	BindingGrace time.Duration
+	// Names are the reserved names and the name binding in force; a
+	// reload changes them with SetNames.
+	Names Names
 
 	Clock      func() time.Time
 	Logger     *slog.Logger
@@ -99,7 +95,7 @@ type Options struct {
 // Authority issues and revokes certificates.
 type Authority struct {
 	o       Options
-	policy  policy.Policy
+	policy  atomic.Pointer[namePolicy]
 	metrics *metrics
 
 	mu     sync.RWMutex
@@ -131,10 +127,8 @@ func Open(ctx context.Context, o Options, create bool) (*Authority, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
-	a := &Authority{
-		o:      o,
-		policy: policy.Policy{Domain: o.Domain, MinRSABits: 2048, Reserved: o.Reserved},
-	}
+	a := &Authority{o: o}
+	a.SetNames(o.Names)
 	m, err := newMetrics(o.Registerer, a)
 	if err != nil {
 		return nil, err
@@ -265,8 +259,36 @@ func (a *Authority) OnRevoke(fn func(*store.Certificate)) {
 // Store returns the authority's store.
 func (a *Authority) Store() store.Store { return a.o.Store }
 
+// Names are the settings that decide who may hold which name.
+type Names struct {
+	// Reserved are the names only the appliance itself may hold, besides
+	// every name with a label starting with "_" (policy.Policy.Reserved).
+	Reserved []policy.Reserved
+	// Bind binds every name a device is issued to its holder and refuses
+	// it to other holders (ca.name_binding strict or approve).
+	Bind bool
+	// Grace is how long after the last of its holder's certificates for
+	// a name expired the binding lapses.
+	Grace time.Duration
+}
+
+// namePolicy is the policy and name settings in force, replaced whole.
+type namePolicy struct {
+	policy.Policy
+	bind  bool
+	grace time.Duration
+}
+
+// SetNames puts new name settings in force (a configuration reload).
+func (a *Authority) SetNames(n Names) {
+	a.policy.Store(&namePolicy{
+		Policy: policy.Policy{Domain: a.o.Domain, MinRSABits: 2048, Reserved: slices.Clone(n.Reserved)},
+		bind:   n.Bind, grace: n.Grace,
+	})
+}
+
 // Policy returns the CSR policy in force.
-func (a *Authority) Policy() policy.Policy { return a.policy }
+func (a *Authority) Policy() policy.Policy { return a.policy.Load().Policy }
 
 func spkiHash(raw []byte) []byte {
 	h := sha256.Sum256(raw)
@@ -306,10 +328,11 @@ func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, 
 // names that have not lapsed. None when names are not bound or holder is
 // empty.
 func (a *Authority) Conflicts(ctx context.Context, names []string, holder string) ([]*store.NameBinding, error) {
-	if !a.o.BindNames || holder == "" {
+	np := a.policy.Load()
+	if !np.bind || holder == "" {
 		return nil, nil
 	}
-	lapsed := a.o.Clock().Add(-a.o.BindingGrace)
+	lapsed := a.o.Clock().Add(-np.grace)
 	var out []*store.NameBinding
 	for _, n := range names {
 		bs, err := a.o.Store.NameBindings(ctx, store.BindingFilter{Name: n})
@@ -327,12 +350,13 @@ func (a *Authority) Conflicts(ctx context.Context, names []string, holder string
 
 // checkPolicy is the part of the policy that needs no store.
 func (a *Authority) checkPolicy(csr *x509.CertificateRequest, req policy.Requester) (*policy.Names, error) {
-	names, err := a.policy.Check(csr)
+	np := a.policy.Load()
+	names, err := np.Check(csr)
 	if err != nil {
 		return nil, a.refused(err)
 	}
 	if !req.AllowReserved {
-		if err := a.policy.CheckReserved(names.DNSNames); err != nil {
+		if err := np.CheckReserved(names.DNSNames); err != nil {
 			return nil, a.refused(err)
 		}
 	}
@@ -425,8 +449,8 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 	if a.sameKeyRenewal(csr, req) {
 		rec.Renews = req.Renewing.SerialNumber
 	}
-	if a.o.BindNames && req.Holder != "" {
-		rec.Bind = &store.Binding{Lapsed: now.Add(-a.o.BindingGrace), TakeOver: req.TakeOver, Actor: req.DecidedBy}
+	if np := a.policy.Load(); np.bind && req.Holder != "" {
+		rec.Bind = &store.Binding{Lapsed: now.Add(-np.grace), TakeOver: req.TakeOver, Actor: req.DecidedBy}
 	}
 	if announced != nil {
 		announced()

@@ -24,12 +24,11 @@ func bindingAuthority(t *testing.T) (*Authority, *time.Time) {
 	now := time.Now()
 	o := testOptions(t, dir, st)
 	o.Clock = func() time.Time { return now }
-	o.BindNames, o.BindingGrace = true, 7*24*time.Hour
-	o.Reserved = []policy.Reserved{
+	o.Names = Names{Bind: true, Grace: 7 * 24 * time.Hour, Reserved: []policy.Reserved{
 		{Pattern: "est.studio.example.test", Rule: "the appliance's hostname"},
 		{Pattern: "studio.example.test", Rule: "the zone apex"},
 		{Pattern: "*.infra.studio.example.test", Rule: "ca.reserved_names"},
-	}
+	}}
 	a, err := Open(context.Background(), o, true)
 	if err != nil {
 		t.Fatal(err)

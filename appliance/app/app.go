@@ -25,6 +25,7 @@ import (
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/appliance/dns"
 	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/est"
 	"github.com/nmos-certs/nmos-certs/ocsp"
@@ -66,6 +67,7 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prom
 		RSARootBits:          cfg.CA.RSARootBits,
 		RSAIntermediateBits:  cfg.CA.RSAIntermediateBits,
 		Import:               imp,
+		Names:                CANames(cfg),
 		Clock:                clock,
 		Logger:               logger.With("component", "ca"),
 		Registerer:           reg,
@@ -75,6 +77,30 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prom
 		return nil, nil, err
 	}
 	return auth, st, nil
+}
+
+// CANames are the name settings of a configuration: the names only the
+// appliance may hold, each with the rule that reserves it, and the name
+// binding.
+func CANames(cfg *config.Config) ca.Names {
+	n := ca.Names{
+		Bind:  cfg.CA.NameBinding != config.NameBindingOff,
+		Grace: cfg.CA.NameBindingGrace.D(),
+		Reserved: []policy.Reserved{
+			{Pattern: cfg.Hostname, Rule: "the appliance's own hostname (hostname)"},
+			{Pattern: cfg.Domain, Rule: "the zone apex (domain)"},
+		},
+	}
+	for i, s := range cfg.DNS.Services {
+		if s.Target != "" {
+			n.Reserved = append(n.Reserved, policy.Reserved{Pattern: s.Target,
+				Rule: fmt.Sprintf("the target of the DNS-SD service %s %q (dns.services[%d])", s.Type, s.Instance, i)})
+		}
+	}
+	for i, r := range cfg.CA.ReservedNames {
+		n.Reserved = append(n.Reserved, policy.Reserved{Pattern: r, Rule: fmt.Sprintf("ca.reserved_names[%d]", i)})
+	}
+	return n
 }
 
 // Options tune an App beyond its configuration.

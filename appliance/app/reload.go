@@ -29,7 +29,11 @@ func restartKeys(old, next *config.Config) []string {
 	diff("hostname", old.Hostname, next.Hostname)
 	diff("data_dir", old.DataDir, next.DataDir)
 	diff("listen", old.Listen, next.Listen)
-	diff("ca", old.CA, next.CA)
+	// The name settings are reloadable; the rest of the CA is not.
+	oldCA, nextCA := old.CA, next.CA
+	oldCA.ReservedNames, oldCA.NameBinding, oldCA.NameBindingGrace = nil, "", 0
+	nextCA.ReservedNames, nextCA.NameBinding, nextCA.NameBindingGrace = nil, "", 0
+	diff("ca", oldCA, nextCA)
 	diff("ocsp", old.OCSP, next.OCSP)
 	diff("crl", old.CRL, next.CRL)
 	diff("store", old.Store, next.Store)
@@ -71,7 +75,8 @@ var ErrRestartNeeded = errors.New("restart needed")
 
 // Reload applies a new configuration to the running appliance: the EST
 // section (manufacturer roots and CRLs, manual approval and the other
-// enrollment settings), the DNS-SD records and the log level. It is a
+// enrollment settings), the reserved names and name binding, the DNS-SD
+// records and the log level. It is a
 // transaction: everything new is built first, then swapped in; on any
 // error the running configuration stays as it was and the error says why.
 func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
@@ -108,6 +113,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 		}
 	}
 	a.estHandler.p.Store(estSrv)
+	a.ca.SetNames(CANames(next))
 	a.swapTrust(trust)
 	if a.o.LogLevel != nil {
 		_ = a.o.LogLevel.UnmarshalText([]byte(next.Log.Level))

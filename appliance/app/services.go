@@ -179,6 +179,8 @@ func (a *App) newEST(ctx context.Context) (*est.Server, *est.Trust, error) {
 		Registerer:              a.reg,
 		Labels:                  estLabels(cfg),
 		ManualApproval:          cfg.EST.ManualApproval,
+		QueueNameConflicts:      cfg.CA.NameBinding == config.NameBindingApprove,
+		AllowRenewalWithSameKey: cfg.EST.AllowRenewalWithSameKey,
 		RetryAfter:              cfg.EST.RetryAfter.D(),
 		PendingLifetime:         cfg.EST.PendingLifetime.D(),
 		AllowExpiredClientCerts: cfg.EST.AllowExpiredClientCerts,

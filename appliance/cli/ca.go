@@ -107,6 +107,52 @@ func colonHex(h string) string {
 	return b.String()
 }
 
+// outFile is an output file created, empty, before the work that fills
+// it, so that a path that cannot be written is found before anything is
+// signed.
+type outFile struct {
+	path string
+	f    *os.File // nil for standard output
+}
+
+// reserveOut creates path exclusively ("-": standard output).
+func reserveOut(path string) (*outFile, error) {
+	if path == "-" {
+		return &outFile{path: path}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%s exists: not overwriting it, and nothing was issued", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot write the output: %w; nothing was issued", err)
+	}
+	return &outFile{path: path, f: f}, nil
+}
+
+func (o *outFile) write(data []byte) error {
+	if o.f == nil {
+		_, err := os.Stdout.Write(data)
+		return err
+	}
+	_, err := o.f.Write(data)
+	if err == nil {
+		err = o.f.Sync()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// discard removes the file reserved, when nothing was written to it.
+func (o *outFile) discard() {
+	if o.f != nil {
+		o.f.Close()
+		os.Remove(o.path)
+	}
+}
+
 func writeOut(path string, data []byte) error {
 	if path == "-" {
 		_, err := os.Stdout.Write(data)

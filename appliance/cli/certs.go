@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nmos-certs/nmos-certs/ca"
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -67,14 +68,36 @@ func certsCommand() *cli.Command {
 				Flags: []cli.Flag{configFlag,
 					&cli.StringFlag{Name: "csr", Usage: "certificate request `FILE`", Required: true},
 					&cli.StringFlag{Name: "out", Usage: "output `FILE` (- for standard output); never overwritten", Required: true},
+					&cli.BoolFlag{Name: "allow-reserved", Usage: "certify a reserved name (the appliance's hostname, the zone apex, ca.reserved_names, ...)"},
+					&cli.StringFlag{Name: "holder", Value: "operator", Usage: "the `IDENTITY` the certificate's names are bound to (ca.name_binding)"},
 				},
 				Action: func(c *cli.Context) error {
+					if c.NArg() != 0 {
+						return usageError("certs issue takes no arguments: give the request with --csr FILE")
+					}
 					csr, err := readCSR(c.String("csr"))
 					if err != nil {
 						return err
 					}
+					holder := strings.TrimSpace(c.String("holder"))
+					if holder == "" {
+						return usageError("--holder must not be empty")
+					}
+					// The output is made sure of before anything is signed:
+					// a certificate that cannot be written would be issued
+					// and recorded for nothing.
+					out, err := reserveOut(c.String("out"))
+					if err != nil {
+						return err
+					}
+					written := false
+					defer func() {
+						if !written {
+							out.discard()
+						}
+					}()
 					return withCA(c, false, func(ctx context.Context, a *ca.Authority, _ store.Store) error {
-						cert, err := a.Issue(ctx, csr, operator())
+						cert, err := a.Issue(ctx, csr, policy.Requester{Identity: operator(), Holder: holder, AllowReserved: c.Bool("allow-reserved")})
 						if err != nil {
 							return fmt.Errorf("not issued: %w", err)
 						}
@@ -82,9 +105,10 @@ func certsCommand() *cli.Command {
 						if len(chain) > 0 {
 							chain = chain[:len(chain)-1]
 						}
-						if err := writeOut(c.String("out"), ca.PEM(append([]*x509.Certificate{cert}, chain...)...)); err != nil {
+						if err := out.write(ca.PEM(append([]*x509.Certificate{cert}, chain...)...)); err != nil {
 							return fmt.Errorf("certificate %s was issued and recorded, but writing it failed: %w (get it with 'certs show --pem')", store.SerialKey(cert.SerialNumber), err)
 						}
+						written = true
 						fmt.Fprintf(c.App.ErrWriter, "issued %s for %s, valid until %s\n", store.SerialKey(cert.SerialNumber),
 							strings.Join(cert.DNSNames, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
 						return nil

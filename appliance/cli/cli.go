@@ -25,7 +25,7 @@ func Main() {
 // Run runs the command line with args and returns the exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := New(stdout, stderr)
-	if err := a.RunContext(ctx, args); err != nil {
+	if err := a.RunContext(ctx, flagsFirst(a, args)); err != nil {
 		msg := err.Error()
 		var ce cli.ExitCoder
 		if errors.As(err, &ce) && msg == "" {
@@ -67,6 +67,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			caCommand(),
 			certsCommand(),
 			requestsCommand(),
+			namesCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -103,6 +104,63 @@ func newLogger(cfg *config.Config, w io.Writer, level slog.Leveler) *slog.Logger
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// flagsFirst moves the options written after a command's arguments in
+// front of them, so that "certs revoke SERIAL --reason keyCompromise"
+// means what it says: urfave/cli stops reading options at the first
+// argument. Everything after "--" stays an argument.
+func flagsFirst(a *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	out := []string{args[0]}
+	cmds := a.Commands
+	var cmd *cli.Command
+	i := 1
+	for ; i < len(args); i++ {
+		var next *cli.Command
+		for _, c := range cmds {
+			if c.HasName(args[i]) {
+				next = c
+			}
+		}
+		if next == nil {
+			break
+		}
+		cmd = next
+		out = append(out, args[i])
+		cmds = cmd.Subcommands
+	}
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	for ; i < len(args); i++ {
+		s := args[i]
+		if s == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if len(s) < 2 || s[0] != '-' {
+			rest = append(rest, s)
+			continue
+		}
+		flags = append(flags, s)
+		name := strings.TrimLeft(s, "-")
+		if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(out, flags...), rest...)
 }
 
 func usageError(format string, args ...any) error {

@@ -43,7 +43,7 @@ func siteConfig(t *testing.T, extra string) (cfgPath, dir string) {
 
 func needOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
+		t.Fatal("openssl is not installed: install it (apt-get install openssl; .ci/run does) to run this test")
 	}
 }
 
@@ -293,5 +293,131 @@ func TestRequestsCommands(t *testing.T) {
 	}
 	if r := run(t, "requests", "list", "--config", cfg, "--all"); !strings.Contains(r.stdout, "req-a") || !strings.Contains(r.stdout, "denied") {
 		t.Fatalf("list --all: %+v", r)
+	}
+}
+
+// TestOperatorCommandsAsDocumented: options after arguments work as the
+// README writes them; an --out that exists is refused before anything is
+// signed; reserved names need --allow-reserved; names are listed and
+// released.
+func TestOperatorCommandsAsDocumented(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "ca:\n  reserved_names: [\"*.infra.studio.example.test\"]\n")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	count := func() int {
+		r := run(t, "certs", "list", "--config", cfg, "--limit", "0")
+		return strings.Count(r.stdout, "\n") - 1
+	}
+	csr := opensslCSR(t, dir, "node1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=node1.studio.example.test", "DNS:node1.studio.example.test")
+	// An --out that exists: refused, and the key is not burnt.
+	taken := filepath.Join(dir, "taken.crt")
+	os.WriteFile(taken, []byte("keep me"), 0o644)
+	if r := run(t, "certs", "issue", "--csr", csr, "--out", taken, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "nothing was issued") {
+		t.Fatalf("existing --out: %+v", r)
+	}
+	if b, _ := os.ReadFile(taken); string(b) != "keep me" || count() != 0 {
+		t.Fatalf("existing --out: file %q, %d certificates", b, count())
+	}
+	if r := run(t, "certs", "issue", "--csr", csr, "--out", filepath.Join(dir, "no-such-dir", "x.crt"), "--config", cfg); r.code == 0 || count() != 0 {
+		t.Fatalf("unwritable --out: %+v, %d certificates", r, count())
+	}
+	out := filepath.Join(dir, "node1.crt")
+	r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("issue: %+v", r)
+	}
+	serial := regexp.MustCompile(`issued ([0-9a-f]+) for`).FindStringSubmatch(r.stderr)[1]
+	// A refused request leaves no empty file behind.
+	refusedOut := filepath.Join(dir, "refused.crt")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", refusedOut); r.code == 0 {
+		t.Fatalf("reused key issued: %+v", r)
+	}
+	if _, err := os.Stat(refusedOut); !os.IsNotExist(err) {
+		t.Fatalf("refused issue left %s: %v", refusedOut, err)
+	}
+
+	// Options after the argument, as README and docs/operations.md write them.
+	if r := run(t, "certs", "show", serial, "--pem", "--config", cfg); r.code != 0 || !strings.HasPrefix(r.stdout, "-----BEGIN CERTIFICATE") {
+		t.Fatalf("show SERIAL --pem: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", serial, "--reason", "keyCompromise", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "keyCompromise") {
+		t.Fatalf("revoke SERIAL --reason: %+v", r)
+	}
+	if r := run(t, "certs", "show", serial, "--config="+cfg); r.code != 0 || !strings.Contains(r.stdout, "keyCompromise") {
+		t.Fatalf("show after revoke: %+v", r)
+	}
+
+	// Reserved names: the hostname, the apex, a configured pattern, "_" labels.
+	for _, tc := range []struct{ name, rule string }{
+		{"est.studio.example.test", "hostname"},
+		{"studio.example.test", "zone apex"},
+		{"sw1.infra.studio.example.test", "ca.reserved_names[0]"},
+		{"_x.studio.example.test", "DNS-SD"},
+	} {
+		csr := opensslCSR(t, dir, "res", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN="+tc.name, "")
+		if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "res.crt")); r.code == 0 || !strings.Contains(r.stderr, "reserved") || !strings.Contains(r.stderr, tc.rule) {
+			t.Errorf("%s: %+v", tc.name, r)
+		}
+	}
+	csr = opensslCSR(t, dir, "sw1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=sw1.infra.studio.example.test", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "sw1.crt"), "--allow-reserved"); r.code != 0 {
+		t.Fatalf("--allow-reserved: %+v", r)
+	}
+
+	// Names: node1 is bound to the operator; another holder cannot have it.
+	r = run(t, "names", "list", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "node1.studio.example.test") || !strings.Contains(r.stdout, "operator") {
+		t.Fatalf("names list: %+v", r)
+	}
+	csr = opensslCSR(t, dir, "node1b", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=NODE1.Studio.Example.Test.", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "node1b.crt"), "--holder", "device X"); r.code == 0 || !strings.Contains(r.stderr, "names release node1.studio.example.test") {
+		t.Fatalf("bound name to another holder: %+v", r)
+	}
+	if r := run(t, "names", "list", "--identity", "device X", "--config", cfg); strings.Contains(r.stdout, "node1") {
+		t.Fatalf("names list --identity: %+v", r)
+	}
+	if r := run(t, "names", "release", "Node1.Studio.Example.Test.", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "released node1.studio.example.test from operator") {
+		t.Fatalf("names release: %+v", r)
+	}
+	if r := run(t, "names", "release", "node1.studio.example.test", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "not bound") {
+		t.Fatalf("release twice: %+v", r)
+	}
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "node1b.crt"), "--holder", "device X"); r.code != 0 {
+		t.Fatalf("after release: %+v", r)
+	}
+	r = run(t, "names", "list", "--name", "node1.studio.example.test", "--config", cfg)
+	if !strings.Contains(r.stdout, "device X") {
+		t.Fatalf("names list --name: %+v", r)
+	}
+	// The certificate carries the normalised name.
+	v, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "node1b.crt"), "-noout", "-subject", "-ext", "subjectAltName").CombinedOutput()
+	if err != nil || !strings.Contains(string(v), "CN = node1.studio.example.test") || !strings.Contains(string(v), "DNS:node1.studio.example.test") {
+		t.Fatalf("normalised names: %v\n%s", err, v)
+	}
+	// The release is in the audit trail.
+	a, closeStore := openAuthority(t, cfg)
+	defer closeStore()
+	audit, err := a.Store().Audit(context.Background(), 0)
+	if err != nil || len(audit) != 1 || audit[0].Action != "name_released" || !strings.HasPrefix(audit[0].Actor, "operator ") {
+		t.Fatalf("audit %+v %v", audit, err)
+	}
+}
+
+func TestFlagsFirst(t *testing.T) {
+	a := New(nil, nil)
+	for _, tc := range []struct{ in, want string }{
+		{"x certs revoke ab --reason keyCompromise", "x certs revoke --reason keyCompromise ab"},
+		{"x certs show ab --pem --config c.yaml", "x certs show --pem --config c.yaml ab"},
+		{"x certs show --config=c.yaml ab", "x certs show --config=c.yaml ab"},
+		{"x requests deny -- -ab", "x requests deny -- -ab"},
+		{"x certs issue --out - --csr f", "x certs issue --out - --csr f"},
+		{"x certs", "x certs"},
+		{"x", "x"},
+	} {
+		if got := strings.Join(flagsFirst(a, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

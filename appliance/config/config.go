@@ -73,7 +73,24 @@ type CA struct {
 	// creating new ones.
 	ECDSA Hierarchy `yaml:"ecdsa"`
 	RSA   Hierarchy `yaml:"rsa"`
+	// ReservedNames are names (or "*.suffix" patterns) no device may be
+	// certified for, besides the appliance's hostname, the zone apex,
+	// the targets of dns.services and every "_" label.
+	ReservedNames []string `yaml:"reserved_names"`
+	// NameBinding is strict (a name issued to one identity is refused to
+	// others), approve (such requests wait for an operator) or off.
+	NameBinding string `yaml:"name_binding"`
+	// NameBindingGrace is how long a name stays bound after the last of
+	// its holder's certificates for it expired.
+	NameBindingGrace Duration `yaml:"name_binding_grace"`
 }
+
+// Name binding modes.
+const (
+	NameBindingStrict  = "strict"
+	NameBindingApprove = "approve"
+	NameBindingOff     = "off"
+)
 
 // Hierarchy imports an existing root and intermediate from PEM files.
 type Hierarchy struct {
@@ -102,6 +119,10 @@ type EST struct {
 	// ManualApproval stores requests without a trusted client certificate
 	// for an operator to approve, answering 202 with Retry-After.
 	ManualApproval bool `yaml:"manual_approval"`
+	// AllowRenewalWithSameKey certifies simplereenroll CSRs that keep the
+	// key of the certificate being renewed (RFC 7030 4.2.2 allows it;
+	// BCP-003-03 asks for a new key).
+	AllowRenewalWithSameKey bool `yaml:"allow_renewal_with_same_key"`
 	// RetryAfter is sent with 202 answers.
 	RetryAfter Duration `yaml:"retry_after"`
 	// PendingLifetime is how long an undecided request waits.

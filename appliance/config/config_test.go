@@ -80,7 +80,7 @@ func TestExampleLoadsAndDocumentsEveryKey(t *testing.T) {
 	c.lines, def.lines = nil, nil
 	c.Source, def.Source = "", ""
 	c.EST.TrustedClientRoots, c.EST.ClientCRLs, c.DNS.Forward, c.DNS.Services = nil, nil, nil, nil
-	c.EST.ServerKeyGenKEKFiles = nil
+	c.EST.ServerKeyGenKEKFiles, c.CA.ReservedNames = nil, nil
 	if !reflect.DeepEqual(c, def) {
 		t.Errorf("example values differ from the defaults:\nexample %+v\ndefault %+v", c, def)
 	}

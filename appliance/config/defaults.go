@@ -57,6 +57,8 @@ func (c *Config) ApplyDefaults() {
 	setD("ca.root_lifetime", &c.CA.RootLifetime, 20*365*24*time.Hour)
 	setD("ca.intermediate_lifetime", &c.CA.IntermediateLifetime, 5*365*24*time.Hour)
 	setS("ca.organization", &c.CA.Organization, "nmos-certs")
+	setS("ca.name_binding", &c.CA.NameBinding, NameBindingStrict)
+	setD("ca.name_binding_grace", &c.CA.NameBindingGrace, 30*24*time.Hour)
 	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
 	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)
 	if !set("ca.base_url") {

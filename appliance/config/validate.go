@@ -99,6 +99,20 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.CA.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		add("ca.base_url", "want an http:// or https:// URL with a host, got %q", c.CA.BaseURL)
 	}
+	switch c.CA.NameBinding {
+	case NameBindingStrict, NameBindingApprove, NameBindingOff:
+	default:
+		add("ca.name_binding", "want strict, approve or off, got %q", c.CA.NameBinding)
+	}
+	if c.CA.NameBindingGrace < 0 {
+		add("ca.name_binding_grace", "must not be negative")
+	}
+	for i, n := range c.CA.ReservedNames {
+		name := strings.TrimPrefix(n, "*.")
+		if err := checkDNSName(name); err != nil {
+			add(fmt.Sprintf("ca.reserved_names[%d]", i), "want a host name or *.suffix: %v", err)
+		}
+	}
 	for _, h := range []struct {
 		key string
 		imp *Import

@@ -253,10 +253,8 @@ func (p Policy) CheckReserved(names []string) error {
 
 // ReservedRule returns why the normalised name n is reserved, or "".
 func (p Policy) ReservedRule(n string) string {
-	for _, l := range strings.Split(n, ".") {
-		if strings.HasPrefix(l, "_") {
-			return "a label starting with \"_\" names a DNS-SD service or protocol, not a host"
-		}
+	if rule := serviceLabelRule(n); rule != "" {
+		return rule
 	}
 	for _, r := range p.Reserved {
 		pat := strings.TrimSuffix(strings.ToLower(r.Pattern), ".")
@@ -266,6 +264,17 @@ func (p Policy) ReservedRule(n string) string {
 			}
 		} else if n == pat {
 			return r.Rule
+		}
+	}
+	return ""
+}
+
+// serviceLabelRule is the rule that reserves names with a label starting
+// with "_", or "" for other names.
+func serviceLabelRule(n string) string {
+	for _, l := range strings.Split(n, ".") {
+		if strings.HasPrefix(l, "_") {
+			return "a label starting with \"_\" names a DNS-SD service or protocol, not a host"
 		}
 	}
 	return ""
@@ -320,6 +329,10 @@ func (p Policy) checkName(raw, where string) (string, error) {
 	}
 	if !ok {
 		return "", refuse(CodeBadName, "%s %q is not a valid internationalised domain name (IDNA)", where, raw)
+	}
+	if rule := serviceLabelRule(n); rule != "" {
+		// Never a host name, whoever asks.
+		return "", refuse(CodeReserved, "%s %q is reserved (%s): no device is certified for it", where, raw, rule)
 	}
 	if !validHostname(n) {
 		return "", refuse(CodeBadName, "%s %q is not a valid DNS host name: labels of letters, digits and inner hyphens, at most 63 characters each", where, raw)
