@@ -219,7 +219,7 @@ func TestOpenSSLVAfile(t *testing.T) {
 func TestCurlGET(t *testing.T) {
 	needOpenSSL(t)
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("curl not installed")
+		t.Fatal("curl is not installed: apt-get install curl (.ci/run does) to run this test")
 	}
 	p := newPKI(t)
 	_, srv := p.startResponder(t, nil)

@@ -60,6 +60,7 @@ func start(t *testing.T, cfg *config.Config) *App {
 	select {
 	case <-ready:
 	case err := <-done:
+		done <- nil // for the cleanup, which waits for the end
 		t.Fatalf("run ended before ready: %v", err)
 	}
 	return a

@@ -95,7 +95,7 @@ func csrFor(t *testing.T, key crypto.Signer, cn string) *x509.CertificateRequest
 func TestEndToEnd(t *testing.T) {
 	for _, tool := range []string{"openssl", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s is not installed: install it (.ci/run does) to run this test", tool)
 		}
 	}
 	dir := t.TempDir()

@@ -141,11 +141,19 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 			Port: a.Port, Pri: a.Pri, Weight: a.Weight, APISelector: a.APISelector,
 		})
 	}
-	for _, s := range cfg.DNS.Services {
-		o.Services = append(o.Services, dns.Service{
+	for i, s := range cfg.DNS.Services {
+		ds := dns.Service{
 			Type: s.Type, Instance: s.Instance, Target: s.Target,
 			Port: s.Port, Pri: s.Pri, Weight: s.Weight, TXT: s.TXT,
-		})
+		}
+		for _, a := range s.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return o, fmt.Errorf("dns.services[%d].addresses: %w", i, err)
+			}
+			ds.TargetAddresses = append(ds.TargetAddresses, ip)
+		}
+		o.Services = append(o.Services, ds)
 	}
 	return o, nil
 }

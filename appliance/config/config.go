@@ -170,7 +170,10 @@ type Service struct {
 	Type     string   `yaml:"type"`
 	Instance string   `yaml:"instance"`
 	Target   string   `yaml:"target"`
-	Port     int      `yaml:"port"`
+	// Addresses are published as the target's A/AAAA records; required
+	// when the target is inside domain (and not hostname).
+	Addresses []string `yaml:"addresses"`
+	Port      int      `yaml:"port"`
 	Pri      int      `yaml:"pri"`
 	Weight   int      `yaml:"weight"`
 	TXT      []string `yaml:"txt"`

@@ -209,6 +209,13 @@ func (c *Config) Validate() error {
 		}
 		if err := checkDNSName(s.Target); err != nil {
 			add(key+".target", "%v", err)
+		} else if t := strings.TrimSuffix(strings.ToLower(s.Target), "."); InDomain(t, c.Domain) && t != strings.ToLower(c.Hostname) && len(s.Addresses) == 0 {
+			add(key+".addresses", "the target %s is inside domain %s, so the appliance serves its A/AAAA records: give its addresses", s.Target, c.Domain)
+		}
+		for j, a := range s.Addresses {
+			if _, err := netip.ParseAddr(a); err != nil {
+				add(fmt.Sprintf("%s.addresses[%d]", key, j), "%q is not an IP address", a)
+			}
 		}
 		checkSRV(add, key, s.Port, s.Pri, s.Weight)
 		for j, t := range s.TXT {
