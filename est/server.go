@@ -414,11 +414,11 @@ func (s *Server) errorResponse(err error, rl *requestLog) *response {
 	if errors.As(err, &ref) {
 		rl.reason, rl.refusal = ref.Msg, ref.Code
 		status := http.StatusBadRequest
-	if ref.Code == policy.CodeNameBound || ref.Code == policy.CodeReserved {
-		// The request is well formed; this requester may not have it.
-		status = http.StatusForbidden
-	}
-	return textResponse(status, ref.Msg)
+		if ref.Code == policy.CodeNameBound || ref.Code == policy.CodeReserved {
+			// The request is well formed; this requester may not have it.
+			status = http.StatusForbidden
+		}
+		return textResponse(status, ref.Msg)
 	}
 	if errors.Is(err, store.ErrKeyReused) {
 		rl.reason, rl.refusal = "the public key was certified before: generate a new key pair for every request", policy.CodeKeyReused

@@ -167,16 +167,16 @@ type Advertisement struct {
 
 // Service is one further DNS-SD service instance.
 type Service struct {
-	Type     string   `yaml:"type"`
-	Instance string   `yaml:"instance"`
-	Target   string   `yaml:"target"`
+	Type     string `yaml:"type"`
+	Instance string `yaml:"instance"`
+	Target   string `yaml:"target"`
 	// Addresses are published as the target's A/AAAA records; required
 	// when the target is inside domain (and not hostname).
 	Addresses []string `yaml:"addresses"`
 	Port      int      `yaml:"port"`
-	Pri      int      `yaml:"pri"`
-	Weight   int      `yaml:"weight"`
-	TXT      []string `yaml:"txt"`
+	Pri       int      `yaml:"pri"`
+	Weight    int      `yaml:"weight"`
+	TXT       []string `yaml:"txt"`
 }
 
 // OCSP configures the responder.
