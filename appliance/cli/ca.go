@@ -153,15 +153,3 @@ func (o *outFile) discard() {
 	}
 }
 
-func writeOut(path string, data []byte) error {
-	if path == "-" {
-		_, err := os.Stdout.Write(data)
-		return err
-	}
-	if _, err := os.Stat(path); err == nil {
-		return fmt.Errorf("%s exists: not overwriting it", path)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return ca.WriteFileAtomic(path, data, 0o644)
-}

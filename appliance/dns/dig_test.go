@@ -99,6 +99,18 @@ func TestDig(t *testing.T) {
 				}
 			}
 
+			// No zone transfers: REFUSED, not a lone SOA (over TCP, as
+			// transfers go; TestZoneTransferRefused has UDP).
+			for _, xfr := range []string{"AXFR", "IXFR=1"} {
+				if transport != "+tcp" {
+					break
+				}
+				out := dig(transport, zone, xfr)
+				if !strings.Contains(out, "Transfer failed") || strings.Contains(out, "IN\tSOA") {
+					t.Errorf("%s answered:\n%s", xfr, out)
+				}
+			}
+
 			// Everything else goes to the upstream resolver.
 			expect("forwarded", short(transport, "www.example.org", "A"), "192.0.2.99")
 		})

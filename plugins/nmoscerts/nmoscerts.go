@@ -62,6 +62,12 @@ func (n *NMOSCerts) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.M
 		countRequest(q.Qtype, dns.RcodeNotImplemented)
 		return dns.RcodeNotImplemented, nil
 	}
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		// No zone transfers: a NOERROR with the SOA alone would look
+		// to a secondary like an empty zone (RFC 5936 2.2.1, REFUSED).
+		countRequest(q.Qtype, dns.RcodeRefused)
+		return dns.RcodeRefused, nil
+	}
 
 	rep := n.zone.lookup(qname, q.Qtype)
 	if n.Prepacked && writePacked(w, r, q, qname, rep) {

@@ -262,6 +262,20 @@ func TestOpcodeAndMalformed(t *testing.T) {
 	}
 }
 
+// TestZoneTransferRefused: AXFR and IXFR are REFUSED, over any transport,
+// not answered with the SOA alone.
+func TestZoneTransferRefused(t *testing.T) {
+	n := newTestHandler(t, testCorefile)
+	for _, qt := range []uint16{dns.TypeAXFR, dns.TypeIXFR} {
+		m := new(dns.Msg)
+		m.SetQuestion(tzone, qt)
+		rec := dnstest.NewRecorder(&test.ResponseWriter{})
+		if rc, _ := n.ServeDNS(context.Background(), rec, m); rc != dns.RcodeRefused || rec.Msg != nil {
+			t.Errorf("%s: rcode %d, message %v; want REFUSED from the server", dns.TypeToString[qt], rc, rec.Msg)
+		}
+	}
+}
+
 // TestInstanceEscaping checks that instance names with characters that are
 // special in presentation format reach the wire as the configured bytes, and
 // that the names clients read from a PTR answer find the SRV record.
