@@ -73,6 +73,26 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // changes settings that only a restart applies.
 var ErrRestartNeeded = errors.New("restart needed")
 
+// ReloadFile reads the configuration file at path, checks it and the
+// files it names, and applies it with Reload. A file that cannot be read,
+// parsed or validated is a failed reload like any other: the running
+// configuration stays, the error is logged and
+// nmos_certs_config_last_reload_successful drops to 0.
+func (a *App) ReloadFile(ctx context.Context, path string) error {
+	next, err := config.LoadFile(path)
+	if err == nil {
+		err = next.CheckFiles()
+	}
+	if err != nil {
+		a.reloadMu.Lock()
+		defer a.reloadMu.Unlock()
+		a.reloads.ok.Set(0)
+		a.log.Error("configuration reload failed; the running configuration is unchanged", "err", err)
+		return err
+	}
+	return a.Reload(ctx, next)
+}
+
 // Reload applies a new configuration to the running appliance: the EST
 // section (manufacturer roots and CRLs, manual approval and the other
 // enrollment settings), the reserved names and name binding, the DNS-SD

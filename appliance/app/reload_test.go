@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,56 @@ func TestReload(t *testing.T) {
 	waiting, _ := a.store.ListPending(ctx, "pending")
 	if len(waiting) != 1 {
 		t.Fatalf("%d waiting requests", len(waiting))
+	}
+}
+
+// TestReloadFileFailures: a reload whose file cannot be parsed, names an
+// unknown key or holds an invalid value fails like any other: the gauge
+// drops to 0 and the running configuration stays; a good file sets it
+// back to 1.
+func TestReloadFileFailures(t *testing.T) {
+	dir := t.TempDir()
+	a := start(t, testConfig(t, dir, ""))
+	ctx := context.Background()
+	path := filepath.Join(dir, "nmos-certs.yaml")
+	good := fmt.Sprintf("data_dir: %s\nlisten:\n  est: %s\n  http: %s\n  dns: %s\n  metrics: %s\n  web: \"off\"\ndns:\n  advertise:\n    - port: 8443\n",
+		filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0")
+	gauge := func() string {
+		_, body := get(t, "http://"+a.Addr("metrics").String()+"/metrics")
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "nmos_certs_config_last_reload_successful ") {
+				return strings.TrimPrefix(l, "nmos_certs_config_last_reload_successful ")
+			}
+		}
+		return ""
+	}
+	for name, body := range map[string]string{
+		"YAML error":    good + "dns: [\n",
+		"unknown key":   good + "no_such_key: 1\n",
+		"invalid value": strings.Replace(good, "- port: 8443", "- port: 70000", 1),
+		"missing file":  "",
+	} {
+		p := path
+		if body == "" {
+			p = filepath.Join(dir, "missing.yaml")
+		} else if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.ReloadFile(ctx, p); err == nil {
+			t.Fatalf("%s: reload succeeded", name)
+		}
+		if g := gauge(); g != "0" {
+			t.Errorf("%s: gauge %q, want 0", name, g)
+		}
+		if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.ReloadFile(ctx, path); err != nil {
+			t.Fatalf("good file after %s: %v", name, err)
+		}
+		if g := gauge(); g != "1" {
+			t.Errorf("after %s and a good file: gauge %q, want 1", name, g)
+		}
 	}
 }
 

@@ -152,4 +152,3 @@ func (o *outFile) discard() {
 		os.Remove(o.path)
 	}
 }
-

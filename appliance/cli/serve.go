@@ -78,15 +78,7 @@ func reload(ctx context.Context, path string, a *app.App, logger *slog.Logger) {
 		logger.Info("SIGHUP ignored: the embedded default configuration has nothing to reload")
 		return
 	}
-	next, err := config.LoadFile(path)
-	if err == nil {
-		err = next.CheckFiles()
-	}
-	if err != nil {
-		logger.Error("configuration reload failed; the running configuration is unchanged", "err", err)
-		return
-	}
-	_ = a.Reload(ctx, next) // Reload logs its outcome.
+	_ = a.ReloadFile(ctx, path) // logs its outcome
 }
 
 // printTour tells a newcomer running the embedded default what listens
