@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"crypto/tls"
@@ -135,6 +136,7 @@ type App struct {
 
 	listeners map[string]net.Listener
 	servers   []*http.Server
+	serving   atomic.Bool // every listener serves; false again once stopping
 
 	mu        sync.Mutex
 	lastEvent int64
@@ -281,7 +283,10 @@ func (a *App) Run(ctx context.Context) error {
 
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("/metrics", promhttp.HandlerFor(a.Gatherer(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelError)}))
+	metricsMux.Handle("/healthz", a.healthHandler())
+	metricsMux.Handle("/readyz", a.readyHandler())
 	a.serve("metrics", metricsMux)
+	a.serving.Store(true)
 
 	for name, l := range a.listeners {
 		a.log.Info("listening", "service", name, "addr", l.Addr().String())
@@ -300,6 +305,7 @@ func (a *App) Run(ctx context.Context) error {
 	a.swapTrust(a.trust)
 
 	<-ctx.Done()
+	a.serving.Store(false)
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error

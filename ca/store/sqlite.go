@@ -130,6 +130,21 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	return s, nil
 }
 
+// CheckWritable takes the database's write lock and makes a write it then
+// rolls back: it fails when the database cannot be written (closed, read
+// only, disk full, locked past the busy timeout).
+func (s *SQLite) CheckWritable(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = version`); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
 // Close stops the certificate writer, after the batch it is committing,
 // and closes the database. PutCertificate calls made after Close fail.
 func (s *SQLite) Close() error {
