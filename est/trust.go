@@ -135,6 +135,9 @@ func LoadTrust(ctx context.Context, c TrustConfig) (*Trust, error) {
 	t := &Trust{cfg: c, log: c.Logger.With("component", "est"), roots: x509.NewCertPool()}
 	for _, f := range c.RootFiles {
 		certs, err := readCertFile(f)
+		if err == nil {
+			err = checkAnchors(f, certs)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("manufacturer roots: %w", err)
 		}
@@ -182,6 +185,10 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 		if blk == nil {
 			break
 		}
+		if strings.Contains(blk.Type, "PRIVATE KEY") {
+			// Not read, not logged: its presence is the error.
+			return nil, fmt.Errorf("%s holds a private key (PEM block %d, %q): a trust file holds certificates only; remove the key from it, and treat the key as exposed", path, len(out)+1, blk.Type)
+		}
 		if blk.Type != "CERTIFICATE" {
 			continue
 		}
@@ -195,6 +202,20 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", path)
 	}
 	return out, nil
+}
+
+// checkAnchors refuses certificates that cannot be a manufacturer's
+// trust anchor: an end-entity certificate (a device's, say) signs no
+// device certificates, and a file holding one is not what the operator
+// meant.
+func checkAnchors(path string, certs []*x509.Certificate) error {
+	for i, c := range certs {
+		v1Root := c.Version < 3 && bytes.Equal(c.RawIssuer, c.RawSubject)
+		if !c.IsCA && !v1Root {
+			return fmt.Errorf("%s: certificate %d (%q) is not a CA certificate (basicConstraints cA is not set): give the manufacturer's root CA, not a device certificate", path, i+1, c.Subject.String())
+		}
+	}
+	return nil
 }
 
 // Roots returns the manufacturer root certificates.

@@ -42,10 +42,19 @@ const DBFile = "nmos-certs.db"
 // data directory and, when create is true, the CA. The caller closes the
 // returned store.
 func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, clock func() time.Time, create bool) (*ca.Authority, store.Store, error) {
+	dbPath := filepath.Join(cfg.DataDir, DBFile)
+	if !create {
+		// Nothing is made where there is nothing: a command pointed at
+		// the wrong place says where it looked.
+		if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
+			abs, _ := filepath.Abs(dbPath)
+			return nil, nil, fmt.Errorf("no CA here: %s does not exist (data_dir %q of %s): %w", abs, cfg.DataDir, cfg.Source, ca.ErrNoCA)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("data_dir: %w", err)
 	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, DBFile))
+	st, err := store.OpenSQLite(ctx, dbPath)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,6 +169,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	if o.EventPoll == 0 {
 		o.EventPoll = time.Second
+	}
+	// Whatever config check refuses is refused before the data directory
+	// is touched (a CA is not created for a configuration that fails).
+	if err := CheckConfig(ctx, cfg); err != nil {
+		return nil, err
 	}
 	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{}}
 	a.reg.MustRegister(buildInfo())

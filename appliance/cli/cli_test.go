@@ -3,7 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"net"
 	"os"
@@ -420,4 +427,101 @@ func TestFlagsFirst(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// TestConfigCheckRunsServeChecks: what serve would refuse, config check
+// refuses first, naming the file; serve refuses it before it creates a
+// CA; a command that finds no CA says where it looked and creates
+// nothing there.
+func TestConfigCheckRunsServeChecks(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "a device"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		BasicConstraintsValid: true,
+	}, &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "a device"}}, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	garbage := write("garbage.pem", "garbage\n", 0o644)
+	withKey := write("with-key.pem", string(pemCert(leafDER))+string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), 0o644)
+	leaf := write("leaf.pem", string(pemCert(leafDER)), 0o644)
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"garbage root", "est:\n  trusted_client_roots: [" + garbage + "]\n", "no PEM certificate"},
+		{"key in roots", "est:\n  trusted_client_roots: [" + withKey + "]\n", "holds a private key"},
+		{"leaf as root", "est:\n  trusted_client_roots: [" + leaf + "]\n", "not a CA certificate"},
+		{"garbage CRL", "est:\n  client_crls: [" + garbage + "]\n", "garbage.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, cdir := siteConfig(t, tc.yaml)
+			if r := run(t, "config", "check", cfg); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("config check: %+v", r)
+			}
+			if r := run(t, "serve", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("serve: %+v", r)
+			}
+			if _, err := os.Stat(filepath.Join(cdir, "data")); !os.IsNotExist(err) {
+				t.Fatalf("serve touched the data directory for a configuration config check refuses: %v", err)
+			}
+		})
+	}
+	t.Run("too open", func(t *testing.T) {
+		cfg, cdir := siteConfig(t, "")
+		if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+			t.Fatal(r)
+		}
+		data := filepath.Join(cdir, "data")
+		for _, tc := range []struct{ path, fix string }{
+			{data, "chmod 700"},
+			{filepath.Join(data, "nmos-certs.db"), "chmod 600"},
+			{filepath.Join(data, "ca", "ecdsa-int-1.key"), "chmod 600"},
+		} {
+			fi, _ := os.Stat(tc.path)
+			os.Chmod(tc.path, fi.Mode().Perm()|0o044)
+			if r := run(t, "config", "check", cfg); r.code == 0 || !strings.Contains(r.stderr, tc.fix+" "+tc.path) {
+				t.Errorf("config check with %s open: %+v", tc.path, r)
+			}
+			if r := run(t, "serve", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, tc.path) {
+				t.Errorf("serve with %s open: %+v", tc.path, r)
+			}
+			os.Chmod(tc.path, fi.Mode().Perm())
+		}
+		if r := run(t, "config", "check", cfg); r.code != 0 {
+			t.Fatalf("config check once private again: %+v", r)
+		}
+	})
+	t.Run("no CA", func(t *testing.T) {
+		cfg, cdir := siteConfig(t, "")
+		r := run(t, "certs", "list", "--config", cfg)
+		if r.code == 0 || !strings.Contains(r.stderr, filepath.Join(cdir, "data", "nmos-certs.db")) || !strings.Contains(r.stderr, "ca init") {
+			t.Fatalf("certs list without a CA: %+v", r)
+		}
+		if _, err := os.Stat(filepath.Join(cdir, "data")); !os.IsNotExist(err) {
+			t.Fatalf("a command without a CA created %s", filepath.Join(cdir, "data"))
+		}
+	})
+	t.Run("relative paths", func(t *testing.T) {
+		// data_dir and the files a configuration names are found
+		// relative to the file, whatever the working directory.
+		cdir := t.TempDir()
+		cfg := filepath.Join(cdir, "site.yaml")
+		os.WriteFile(cfg, []byte("data_dir: ./state\nlisten:\n  est: 127.0.0.1:0\n  http: 127.0.0.1:0\n  dns: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n  web: \"off\"\ndns:\n  advertise:\n    - port: 8443\n"), 0o644)
+		if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+			t.Fatal(r)
+		}
+		if _, err := os.Stat(filepath.Join(cdir, "state", "nmos-certs.db")); err != nil {
+			t.Fatalf("data_dir not relative to the configuration file: %v", err)
+		}
+		if r := run(t, "ca", "status", "--config", cfg); r.code != 0 {
+			t.Fatal(r)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nmos-certs/nmos-certs/appliance/app"
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 )
 
@@ -33,7 +34,7 @@ func configCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if err := cfg.CheckFiles(); err != nil {
+					if err := app.CheckConfig(c.Context, cfg); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "%s: ok\n", c.Args().First())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -57,7 +58,39 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Load(data, path)
+	c, err := Load(data, path)
+	if err != nil {
+		return nil, err
+	}
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+// resolvePaths makes the relative file paths of a configuration file
+// (data_dir, manufacturer roots and CRL files, key-encryption key files,
+// imported CA files) relative to the directory that holds the file, so
+// that every command using the file finds the same data whatever its
+// working directory.
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) && !isURL(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.DataDir)
+	for _, list := range [][]string{c.EST.TrustedClientRoots, c.EST.ClientCRLs, c.EST.ServerKeyGenKEKFiles} {
+		for i := range list {
+			abs(&list[i])
+		}
+	}
+	for _, imp := range []*Import{c.CA.ECDSA.Import, c.CA.RSA.Import} {
+		if imp != nil {
+			abs(&imp.RootCert)
+			abs(&imp.RootKey)
+			abs(&imp.IntermediateCert)
+			abs(&imp.IntermediateKey)
+		}
+	}
 }
 
 // Load decodes data strictly (unknown keys and wrong types are errors),

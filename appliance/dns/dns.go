@@ -105,6 +105,13 @@ var setupOnce = sync.OnceValue(func() error {
 	return nil
 })
 
+// Check renders o and builds its zone without serving it: what Start
+// would refuse in the records, it refuses.
+func Check(o Options) error {
+	_, err := Render(o)
+	return err
+}
+
 // Start renders o into a Corefile and starts CoreDNS with it. CoreDNS's log
 // output goes to logger, with component=dns (nil means slog.Default()).
 func Start(o Options, logger *slog.Logger) (*Server, error) {
