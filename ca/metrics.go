@@ -2,11 +2,14 @@ package ca
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nmos-certs/nmos-certs/ca/policy"
+	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
 type metrics struct {
@@ -54,6 +57,23 @@ func (m *metrics) issued(hier, profile string, d time.Duration) {
 	m.issuedTotal.WithLabelValues(hier, profile).Inc()
 	if d > 0 {
 		m.signSeconds.Observe(d.Seconds())
+	}
+}
+
+// CountEvent counts in this process's metrics a certificate that another
+// process sharing the store issued or refused (store.EventIssued,
+// store.EventRefused), so that /metrics agrees with the records.
+func (a *Authority) CountEvent(e store.Event) {
+	switch e.Kind {
+	case store.EventIssued:
+		if hier, profile, ok := strings.Cut(e.Ref, "/"); ok && slices.Contains(Hierarchies, hier) &&
+			slices.Contains([]string{ProfileLeaf, ProfileServer, ProfileOCSP}, profile) {
+			a.metrics.issuedTotal.WithLabelValues(hier, profile).Inc()
+		}
+	case store.EventRefused:
+		if e.Ref != "" && len(e.Ref) <= 32 {
+			a.metrics.refusedTotal.WithLabelValues(e.Ref).Inc()
+		}
 	}
 }
 

@@ -146,6 +146,7 @@ type App struct {
 	listeners map[string]net.Listener
 	servers   []*http.Server
 	serving   atomic.Bool // every listener serves; false again once stopping
+	lock      *dataLock   // this process's hold on the data directory
 
 	mu        sync.Mutex
 	lastEvent int64
@@ -178,8 +179,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{}}
 	a.reg.MustRegister(buildInfo())
 	a.reloads = newReloadMetrics(a.reg)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a.lock = lock
 	auth, st, err := Open(ctx, cfg, o.Logger, a.reg, o.Clock, true)
 	if err != nil {
+		lock.release()
 		return nil, err
 	}
 	a.ca, a.store = auth, st
@@ -189,6 +199,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	if err := a.build(ctx); err != nil {
 		st.Close()
+		lock.release()
 		return nil, err
 	}
 	return a, nil
@@ -258,6 +269,7 @@ func (a *App) listen(name, addr string) error {
 
 // Run binds every listener, serves until ctx ends, then shuts down.
 func (a *App) Run(ctx context.Context) error {
+	defer a.lock.release()
 	defer a.store.Close()
 	for _, l := range []struct{ name, addr string }{
 		{"est", a.cfg.Listen.EST},
@@ -421,6 +433,8 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 		if err := a.crl.RebuildAll(ctx); err != nil {
 			a.log.Error("rebuild CRLs", "err", err)
 		}
+	case store.EventIssued, store.EventRefused:
+		a.ca.CountEvent(e)
 	case store.EventRevoked:
 		issuer, serialHex, ok := strings.Cut(e.Ref, "/")
 		serial, okSerial := new(big.Int).SetString(serialHex, 16)

@@ -96,8 +96,18 @@ func certsCommand() *cli.Command {
 							out.discard()
 						}
 					}()
-					return withCA(c, false, func(ctx context.Context, a *ca.Authority, _ store.Store) error {
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
 						cert, err := a.Issue(ctx, csr, policy.Requester{Identity: operator(), Holder: holder, AllowReserved: c.Bool("allow-reserved")})
+						// The running appliance counts it too (its metrics
+						// follow the store's change feed).
+						var ref *policy.Refusal
+						switch {
+						case err == nil:
+							_, hier, _ := policy.KeyType(cert.PublicKey)
+							_ = st.AddEvent(ctx, store.EventIssued, hier+"/"+ca.ProfileLeaf, time.Now())
+						case errors.As(err, &ref):
+							_ = st.AddEvent(ctx, store.EventRefused, ref.Code, time.Now())
+						}
 						if err != nil {
 							return fmt.Errorf("not issued: %w", err)
 						}

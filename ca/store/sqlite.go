@@ -1099,6 +1099,12 @@ func addEvent(ctx context.Context, tx *sql.Tx, kind, ref string, at time.Time) e
 	return err
 }
 
+// AddEvent implements Store.
+func (s *SQLite) AddEvent(ctx context.Context, kind, ref string, at time.Time) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO events (kind, ref, at) VALUES (?, ?, ?)`, kind, ref, unix(at))
+	return err
+}
+
 // LastEvent implements Store.
 func (s *SQLite) LastEvent(ctx context.Context) (int64, error) {
 	var n sql.NullInt64

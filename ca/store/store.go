@@ -182,6 +182,11 @@ const (
 	EventPendingDecided = "pending_decided"
 	EventGenerations    = "generations"
 	EventNameReleased   = "name_released"
+	// EventIssued and EventRefused count, in the running appliance's
+	// metrics, what another process (the CLI) issued or refused: Ref
+	// is "hierarchy/profile" or the refusal code.
+	EventIssued  = "issued"
+	EventRefused = "refused"
 )
 
 // ListOptions filters ListCertificates.
@@ -259,6 +264,8 @@ type Store interface {
 	// Audit lists audit records, newest first (limit 0: all).
 	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
 
+	// AddEvent records an event for the processes sharing the store.
+	AddEvent(ctx context.Context, kind, ref string, at time.Time) error
 	// LastEvent returns the newest event ID (0 when none).
 	LastEvent(ctx context.Context) (int64, error)
 	// EventsSince returns events with an ID greater than id, oldest first.
