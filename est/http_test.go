@@ -295,8 +295,19 @@ nmos_certs_est_pending_requests 1
 	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "nmos_certs_est_pending_requests"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(f.reg, "nmos_certs_est_request_duration_seconds"); err != nil || n != 3 {
+	// Every operation's series exists from the start.
+	if n, err := testutil.GatherAndCount(f.reg, "nmos_certs_est_request_duration_seconds"); err != nil || n != 5 {
 		t.Errorf("duration series %d, %v", n, err)
+	}
+	if d, ok := lines[0]["duration_seconds"].(float64); !ok || d <= 0 || d > 60 {
+		t.Errorf("duration_seconds %v: want the request's time in seconds", lines[0]["duration_seconds"])
+	}
+	fresh := newFixture(t)
+	if n, err := testutil.GatherAndCount(fresh.reg, "nmos_certs_est_requests_total", "nmos_certs_est_auth_decisions_total"); err != nil || n != 5*6+4*3 {
+		t.Errorf("series before any request: %d, %v", n, err)
+	}
+	if v := testutil.ToFloat64(fresh.srv.m.requests.WithLabelValues("simplereenroll", "forbidden")); v != 0 {
+		t.Errorf("fresh counter %v", v)
 	}
 	// A server built again on the same registry (reload) registers fine.
 	if _, err := New(Options{CA: f.ca, Approvals: f.ca.st, Registerer: f.reg}); err != nil {

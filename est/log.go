@@ -41,7 +41,7 @@ func (s *Server) logRequest(ctx context.Context, rl *requestLog, resp *response,
 		slog.String("remote_addr", rl.remote),
 		slog.Int("status", resp.status),
 		slog.String("outcome", outcome(resp.status)),
-		slog.Duration("duration", elapsed),
+		slog.Float64("duration_seconds", elapsed.Seconds()),
 	)
 	if rl.label != "" {
 		attrs = append(attrs, slog.String("label", rl.label))

@@ -48,6 +48,20 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
 	m.requests = register(reg, m.requests)
 	m.duration = register(reg, m.duration)
 	m.auth = register(reg, m.auth)
+	// The series a dashboard or an alert reads exist at 0 from the start
+	// (a rate over a series that appears only with its first event sees
+	// nothing).
+	for _, op := range []string{opCACerts, opCSRAttrs, opEnroll, opReenroll, opServerKeyGen} {
+		for _, o := range []string{"ok", "pending", "bad_request", "unauthorized", "forbidden", "error"} {
+			m.requests.WithLabelValues(op, o)
+		}
+		m.duration.WithLabelValues(op)
+	}
+	for _, method := range []string{methodManufacturer, methodIssued, methodManual, methodNone} {
+		for _, d := range []string{decisionAccepted, decisionRefused, decisionPending} {
+			m.auth.WithLabelValues(method, d)
+		}
+	}
 	if pending != nil {
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "nmos_certs_est_pending_requests",

@@ -279,7 +279,7 @@ func (p *Publisher) build(ctx context.Context, ci *crlIssuer) error {
 	p.met.thisUpdate.WithLabelValues(ci.ID).Set(float64(doc.thisUpdate.Unix()))
 	p.met.nextUpdate.WithLabelValues(ci.ID).Set(float64(doc.nextUpdate.Unix()))
 	p.log.Info("CRL built", "issuer", ci.ID, "number", number, "entries", entries,
-		"bytes", len(der), "took", time.Since(start).Round(time.Millisecond))
+		"bytes", len(der), "duration_seconds", time.Since(start).Seconds())
 	return nil
 }
 

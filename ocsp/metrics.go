@@ -46,7 +46,7 @@ func newResponderMetrics(reg prometheus.Registerer) (*responderMetrics, error) {
 		return nil, err
 	}
 	if m.signSeconds, err = register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "nmos_certs_ocsp_sign_seconds",
+		Name:    "nmos_certs_ocsp_sign_duration_seconds",
 		Help:    "Time to build and sign one OCSP answer.",
 		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 	})); err != nil {

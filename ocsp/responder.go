@@ -417,6 +417,18 @@ func hasOCSPSigning(c *x509.Certificate) bool {
 	return false
 }
 
+// ResponderCerts returns the delegated responder certificate in use for
+// each issuer, by issuer ID (none in issuer mode, or before one is made).
+func (r *Responder) ResponderCerts() map[string]*x509.Certificate {
+	out := map[string]*x509.Certificate{}
+	for _, iss := range r.set.Load().list {
+		if k := iss.key.Load(); k != nil && k.cert != nil {
+			out[iss.ID] = k.cert
+		}
+	}
+	return out
+}
+
 // Invalidate drops the cached answers for one certificate, at once; call
 // it when the certificate is revoked.
 func (r *Responder) Invalidate(issuerID string, serial *big.Int) {

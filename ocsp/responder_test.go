@@ -689,7 +689,7 @@ func TestWrapAndMetrics(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, n := range []string{"nmos_certs_ocsp_responses_total", "nmos_certs_ocsp_cache_hits_total", "nmos_certs_ocsp_sign_seconds"} {
+	for _, n := range []string{"nmos_certs_ocsp_responses_total", "nmos_certs_ocsp_cache_hits_total", "nmos_certs_ocsp_sign_duration_seconds"} {
 		if !names[n] {
 			t.Errorf("metric %s not registered", n)
 		}

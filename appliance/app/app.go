@@ -194,6 +194,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.ca, a.store = auth, st
 	registerStoreMetrics(a.reg, st)
+	a.reg.MustRegister(newOwnCertsCollector(a))
 	if b, ok := st.(interface{ SetBusy(func() bool) }); ok {
 		b.SetBusy(a.estConns.busy)
 	}

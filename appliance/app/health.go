@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nmos-certs/nmos-certs/ca"
 )
@@ -99,4 +102,45 @@ func (a *App) readyHandler() http.Handler {
 		w.WriteHeader(status)
 		fmt.Fprint(w, b.String())
 	})
+}
+
+// ownCertsCollector reports when the appliance's own certificates
+// expire: its TLS certificates (one per hierarchy) and the delegated OCSP
+// responder certificates (one per issuer). Both are renewed by the
+// appliance; an alert on these says the renewal is not happening.
+type ownCertsCollector struct {
+	a        *App
+	tls, rsp *prometheus.Desc
+}
+
+func newOwnCertsCollector(a *App) *ownCertsCollector {
+	return &ownCertsCollector{
+		a: a,
+		tls: prometheus.NewDesc("nmos_certs_tls_cert_expiry_timestamp_seconds",
+			"notAfter of the appliance's own TLS certificate of each hierarchy, as a Unix timestamp.", []string{"hierarchy"}, nil),
+		rsp: prometheus.NewDesc("nmos_certs_ocsp_responder_cert_expiry_timestamp_seconds",
+			"notAfter of the delegated OCSP responder certificate of each issuer, as a Unix timestamp.", []string{"issuer"}, nil),
+	}
+}
+
+func (c *ownCertsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.tls; ch <- c.rsp }
+
+func (c *ownCertsCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.a.server != nil {
+		for _, tc := range c.a.server.get() {
+			if tc.Leaf == nil {
+				continue
+			}
+			hier := ca.ECDSA
+			if _, ok := tc.Leaf.PublicKey.(*rsa.PublicKey); ok {
+				hier = ca.RSA
+			}
+			ch <- prometheus.MustNewConstMetric(c.tls, prometheus.GaugeValue, float64(tc.Leaf.NotAfter.Unix()), hier)
+		}
+	}
+	if c.a.ocsp != nil {
+		for id, cert := range c.a.ocsp.ResponderCerts() {
+			ch <- prometheus.MustNewConstMetric(c.rsp, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), id)
+		}
+	}
 }

@@ -25,6 +25,14 @@ func TestHealthAndReadiness(t *testing.T) {
 			t.Errorf("readyz lacks %q:\n%s", want, body)
 		}
 	}
+	// The appliance's own certificates' expiry.
+	_, metrics := get(t, base+"/metrics")
+	for _, want := range []string{`nmos_certs_tls_cert_expiry_timestamp_seconds{hierarchy="ecdsa"}`, `nmos_certs_tls_cert_expiry_timestamp_seconds{hierarchy="rsa"}`,
+		`nmos_certs_ocsp_responder_cert_expiry_timestamp_seconds{issuer="ecdsa-int-1"}`, `nmos_certs_ocsp_responder_cert_expiry_timestamp_seconds{issuer="rsa-int-1"}`} {
+		if !strings.Contains(string(metrics), want+" ") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	a.store.Close()
 	resp, body = get(t, base+"/readyz")
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "fail store:") || !strings.Contains(string(body), "ok ca") {
