@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -90,6 +91,24 @@ func (s *Server) manual(ctx context.Context, op, label string, csr *x509.Certifi
 
 // queue records a new request for the operator and answers 202.
 func (s *Server) queue(ctx context.Context, op, label string, csr *x509.CertificateRequest, spki []byte, who *clientAuth, rl *requestLog) (*response, error) {
+	// The queue is bounded, as a whole and per client address: requests
+	// without a trusted certificate cost nothing to send, and each one
+	// stored is a row and a line in the operator's list.
+	host := remoteHost(rl.remote)
+	if wait, ok := s.queued.allow(host, s.o.MaxPendingPerAddress, s.now()); !ok {
+		s.decide(rl, methodManual, decisionRefused)
+		e := errorf(http.StatusServiceUnavailable, "%s has queued %d requests for approval in the last hour, the most this server takes from one address: retry later", host, s.o.MaxPendingPerAddress)
+		e.retryAfter = max(int(wait/time.Second), 1)
+		return nil, e
+	}
+	if n, err := s.o.Approvals.CountPending(ctx, store.PendingWaiting); err != nil {
+		return nil, fmt.Errorf("count pending requests: %w", err)
+	} else if n >= s.o.MaxPending {
+		s.decide(rl, methodManual, decisionRefused)
+		e := errorf(http.StatusServiceUnavailable, "%d requests are waiting for an operator, the most this server queues: retry later", n)
+		e.retryAfter = max(int(s.o.RetryAfter/time.Second), 1)
+		return nil, e
+	}
 	id, err := newPendingID()
 	if err != nil {
 		return nil, err
@@ -118,6 +137,7 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 		Subject:   csr.Subject.String(),
 		SANs:      sans,
 		Client:    who.describe() + "; from " + rl.remote + describeConflicts(conflicts),
+		Remote:    host,
 		State:     store.PendingWaiting,
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.o.PendingLifetime),
@@ -125,6 +145,7 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 	if err := s.o.Approvals.PutPending(ctx, p); err != nil {
 		return nil, fmt.Errorf("queue request for approval: %w", err)
 	}
+	s.queued.add(host, now)
 	rl.pendingID = id
 	s.decide(rl, methodManual, decisionPending)
 	return s.accepted(p, now), nil
@@ -207,6 +228,77 @@ func describeConflicts(cs []*store.NameBinding) string {
 			c.Name, c.Holder, c.Since.UTC().Format(time.RFC3339))
 	}
 	return b.String()
+}
+
+// remoteHost is the address part of a host:port.
+func remoteHost(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// addressWindow counts, per client address, the requests queued in the
+// last hour. Its size is bounded: addresses whose hour has passed are
+// dropped as they are looked at, and past maxAddresses tracked at once,
+// others are dropped to make room (a flood from that many addresses is
+// bounded by MaxPending anyway).
+type addressWindow struct {
+	mu    sync.Mutex
+	times map[string][]time.Time
+}
+
+const (
+	queueWindow  = time.Hour
+	maxAddresses = 100_000
+)
+
+// allow reports whether host may queue another request at now, and if
+// not, how long until it may.
+func (w *addressWindow) allow(host string, limit int, now time.Time) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ts := w.prune(host, now)
+	if len(ts) < limit {
+		return 0, true
+	}
+	return ts[0].Add(queueWindow).Sub(now), false
+}
+
+// add records a request queued by host at now.
+func (w *addressWindow) add(host string, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.times == nil {
+		w.times = map[string][]time.Time{}
+	}
+	if _, ok := w.times[host]; !ok && len(w.times) >= maxAddresses {
+		for h := range w.times {
+			if len(w.prune(h, now)) == 0 || len(w.times) >= maxAddresses {
+				delete(w.times, h)
+			}
+			if len(w.times) < maxAddresses {
+				break
+			}
+		}
+	}
+	w.times[host] = append(w.prune(host, now), now)
+}
+
+// prune drops host's times older than the window and returns the rest.
+func (w *addressWindow) prune(host string, now time.Time) []time.Time {
+	ts := w.times[host]
+	i := 0
+	for i < len(ts) && !ts[i].After(now.Add(-queueWindow)) {
+		i++
+	}
+	ts = ts[i:]
+	if len(ts) == 0 {
+		delete(w.times, host)
+		return nil
+	}
+	w.times[host] = ts
+	return ts
 }
 
 // newPendingID returns a random URL-safe identifier that starts with a

@@ -275,3 +275,47 @@ func TestManualApprovalIssuedElsewhere(t *testing.T) {
 		t.Fatal("did not return the certificate issued elsewhere")
 	}
 }
+
+// TestPendingQueueBounded: the approval queue takes at most MaxPending
+// waiting requests and MaxPendingPerAddress an hour from one address;
+// beyond either, 503 with Retry-After, and nothing is stored.
+func TestPendingQueueBounded(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.ManualApproval, o.MaxPendingPerAddress, o.MaxPending = true, 2, 3 })
+	c := f.client(nil)
+	var first *x509.CertificateRequest
+	for i := range 2 {
+		csr := newCSR(t, ecKey(), "q"+itoa(i)+"."+testDomain)
+		if _, err := c.Enroll(ctx(t), csr); estStatus(err) != http.StatusAccepted {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if first == nil {
+			first = csr
+		}
+	}
+	_, err := c.Enroll(ctx(t), newCSR(t, ecKey(), "q2."+testDomain))
+	var ra interface{ RetryAfter() int }
+	if estStatus(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "127.0.0.1 has queued 2 requests") ||
+		!errors.As(err, &ra) || ra.RetryAfter() < 3500 {
+		t.Fatalf("third request from one address: %v", err)
+	}
+	if n, _ := f.ca.st.CountPending(ctx(t), store.PendingWaiting); n != 2 {
+		t.Fatalf("%d waiting after a refusal", n)
+	}
+	// A retry of a queued request is not a new request.
+	if _, err := c.Enroll(ctx(t), first); estStatus(err) != http.StatusAccepted {
+		t.Fatalf("retry of a queued request: %v", err)
+	}
+	// An hour later the address may queue again, up to MaxPending.
+	f.clock.Advance(61 * time.Minute)
+	if _, err := c.Enroll(ctx(t), newCSR(t, ecKey(), "q3."+testDomain)); estStatus(err) != http.StatusAccepted {
+		t.Fatalf("an hour later: %v", err)
+	}
+	_, err = c.Enroll(ctx(t), newCSR(t, ecKey(), "q4."+testDomain))
+	if estStatus(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "3 requests are waiting") {
+		t.Fatalf("queue full: %v", err)
+	}
+	p, _ := f.ca.st.ListPending(ctx(t), store.PendingWaiting)
+	if len(p) != 3 || p[0].Remote != "127.0.0.1" {
+		t.Fatalf("waiting %d, remote %q", len(p), p[0].Remote)
+	}
+}

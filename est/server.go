@@ -51,6 +51,7 @@ type CA interface {
 // of store.Store).
 type Approvals interface {
 	PutPending(ctx context.Context, p *store.Pending) error
+	CountPending(ctx context.Context, state store.PendingState) (int, error)
 	PendingByKey(ctx context.Context, spkiHash []byte) (*store.Pending, error)
 	SetPendingIssued(ctx context.Context, id string, serial *big.Int) error
 }
@@ -97,6 +98,12 @@ type Options struct {
 	// PendingLifetime is how long a queued request waits for a decision
 	// (default 7 days).
 	PendingLifetime time.Duration
+	// MaxPending bounds the requests waiting for an operator (default
+	// 1000); beyond it new requests get 503 with Retry-After.
+	MaxPending int
+	// MaxPendingPerAddress bounds the requests one client address may
+	// queue in an hour (default 20); beyond it, 503 with Retry-After.
+	MaxPendingPerAddress int
 	// AllowExpiredClientCerts accepts a manufacturer certificate outside
 	// its validity period (BCP-003-03 MAY); never a revoked one.
 	AllowExpiredClientCerts bool
@@ -168,6 +175,9 @@ type Server struct {
 	fillMu sync.Mutex
 
 	manualLocks keyLocks
+	// queued remembers when each client address queued requests, for
+	// MaxPendingPerAddress.
+	queued addressWindow
 }
 
 // caCache is everything derived from the CA's certificates.
@@ -195,6 +205,12 @@ func New(o Options) (*Server, error) {
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Minute
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 1000
+	}
+	if o.MaxPendingPerAddress <= 0 {
+		o.MaxPendingPerAddress = 20
 	}
 	if o.PendingLifetime <= 0 {
 		o.PendingLifetime = 7 * 24 * time.Hour

@@ -191,6 +191,8 @@ func (a *App) newEST(ctx context.Context) (*est.Server, *est.Trust, error) {
 		AllowRenewalWithSameKey: cfg.EST.AllowRenewalWithSameKey,
 		RetryAfter:              cfg.EST.RetryAfter.D(),
 		PendingLifetime:         cfg.EST.PendingLifetime.D(),
+		MaxPending:              cfg.EST.MaxPending,
+		MaxPendingPerAddress:    cfg.EST.MaxPendingPerAddress,
 		AllowExpiredClientCerts: cfg.EST.AllowExpiredClientCerts,
 		RequireChannelBinding:   cfg.EST.RequireChannelBinding,
 		MaxBodyBytes:            int64(cfg.EST.MaxBodyBytes),

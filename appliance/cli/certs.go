@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"os/user"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
@@ -238,6 +240,51 @@ func status(c *store.Certificate) string {
 	return "valid"
 }
 
+// denyMany denies the waiting requests that match --all-from and
+// --older-than (both when both are given).
+func denyMany(c *cli.Context) error {
+	from := strings.TrimSpace(c.String("all-from"))
+	if from != "" {
+		ip := net.ParseIP(from)
+		if ip == nil {
+			return usageError("--all-from %q is not an IP address", from)
+		}
+		from = ip.String()
+	}
+	var before time.Time
+	if s := c.String("older-than"); s != "" {
+		d, err := config.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return usageError("--older-than %q is not a duration (30m, 12h, 7d)", s)
+		}
+		before = time.Now().Add(-d.D())
+	}
+	return withCA(c, false, func(ctx context.Context, a *ca.Authority, s store.Store) error {
+		ps, err := s.ListPending(ctx, store.PendingWaiting)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range ps {
+			if from != "" && p.Remote != from {
+				continue
+			}
+			if !before.IsZero() && !p.CreatedAt.Before(before) {
+				continue
+			}
+			if _, err := s.DecidePending(ctx, p.ID, store.PendingDenied, operator(), time.Now()); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					continue // decided or expired meanwhile
+				}
+				return err
+			}
+			n++
+		}
+		fmt.Fprintf(c.App.Writer, "denied %d waiting requests\n", n)
+		return nil
+	})
+}
+
 func requestsCommand() *cli.Command {
 	decide := func(st store.PendingState) cli.ActionFunc {
 		return func(c *cli.Context) error {
@@ -286,7 +333,24 @@ func requestsCommand() *cli.Command {
 				},
 			},
 			{Name: "approve", Usage: "approve a waiting request", ArgsUsage: "ID", Flags: []cli.Flag{configFlag}, Action: decide(store.PendingApproved)},
-			{Name: "deny", Usage: "deny a waiting request", ArgsUsage: "ID", Flags: []cli.Flag{configFlag}, Action: decide(store.PendingDenied)},
+			{
+				Name:      "deny",
+				Usage:     "deny a waiting request, or every waiting request from an address or older than a duration",
+				ArgsUsage: "ID | --all-from ADDR | --older-than D",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "all-from", Usage: "deny every waiting request from client IP `ADDR`"},
+					&cli.StringFlag{Name: "older-than", Usage: "deny every waiting request received more than `D` ago (30m, 12h, 7d)"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.String("all-from") == "" && c.String("older-than") == "" {
+						return decide(store.PendingDenied)(c)
+					}
+					if c.NArg() != 0 {
+						return usageError("requests deny takes an ID or --all-from/--older-than, not both")
+					}
+					return denyMany(c)
+				},
+			},
 		},
 	}
 }

@@ -301,6 +301,35 @@ func TestRequestsCommands(t *testing.T) {
 	if r := run(t, "requests", "list", "--config", cfg, "--all"); !strings.Contains(r.stdout, "req-a") || !strings.Contains(r.stdout, "denied") {
 		t.Fatalf("list --all: %+v", r)
 	}
+
+	// Bulk denials: by client address, by age, or both.
+	a, closeStore = openAuthority(t, cfg)
+	for i, tc := range []struct {
+		remote string
+		age    time.Duration
+	}{{"192.0.2.66", time.Minute}, {"192.0.2.66", 48 * time.Hour}, {"192.0.2.7", 48 * time.Hour}, {"192.0.2.7", time.Minute}} {
+		id := fmt.Sprintf("bulk%d", i)
+		h := sha256.Sum256([]byte(id))
+		if err := a.Store().PutPending(ctx, &store.Pending{ID: id, Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: h[:], Subject: "CN=" + id,
+			Client: "from " + tc.remote, Remote: tc.remote, State: store.PendingWaiting,
+			CreatedAt: now.Add(-tc.age), ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeStore()
+	if r := run(t, "requests", "deny", "--all-from", "not-an-ip", "--config", cfg); r.code != 2 {
+		t.Fatalf("--all-from garbage: %+v", r)
+	}
+	if r := run(t, "requests", "deny", "--all-from", "192.0.2.66", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "denied 2 waiting requests") {
+		t.Fatalf("--all-from: %+v", r)
+	}
+	if r := run(t, "requests", "deny", "--older-than", "1d", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "denied 1 waiting requests") {
+		t.Fatalf("--older-than: %+v", r)
+	}
+	r = run(t, "requests", "list", "--config", cfg)
+	if strings.Contains(r.stdout, "bulk0") || strings.Contains(r.stdout, "bulk1") || strings.Contains(r.stdout, "bulk2") || !strings.Contains(r.stdout, "bulk3") {
+		t.Fatalf("after bulk denials: %+v", r)
+	}
 }
 
 // TestOperatorCommandsAsDocumented: options after arguments work as the

@@ -127,6 +127,11 @@ type EST struct {
 	RetryAfter Duration `yaml:"retry_after"`
 	// PendingLifetime is how long an undecided request waits.
 	PendingLifetime Duration `yaml:"pending_lifetime"`
+	// MaxPending bounds the requests waiting for an operator.
+	MaxPending int `yaml:"max_pending"`
+	// MaxPendingPerAddress bounds the requests one client address may
+	// queue in an hour.
+	MaxPendingPerAddress int `yaml:"max_pending_per_address"`
 	// RequireChannelBinding refuses CSRs without tls-unique/tls-exporter
 	// proof of possession in challengePassword.
 	RequireChannelBinding bool `yaml:"require_channel_binding"`

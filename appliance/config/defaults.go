@@ -58,6 +58,8 @@ func (c *Config) ApplyDefaults() {
 	setD("ca.intermediate_lifetime", &c.CA.IntermediateLifetime, 5*365*24*time.Hour)
 	setS("ca.organization", &c.CA.Organization, "nmos-certs")
 	setS("ca.name_binding", &c.CA.NameBinding, NameBindingStrict)
+	setI("est.max_pending", &c.EST.MaxPending, 1000)
+	setI("est.max_pending_per_address", &c.EST.MaxPendingPerAddress, 20)
 	setD("ca.name_binding_grace", &c.CA.NameBindingGrace, 30*24*time.Hour)
 	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
 	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)

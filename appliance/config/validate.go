@@ -155,6 +155,12 @@ func (c *Config) Validate() error {
 		add("est.retry_after", "must be between 1s and 24h")
 	}
 	positive("est.pending_lifetime", c.EST.PendingLifetime)
+	if c.EST.MaxPending < 1 || c.EST.MaxPending > 1_000_000 {
+		add("est.max_pending", "must be between 1 and 1000000, got %d", c.EST.MaxPending)
+	}
+	if c.EST.MaxPendingPerAddress < 1 || c.EST.MaxPendingPerAddress > c.EST.MaxPending {
+		add("est.max_pending_per_address", "must be between 1 and est.max_pending (%d), got %d", c.EST.MaxPending, c.EST.MaxPendingPerAddress)
+	}
 	if c.EST.MaxBodyBytes < 4<<10 || c.EST.MaxBodyBytes > 16<<20 {
 		add("est.max_body_bytes", "must be between 4096 and 16777216, got %d", c.EST.MaxBodyBytes)
 	}

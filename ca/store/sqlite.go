@@ -297,6 +297,10 @@ var migrations = []string{
 		target TEXT NOT NULL,
 		detail TEXT NOT NULL
 	);`,
+	// The client address of a pending request, for the operator's bulk
+	// decisions; requests stored before have none.
+	`ALTER TABLE pending ADD COLUMN remote TEXT NOT NULL DEFAULT '';
+	CREATE INDEX pending_state ON pending(state);`,
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -953,7 +957,7 @@ func (s *SQLite) SetGenerationState(ctx context.Context, id string, st Generatio
 	return tx.Commit()
 }
 
-const pendingCols = `id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, decided_at, decided_by, serial`
+const pendingCols = `id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, decided_at, decided_by, serial, remote`
 
 func scanPending(r scanner) (*Pending, error) {
 	var (
@@ -963,7 +967,7 @@ func scanPending(r scanner) (*Pending, error) {
 		decided          sql.NullInt64
 		serial           sql.NullString
 	)
-	if err := r.Scan(&p.ID, &p.Operation, &p.Label, &p.CSR, &p.SPKIHash, &p.Subject, &sans, &p.Client, &state, &created, &expires, &decided, &p.DecidedBy, &serial); err != nil {
+	if err := r.Scan(&p.ID, &p.Operation, &p.Label, &p.CSR, &p.SPKIHash, &p.Subject, &sans, &p.Client, &state, &created, &expires, &decided, &p.DecidedBy, &serial, &p.Remote); err != nil {
 		return nil, err
 	}
 	p.SANs, p.State = splitNames(sans), PendingState(state)
@@ -983,9 +987,9 @@ func scanPending(r scanner) (*Pending, error) {
 
 // PutPending implements Store.
 func (s *SQLite) PutPending(ctx context.Context, p *Pending) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO pending (id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Operation, p.Label, p.CSR, p.SPKIHash, p.Subject, joinNames(p.SANs), p.Client,
-		string(p.State), unix(p.CreatedAt), unix(p.ExpiresAt))
+	_, err := s.w.ExecContext(ctx, `INSERT INTO pending (id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, remote)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Operation, p.Label, p.CSR, p.SPKIHash, p.Subject, joinNames(p.SANs), p.Client,
+		string(p.State), unix(p.CreatedAt), unix(p.ExpiresAt), p.Remote)
 	if err != nil && isUnique(err) {
 		return fmt.Errorf("pending request %s exists: %w", p.ID, ErrConflict)
 	}
@@ -1008,6 +1012,13 @@ func (s *SQLite) PendingByID(ctx context.Context, id string) (*Pending, error) {
 // PendingByKey implements Store.
 func (s *SQLite) PendingByKey(ctx context.Context, spkiHash []byte) (*Pending, error) {
 	return s.pendingRow(ctx, `spki_sha256 = ?`, spkiHash)
+}
+
+// CountPending implements Store.
+func (s *SQLite) CountPending(ctx context.Context, state PendingState) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM pending WHERE state = ?`, string(state)).Scan(&n)
+	return n, err
 }
 
 // ListPending implements Store.

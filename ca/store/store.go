@@ -105,7 +105,9 @@ type Pending struct {
 	SANs      []string
 	// Client describes the requester for the operator: the presented
 	// certificate (if any), why it was not trusted, the remote address.
-	Client    string
+	Client string
+	// Remote is the client's IP address, for requests deny --all-from.
+	Remote    string
 	State     PendingState
 	CreatedAt time.Time
 	ExpiresAt time.Time
@@ -245,6 +247,8 @@ type Store interface {
 	PendingByID(ctx context.Context, id string) (*Pending, error)
 	// PendingByKey finds the newest request for a public key.
 	PendingByKey(ctx context.Context, spkiHash []byte) (*Pending, error)
+	// CountPending counts the requests in a state.
+	CountPending(ctx context.Context, state PendingState) (int, error)
 	// ListPending lists requests in a state ("" for all), newest first.
 	ListPending(ctx context.Context, state PendingState) ([]*Pending, error)
 	// DecidePending moves a waiting request to approved or denied.
