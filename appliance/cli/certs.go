@@ -121,6 +121,8 @@ func certsCommand() *cli.Command {
 							return fmt.Errorf("certificate %s was issued and recorded, but writing it failed: %w (get it with 'certs show --pem')", store.SerialKey(cert.SerialNumber), err)
 						}
 						written = true
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificate_issued",
+							Target: store.SerialKey(cert.SerialNumber), Detail: fmt.Sprintf("names %s, holder %s, reserved names allowed: %v", strings.Join(cert.DNSNames, ", "), holder, c.Bool("allow-reserved"))})
 						fmt.Fprintf(c.App.ErrWriter, "issued %s for %s, valid until %s\n", store.SerialKey(cert.SerialNumber),
 							strings.Join(cert.DNSNames, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
 						return nil
@@ -210,7 +212,7 @@ func certsCommand() *cli.Command {
 					if err != nil {
 						return usageError("%v", err)
 					}
-					return withCA(c, false, func(ctx context.Context, a *ca.Authority, _ store.Store) error {
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
 						x, err := a.Revoke(ctx, serial, reason)
 						switch {
 						case errors.Is(err, store.ErrNotFound):
@@ -221,6 +223,8 @@ func certsCommand() *cli.Command {
 							return err
 						}
 						name, _ := ca.ReasonName(reason)
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificate_revoked",
+							Target: store.SerialKey(serial), Detail: fmt.Sprintf("reason %s; names %s", name, strings.Join(x.SANs, ", "))})
 						fmt.Fprintf(c.App.Writer, "revoked %s (%s): %s\n", store.SerialKey(serial), name, strings.Join(x.SANs, ", "))
 						return nil
 					})
@@ -278,6 +282,8 @@ func denyMany(c *cli.Context) error {
 				}
 				return err
 			}
+			_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "request_denied", Target: p.ID,
+				Detail: fmt.Sprintf("bulk denial (all from %q, older than %q): %s %s; %s", c.String("all-from"), c.String("older-than"), p.Operation, p.Subject, p.Client)})
 			n++
 		}
 		fmt.Fprintf(c.App.Writer, "denied %d waiting requests\n", n)
@@ -299,6 +305,8 @@ func requestsCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
+				_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "request_" + string(st), Target: p.ID,
+					Detail: fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client)})
 				fmt.Fprintf(c.App.Writer, "%s %s: %s (%s); the device gets its answer at its next retry\n", p.ID, p.State, p.Subject, strings.Join(p.SANs, ", "))
 				return nil
 			})

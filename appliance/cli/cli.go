@@ -68,6 +68,8 @@ func New(stdout, stderr io.Writer) *cli.App {
 			certsCommand(),
 			requestsCommand(),
 			namesCommand(),
+			backupCommand(),
+			restoreCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/appliance/app"
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -436,8 +438,18 @@ func TestOperatorCommandsAsDocumented(t *testing.T) {
 	a, closeStore := openAuthority(t, cfg)
 	defer closeStore()
 	audit, err := a.Store().Audit(context.Background(), 0)
-	if err != nil || len(audit) != 1 || audit[0].Action != "name_released" || !strings.HasPrefix(audit[0].Actor, "operator ") {
-		t.Fatalf("audit %+v %v", audit, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]int{}
+	for _, r := range audit {
+		actions[r.Action]++
+		if !strings.HasPrefix(r.Actor, "operator ") {
+			t.Errorf("audit actor %q", r.Actor)
+		}
+	}
+	if actions["name_released"] != 1 || actions["certificate_issued"] != 3 || actions["certificate_revoked"] != 1 {
+		t.Fatalf("audit trail %v", actions)
 	}
 }
 
@@ -553,4 +565,99 @@ func TestConfigCheckRunsServeChecks(t *testing.T) {
 			t.Fatal(r)
 		}
 	})
+}
+
+// TestBackupRestore: a backup made while the appliance could be running
+// restores into a fresh directory that serves the same CA, certificates
+// and CRL numbers; restore refuses to replace a CA unless --force, which
+// moves the old one aside; a file that is not a backup changes nothing.
+func TestBackupRestore(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	csr := opensslCSR(t, dir, "b1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=b1.studio.example.test", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "b1.crt")); r.code != 0 {
+		t.Fatal(r)
+	}
+	a, closeStore := openAuthority(t, cfg)
+	ctx := context.Background()
+	var crlNumber int64
+	for range 3 {
+		crlNumber, _ = a.Store().NextCRLNumber(ctx, "ecdsa-int-1")
+	}
+	closeStore()
+	status := run(t, "ca", "status", "--config", cfg).stdout
+	list := run(t, "certs", "list", "--config", cfg).stdout
+
+	out := filepath.Join(dir, "site.backup")
+	r := run(t, "backup", "--config", cfg, "--out", out)
+	if r.code != 0 || !strings.Contains(r.stdout, "4 CA generations, 1 certificates") {
+		t.Fatalf("backup: %+v", r)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", fi, err)
+	}
+	if r := run(t, "backup", "--config", cfg, "--out", out); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Fatalf("backup over an existing file: %+v", r)
+	}
+
+	// A fresh directory.
+	cfg2, dir2 := siteConfig(t, "")
+	if r := run(t, "restore", "--config", cfg2, "--in", filepath.Join(dir, "b1.crt")); r.code == 0 || !strings.Contains(r.stderr, "not an nmos-certs backup") {
+		t.Fatalf("restore of a certificate: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, "data")); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s: %v", filepath.Join(dir2, "data"), err)
+	}
+	if r := run(t, "restore", "--config", cfg2, "--in", out); r.code != 0 {
+		t.Fatalf("restore: %+v", r)
+	}
+	if got := run(t, "ca", "status", "--config", cfg2).stdout; got != status {
+		t.Fatalf("restored CA differs:\n%s\nwant\n%s", got, status)
+	}
+	if got := run(t, "certs", "list", "--config", cfg2).stdout; got != list {
+		t.Fatalf("restored certificates differ:\n%s\nwant\n%s", got, list)
+	}
+	for _, f := range []string{"ca/ecdsa-int-1.key", "nmos-certs.db"} {
+		if fi, err := os.Stat(filepath.Join(dir2, "data", f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s restored with %v %v", f, fi, err)
+		}
+	}
+	a2, closeStore2 := openAuthority(t, cfg2)
+	if n, _ := a2.Store().NextCRLNumber(ctx, "ecdsa-int-1"); n != crlNumber+1 {
+		t.Errorf("CRL number after restore %d, want %d", n, crlNumber+1)
+	}
+	closeStore2()
+	// It serves: the appliance starts on the restored directory.
+	c2, err := config.LoadFile(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	srv, err := app.New(sctx, c2, app.Options{})
+	if err != nil {
+		cancel()
+		t.Fatalf("serve the restored directory: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(sctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Over a CA: refused, then with --force the old one is kept aside.
+	if r := run(t, "restore", "--config", cfg2, "--in", out); r.code == 0 || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("restore over a CA: %+v", r)
+	}
+	r = run(t, "restore", "--config", cfg2, "--in", out, "--force")
+	if r.code != 0 || !strings.Contains(r.stdout, "moved to "+filepath.Join(dir2, "data.replaced-")) {
+		t.Fatalf("restore --force: %+v", r)
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir2, "data.replaced-*", "nmos-certs.db"))
+	if len(aside) != 1 {
+		t.Fatalf("the replaced data directory is not kept: %v", aside)
+	}
 }

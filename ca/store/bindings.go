@@ -135,6 +135,12 @@ func (s *SQLite) ReleaseName(ctx context.Context, name, actor string, at time.Ti
 	return b, tx.Commit()
 }
 
+// AddAudit implements Store.
+func (s *SQLite) AddAudit(ctx context.Context, a *AuditRecord) error {
+	_, err := s.w.ExecContext(ctx, auditSQL, unix(a.At), a.Actor, a.Action, a.Target, a.Detail)
+	return err
+}
+
 // Audit implements Store.
 func (s *SQLite) Audit(ctx context.Context, limit int) ([]*AuditRecord, error) {
 	q := `SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC`

@@ -265,6 +265,8 @@ type Store interface {
 	// actor and an EventNameReleased, in one transaction. ErrNotFound
 	// when the name is not bound.
 	ReleaseName(ctx context.Context, name, actor string, at time.Time) (*NameBinding, error)
+	// AddAudit records an operator action.
+	AddAudit(ctx context.Context, a *AuditRecord) error
 	// Audit lists audit records, newest first (limit 0: all).
 	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
 

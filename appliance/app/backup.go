@@ -1,0 +1,328 @@
+package app
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nmos-certs/nmos-certs/appliance/config"
+)
+
+// A backup is one tar file: a manifest, the database as of one moment
+// (SQLite's online backup), then every file of the data directory's key
+// directories (CA keys, the appliance's TLS and OCSP responder keys and
+// certificates). It holds private keys in clear: keep it as the keys are
+// kept. The database is copied before the keys, so that every key a
+// copied CA generation names is in the backup.
+
+// backupDirs are the data directory's subdirectories a backup holds.
+var backupDirs = []string{"ca", "server", "ocsp"}
+
+const (
+	manifestName = "nmos-certs-backup"
+	backupFormat = "nmos-certs backup 1"
+	// maxBackupEntry bounds one file read back from a backup.
+	maxBackupEntry = 16 << 30
+)
+
+// BackupInfo says what a backup or a restore held.
+type BackupInfo struct {
+	Generations  int
+	Certificates int
+	Files        int
+}
+
+// Backup writes the data directory of cfg to the new file out (mode
+// 0600, written to a temporary file, synced and renamed; an existing out
+// is never replaced). The appliance may be running.
+func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, error) {
+	var info BackupInfo
+	if _, err := os.Lstat(out); err == nil {
+		return info, fmt.Errorf("%s exists: not overwriting it", out)
+	}
+	auth, st, err := Open(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), time.Now, false)
+	if err != nil {
+		return info, err
+	}
+	defer st.Close()
+	info.Generations = len(auth.Generations())
+	counts, err := st.CountCertificates(ctx)
+	if err != nil {
+		return info, err
+	}
+	for _, n := range counts {
+		info.Certificates += n
+	}
+	bk, ok := st.(interface {
+		Backup(context.Context, string) error
+	})
+	if !ok {
+		return info, errors.New("this store cannot be backed up online")
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(out), ".nmos-certs-backup-")
+	if err != nil {
+		return info, err
+	}
+	defer os.RemoveAll(dir)
+	snapshot := filepath.Join(dir, DBFile)
+	if err := bk.Backup(ctx, snapshot); err != nil {
+		return info, err
+	}
+
+	f, err := os.CreateTemp(filepath.Dir(out), ".nmos-certs-backup-*.tar")
+	if err != nil {
+		return info, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return info, err
+	}
+	tw := tar.NewWriter(f)
+	manifest := fmt.Sprintf("%s\nversion: %s\ncreated: %s\ngenerations: %d\ncertificates: %d\n",
+		backupFormat, Version, time.Now().UTC().Format(time.RFC3339), info.Generations, info.Certificates)
+	err = tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(len(manifest)), ModTime: time.Now(), Typeflag: tar.TypeReg})
+	if err == nil {
+		_, err = io.WriteString(tw, manifest)
+	}
+	if err == nil {
+		err = addFile(tw, snapshot, DBFile)
+	}
+	for _, sub := range backupDirs {
+		if err != nil {
+			break
+		}
+		ents, rerr := os.ReadDir(filepath.Join(cfg.DataDir, sub))
+		if errors.Is(rerr, fs.ErrNotExist) {
+			continue
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			if err = addFile(tw, filepath.Join(cfg.DataDir, sub, e.Name()), sub+"/"+e.Name()); err != nil {
+				break
+			}
+			info.Files++
+		}
+	}
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return info, fmt.Errorf("write backup: %w", err)
+	}
+	// A hard link, unlike a rename, refuses to replace a file that
+	// appeared meanwhile.
+	if err := os.Link(tmp, out); err != nil {
+		return info, fmt.Errorf("write backup: %w", err)
+	}
+	return info, syncDir(filepath.Dir(out))
+}
+
+func addFile(tw *tar.Writer, src, name string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// writeFrom writes r to dst with mode: a temporary file beside it,
+// synced, then renamed.
+func writeFrom(dst string, r io.Reader, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = io.Copy(f, r)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), dst)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// HasCA reports whether the data directory of cfg holds a CA: a database
+// or CA key files.
+func HasCA(cfg *config.Config) bool {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, DBFile)); err == nil {
+		return true
+	}
+	keys, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca", "*.key"))
+	return len(keys) > 0
+}
+
+// Restore makes the data directory of cfg from the backup file in. A
+// data directory that holds a CA is refused unless force, which moves it
+// aside (to <data_dir>.replaced-<time>) rather than deleting it. The
+// backup is unpacked into a new directory beside data_dir and opened
+// (every CA key must match its certificate) before it takes data_dir's
+// place, so a bad backup changes nothing. No serve may hold the data
+// directory.
+func Restore(ctx context.Context, cfg *config.Config, in string, force bool) (BackupInfo, string, error) {
+	var info BackupInfo
+	dataDir := filepath.Clean(cfg.DataDir)
+	if fi, err := os.Stat(dataDir); err == nil && fi.IsDir() {
+		lock, err := lockDataDir(dataDir)
+		if err != nil {
+			return info, "", err
+		}
+		defer lock.release()
+		if HasCA(cfg) && !force {
+			return info, "", fmt.Errorf("data_dir %s holds a CA: restore does not replace it unless --force, which moves it aside", dataDir)
+		}
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	staging := dataDir + ".restore-" + stamp
+	if err := os.MkdirAll(filepath.Dir(staging), 0o700); err != nil {
+		return info, "", err
+	}
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return info, "", err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(staging)
+		}
+	}()
+	if err := unpack(in, staging); err != nil {
+		return info, "", fmt.Errorf("%s: %w", in, err)
+	}
+	check := *cfg
+	check.DataDir = staging
+	auth, st, err := Open(ctx, &check, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), time.Now, false)
+	if err != nil {
+		return info, "", fmt.Errorf("%s does not hold a usable CA: %w", in, err)
+	}
+	info.Generations = len(auth.Generations())
+	counts, err := st.CountCertificates(ctx)
+	st.Close()
+	if err != nil {
+		return info, "", err
+	}
+	for _, n := range counts {
+		info.Certificates += n
+	}
+	moved := ""
+	if _, err := os.Stat(dataDir); err == nil {
+		moved = dataDir + ".replaced-" + stamp
+		if err := os.Rename(dataDir, moved); err != nil {
+			return info, "", err
+		}
+	}
+	if err := os.Rename(staging, dataDir); err != nil {
+		if moved != "" {
+			_ = os.Rename(moved, dataDir)
+		}
+		return info, "", err
+	}
+	done = true
+	return info, moved, syncDir(filepath.Dir(dataDir))
+}
+
+// unpack writes the backup's files under dir, refusing anything that is
+// not one of the files a backup holds.
+func unpack(in, dir string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	first := true
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("not an nmos-certs backup (tar: %v)", err)
+		}
+		if first {
+			b, err := io.ReadAll(io.LimitReader(tr, 4096))
+			if err != nil || h.Name != manifestName || !strings.HasPrefix(string(b), backupFormat+"\n") {
+				return errors.New("not an nmos-certs backup (no manifest)")
+			}
+			first = false
+			continue
+		}
+		name := path.Clean(h.Name)
+		sub, base := path.Split(name)
+		allowed := name == DBFile
+		for _, d := range backupDirs {
+			allowed = allowed || (sub == d+"/" && base != "" && !strings.HasPrefix(base, "."))
+		}
+		if h.Typeflag != tar.TypeReg || !allowed || h.Size < 0 || h.Size > maxBackupEntry {
+			return fmt.Errorf("unexpected entry %q in the backup", h.Name)
+		}
+		mode := os.FileMode(0o600)
+		if strings.HasSuffix(base, ".crt") {
+			mode = 0o644
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		if err := writeFrom(dst, io.LimitReader(tr, h.Size), mode); err != nil {
+			return err
+		}
+	}
+	if first {
+		return errors.New("empty file: not an nmos-certs backup")
+	}
+	if _, err := os.Stat(filepath.Join(dir, DBFile)); err != nil {
+		return errors.New("the backup holds no database")
+	}
+	return nil
+}

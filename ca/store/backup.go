@@ -1,0 +1,48 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"modernc.org/sqlite"
+)
+
+// Backup writes a consistent copy of the database, as of one moment, to
+// the new file dst (mode 0600), with SQLite's online backup API: the
+// appliance keeps issuing meanwhile. dst must not exist.
+func (s *SQLite) Backup(ctx context.Context, dst string) error {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f.Close()
+	conn, err := s.r.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		b, ok := dc.(interface {
+			NewBackup(string) (*sqlite.Backup, error)
+		})
+		if !ok {
+			return fmt.Errorf("the SQLite driver has no backup API")
+		}
+		bk, err := b.NewBackup("file:" + dst)
+		if err != nil {
+			return err
+		}
+		// All pages in one step: one read transaction, so one moment.
+		if _, err := bk.Step(-1); err != nil {
+			bk.Finish()
+			return err
+		}
+		return bk.Finish()
+	})
+	if err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
