@@ -230,6 +230,14 @@ func (a *App) build(ctx context.Context) error {
 	return a.server.refresh(ctx)
 }
 
+// Close releases what New took, for an App that is not Run (Run
+// releases it when it ends): the store and the data directory's lock.
+func (a *App) Close() error {
+	err := a.store.Close()
+	a.lock.release()
+	return err
+}
+
 // Authority returns the app's CA.
 func (a *App) Authority() *ca.Authority { return a.ca }
 

@@ -134,7 +134,7 @@ func TestRestartKeepsCA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer a.store.Close()
+		defer a.Close()
 		var fps []string
 		for _, g := range a.ca.Generations() {
 			fps = append(fps, g.Fingerprint)
