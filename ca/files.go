@@ -78,6 +78,16 @@ type KeyFileError struct {
 func (e *KeyFileError) Error() string { return fmt.Sprintf("key file %s: %v", e.Path, e.Err) }
 func (e *KeyFileError) Unwrap() error { return e.Err }
 
+// tooOpen is a KeyFileError's reason when group or others may access
+// the key; it matches fs.ErrPermission, so that callers refuse to go on
+// rather than make a new key.
+type tooOpen fs.FileMode
+
+func (m tooOpen) Error() string {
+	return fmt.Sprintf("mode %04o is too open: private keys must be 0600 (chmod 600)", fs.FileMode(m))
+}
+func (tooOpen) Is(target error) bool { return target == fs.ErrPermission }
+
 // errKeyMissing is a KeyFileError's reason when there is no file; it
 // matches fs.ErrNotExist.
 var errKeyMissing = missingKey{}
@@ -98,7 +108,7 @@ func readKey(path string) (crypto.Signer, error) {
 		return nil, &KeyFileError{Path: path, Err: err}
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("mode %04o is too open: private keys must be 0600", fi.Mode().Perm())}
+		return nil, &KeyFileError{Path: path, Err: tooOpen(fi.Mode().Perm())}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -8,6 +8,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +216,28 @@ func TestSameKeyRenewalAuthority(t *testing.T) {
 	// And the renewal may be renewed with the key again.
 	if _, err := a.Issue(ctx, deviceCSR(t, key, "cam1.studio.example.test"), policy.Requester{Renewing: again}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServerKeyTooOpen: the appliance's own TLS key readable by others
+// is an error naming it, not a reason to make a new key.
+func TestServerKeyTooOpen(t *testing.T) {
+	a, dir := newAuthority(t)
+	ctx := context.Background()
+	first, err := a.ServerCertificate(ctx, ECDSA, "est.studio.example.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "server", "ecdsa.key")
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ServerCertificate(ctx, ECDSA, "est.studio.example.test", time.Hour); err == nil || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "too open") {
+		t.Fatalf("too-open server key: %v", err)
+	}
+	os.Chmod(key, 0o600)
+	again, err := a.ServerCertificate(ctx, ECDSA, "est.studio.example.test", time.Hour)
+	if err != nil || again.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) != 0 {
+		t.Fatalf("after chmod 600: %v (same certificate: %v)", err, err == nil && again.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0)
 	}
 }

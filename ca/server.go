@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -30,6 +31,10 @@ func (a *Authority) ServerCertificate(ctx context.Context, hier, hostname string
 	keyPath, certPath := filepath.Join(dir, hier+".key"), filepath.Join(dir, hier+".crt")
 	if c, err := a.loadServerCert(ctx, keyPath, certPath, hostname, renewBefore); err == nil {
 		return c, nil
+	} else if errors.Is(err, fs.ErrPermission) {
+		// A key others may read is exposed: say so, never replace it
+		// quietly.
+		return nil, err
 	} else if !errors.Is(err, os.ErrNotExist) {
 		a.o.Logger.Info("renewing server certificate", "hierarchy", hier, "why", err.Error())
 	}

@@ -319,3 +319,17 @@ func TestPendingQueueBounded(t *testing.T) {
 		t.Fatalf("waiting %d, remote %q", len(p), p[0].Remote)
 	}
 }
+
+// TestPendingIDsNeverLookLikeOptions: no request ID starts with "-" (or
+// "_"), so that "requests deny ID" never reads one as an option.
+func TestPendingIDsNeverLookLikeOptions(t *testing.T) {
+	for range 20000 {
+		id, err := newPendingID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id[0] == '-' || id[0] == '_' || len(id) != 22 {
+			t.Fatalf("request ID %q", id)
+		}
+	}
+}
