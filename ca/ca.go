@@ -298,8 +298,9 @@ func spkiHash(raw []byte) []byte {
 // CheckCSR runs the issuance policy for req without issuing: names,
 // key, signature, reserved names, key reuse (a same-key renewal of
 // req.Renewing aside) and name bindings. It returns the bindings of other
-// holders that the CSR's names conflict with; unless req.TakeOver, the
-// first of them refuses the CSR (policy.CodeNameBound).
+// holders that the CSR's names conflict with; unless req.ListConflicts,
+// the first of them that req.TakeOver does not name refuses the CSR
+// (policy.CodeNameBound).
 func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) ([]*store.NameBinding, error) {
 	names, err := a.checkPolicy(csr, req)
 	if err != nil {
@@ -318,8 +319,12 @@ func (a *Authority) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, 
 	if err != nil {
 		return nil, err
 	}
-	if len(conflicts) > 0 && !req.TakeOver {
-		return conflicts, a.refused(policy.NameBound(conflicts[0].Name, conflicts[0].Holder))
+	if !req.ListConflicts {
+		for _, c := range conflicts {
+			if req.TakeOver[c.Name] != c.Holder {
+				return conflicts, a.refused(policy.NameBound(c.Name, c.Holder))
+			}
+		}
 	}
 	return conflicts, nil
 }

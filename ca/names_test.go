@@ -97,10 +97,20 @@ func TestNameBindingAuthority(t *testing.T) {
 		if refusalCode(err) != policy.CodeNameBound || len(conflicts) != 1 {
 			t.Fatalf("CheckCSR: %v %v", conflicts, err)
 		}
+		list := devB
+		list.ListConflicts = true
+		if conflicts, err := a.CheckCSR(ctx, csr, list); err != nil || len(conflicts) != 1 || conflicts[0].Holder != devA.Holder {
+			t.Fatalf("CheckCSR listing conflicts: %v %v", conflicts, err)
+		}
+		// A take-over covers the holder shown, no other.
 		take := devB
-		take.TakeOver = true
-		if conflicts, err := a.CheckCSR(ctx, csr, take); err != nil || len(conflicts) != 1 || conflicts[0].Holder != devA.Holder {
-			t.Fatalf("CheckCSR with take-over: %v %v", conflicts, err)
+		take.TakeOver = map[string]string{"cam1.studio.example.test": devA.Holder}
+		if _, err := a.CheckCSR(ctx, csr, take); err != nil {
+			t.Fatalf("CheckCSR with the conflict taken over: %v", err)
+		}
+		take.TakeOver = map[string]string{"cam1.studio.example.test": "someone else"}
+		if _, err := a.CheckCSR(ctx, csr, take); refusalCode(err) != policy.CodeNameBound {
+			t.Fatalf("take-over from another holder: %v", err)
 		}
 	}
 	// A renews.

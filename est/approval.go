@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,11 @@ import (
 //     (not for serverkeygen: the key was delivered once and not kept);
 //   - denied: 403.
 func (s *Server) manual(ctx context.Context, op, label string, csr *x509.CertificateRequest, kd *keyDelivery, who *clientAuth, rl *requestLog) (*response, error) {
+	// Whatever the request's state, the retry must prove possession of
+	// the key it is found by.
+	if err := policy.CheckSignature(csr); err != nil {
+		return nil, err
+	}
 	spki := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	defer s.manualLocks.lock(spki)()
 
@@ -54,6 +60,11 @@ func (s *Server) manual(ctx context.Context, op, label string, csr *x509.Certifi
 		}
 		s.decide(rl, methodManual, decisionPending)
 		return s.accepted(p, now), nil
+	case store.PendingApproved:
+		if !now.Before(p.ExpiresAt) {
+			// Not collected in time: the approval lapsed.
+			return s.queue(ctx, op, label, csr, spki[:], who, rl)
+		}
 	case store.PendingDenied:
 		s.decide(rl, methodManual, decisionRefused)
 		by := ""
@@ -95,7 +106,7 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 	// without a trusted certificate cost nothing to send, and each one
 	// stored is a row and a line in the operator's list.
 	host := remoteHost(rl.remote)
-	if wait, ok := s.queued.allow(host, s.o.MaxPendingPerAddress, s.now()); !ok {
+	if wait, ok := s.queued.allow(rateKey(host), s.o.MaxPendingPerAddress, s.now()); !ok {
 		s.decide(rl, methodManual, decisionRefused)
 		e := errorf(http.StatusServiceUnavailable, "%s has queued %d requests for approval in the last hour, the most this server takes from one address: retry later", host, s.o.MaxPendingPerAddress)
 		e.retryAfter = max(int(wait/time.Second), 1)
@@ -117,10 +128,14 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 	// names other identities hold when they may be taken over
 	// (ca.name_binding: approve).
 	req := s.requester(op, who, rl, id)
-	req.TakeOver = s.o.QueueNameConflicts
+	req.ListConflicts = s.o.QueueNameConflicts
 	conflicts, err := s.o.CA.CheckCSR(ctx, csr, req)
 	if err != nil {
 		return nil, err
+	}
+	shown := make([]string, 0, len(conflicts))
+	for _, c := range conflicts {
+		shown = append(shown, c.Name+"\t"+c.Holder)
 	}
 	now := s.now()
 	sans := make([]string, 0, len(csr.DNSNames)+len(csr.IPAddresses))
@@ -138,6 +153,8 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 		SANs:      sans,
 		Client:    who.describe() + "; from " + rl.remote + describeConflicts(conflicts),
 		Remote:    host,
+		Holder:    req.Holder,
+		Conflicts: shown,
 		State:     store.PendingWaiting,
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.o.PendingLifetime),
@@ -145,7 +162,7 @@ func (s *Server) queue(ctx context.Context, op, label string, csr *x509.Certific
 	if err := s.o.Approvals.PutPending(ctx, p); err != nil {
 		return nil, fmt.Errorf("queue request for approval: %w", err)
 	}
-	s.queued.add(host, now)
+	s.queued.add(rateKey(host), now)
 	rl.pendingID = id
 	s.decide(rl, methodManual, decisionPending)
 	return s.accepted(p, now), nil
@@ -167,9 +184,24 @@ func (s *Server) issueApproved(ctx context.Context, op string, csr *x509.Certifi
 	if by == "" {
 		by = "an operator"
 	}
+	// The names go to the holder the request was queued for, whoever
+	// collects the certificate, and only the conflicts the operator was
+	// shown may be taken over: a name bound to anyone else since is
+	// refused.
 	req := s.requester(op, rl.who, rl, p.ID)
 	req.Identity = fmt.Sprintf("approved request %s by %s (%s)", p.ID, by, req.Identity)
-	req.TakeOver, req.DecidedBy = s.o.QueueNameConflicts, by
+	if p.Holder != "" {
+		req.Holder = p.Holder
+	}
+	req.DecidedBy = by
+	for _, c := range p.Conflicts {
+		if name, holder, ok := strings.Cut(c, "\t"); ok {
+			if req.TakeOver == nil {
+				req.TakeOver = map[string]string{}
+			}
+			req.TakeOver[name] = holder
+		}
+	}
 	resp, cert, err := s.issue(ctx, op, csr, kd, req, rl)
 	if err != nil {
 		// Another process sharing the store may have issued it first.
@@ -236,6 +268,17 @@ func remoteHost(remote string) string {
 		return h
 	}
 	return remote
+}
+
+// rateKey is the part of a client address the per-address limit counts
+// by: the address, or for IPv6 its /64, which one host may hold whole.
+func rateKey(host string) string {
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return host
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }
 
 // addressWindow counts, per client address, the requests queued in the

@@ -77,14 +77,14 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, op, label string
 		spki := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 		p, err := s.o.Approvals.PendingByKey(ctx, spki[:])
 		switch {
-		case err == nil && p.State != store.PendingExpired:
+		case err == nil && p.Operation == op && p.State != store.PendingExpired && p.State != store.PendingIssued:
 			return s.manual(ctx, op, label, csr, kd, who, rl)
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("look up pending request: %w", err)
 		}
-		take := req
-		take.TakeOver = true
-		conflicts, err := s.o.CA.CheckCSR(ctx, csr, take)
+		list := req
+		list.ListConflicts = true
+		conflicts, err := s.o.CA.CheckCSR(ctx, csr, list)
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
@@ -200,5 +201,76 @@ func TestNameBindingEST(t *testing.T) {
 	// Now the first device is the one queued.
 	if _, err := g.client(g.pki.devA).Enroll(ctx(t), newCSR(t, ecKey(), name)); estStatus(err) != http.StatusAccepted {
 		t.Fatalf("first device after the move: %v", err)
+	}
+}
+
+// TestApprovalTakesOnlyWhatWasShown: an approval moves only the names
+// whose conflicts the operator was shown, to the holder the request was
+// queued for, whoever collects the certificate; a name bound since is
+// refused; an approval not collected by the request's expiry lapses.
+func TestApprovalTakesOnlyWhatWasShown(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.QueueNameConflicts, o.ManualApproval = true, true })
+	f.ca.bind = true
+	name := "late." + testDomain
+	// No certificate: queued, no conflict yet, approved.
+	csr := newCSR(t, ecKey(), name)
+	if _, err := f.client(nil).Enroll(ctx(t), csr); estStatus(err) != http.StatusAccepted {
+		t.Fatalf("queued: %v", err)
+	}
+	p := f.pendingFor(csr)
+	if p.Holder != "request "+p.ID || len(p.Conflicts) != 0 {
+		t.Fatalf("pending holder %q, conflicts %v", p.Holder, p.Conflicts)
+	}
+	if _, err := f.ca.st.DecidePending(ctx(t), p.ID, store.PendingApproved, "erin", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile device A enrolls the name.
+	if _, err := f.client(f.pki.devA).Enroll(ctx(t), newCSR(t, ecKey(), name)); err != nil {
+		t.Fatal(err)
+	}
+	// The approval, collected by another device, does not take it.
+	_, err := f.client(f.pki.devA2).Enroll(ctx(t), csr)
+	if estStatus(err) != http.StatusForbidden || !strings.Contains(err.Error(), "bound to another identity") {
+		t.Fatalf("approval collected after the name was bound: %v", err)
+	}
+	bs, _ := f.ca.st.NameBindings(ctx(t), store.BindingFilter{Name: name})
+	if len(bs) != 1 || !strings.HasPrefix(bs[0].Holder, "manufacturer certificate sha256:") || strings.Contains(bs[0].Holder, fingerprint(f.pki.devA2.cert)) {
+		t.Fatalf("binding %+v", bs)
+	}
+	// Another approved request, collected by device A2: bound to the
+	// request, not to A2.
+	other := newCSR(t, ecKey(), "free."+testDomain)
+	if _, err := f.client(nil).Enroll(ctx(t), other); estStatus(err) != http.StatusAccepted {
+		t.Fatal(err)
+	}
+	q := f.pendingFor(other)
+	f.ca.st.DecidePending(ctx(t), q.ID, store.PendingApproved, "erin", f.clock.Now())
+	cert, err := f.client(f.pki.devA2).Enroll(ctx(t), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := f.ca.Certificate(ctx(t), cert.SerialNumber); rec.Holder != "request "+q.ID {
+		t.Fatalf("holder %q, want the request's", rec.Holder)
+	}
+	// An approval not collected in time lapses: the retry queues anew.
+	third := newCSR(t, ecKey(), "slow."+testDomain)
+	f.client(nil).Enroll(ctx(t), third)
+	r := f.pendingFor(third)
+	f.ca.st.DecidePending(ctx(t), r.ID, store.PendingApproved, "erin", f.clock.Now())
+	f.clock.Advance(8 * 24 * time.Hour)
+	defer f.clock.Advance(-8 * 24 * time.Hour)
+	if _, err := f.client(nil).Enroll(ctx(t), third); estStatus(err) != http.StatusAccepted {
+		t.Fatalf("lapsed approval: %v", err)
+	}
+	if again := f.pendingFor(third); again.ID == r.ID || again.State != store.PendingWaiting {
+		t.Fatalf("lapsed approval not queued anew: %+v", again)
+	}
+	// A retry whose CSR does not prove possession of the key is refused.
+	parsed, err := x509.ParseCertificateRequest(corruptSignature(third.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client(nil).Enroll(ctx(t), parsed); estStatus(err) != http.StatusBadRequest {
+		t.Fatalf("retry with a bad signature: %v", err)
 	}
 }

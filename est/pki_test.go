@@ -396,8 +396,12 @@ func (c *testCA) CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req
 			}
 		}
 	}
-	if len(conflicts) > 0 && !req.TakeOver {
-		return conflicts, policy.NameBound(conflicts[0].Name, conflicts[0].Holder)
+	if !req.ListConflicts {
+		for _, b := range conflicts {
+			if req.TakeOver[b.Name] != b.Holder {
+				return conflicts, policy.NameBound(b.Name, b.Holder)
+			}
+		}
 	}
 	return conflicts, nil
 }

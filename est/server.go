@@ -33,7 +33,8 @@ type CA interface {
 	// CheckCSR runs the issuance policy (names, key, signature, reserved
 	// names, key reuse, name bindings) for req without issuing; refusals
 	// are *policy.Refusal. It returns the bindings of other holders the
-	// CSR's names conflict with (a refusal unless req.TakeOver).
+	// CSR's names conflict with (a refusal unless req.ListConflicts, or
+	// req.TakeOver names that holder for that name).
 	CheckCSR(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) ([]*store.NameBinding, error)
 	// Issue checks and signs the CSR; the certificate is durable in the
 	// store, and its names bound to req.Holder, when it returns. Refusals

@@ -36,6 +36,12 @@ const (
 	maxBackupEntry = 16 << 30
 )
 
+// CRLNumberJump is how far a restore moves every CRL number ahead: more
+// CRLs than an appliance publishes between a backup and its restore, so
+// that the restored appliance's CRL numbers are greater than any it
+// published before (RFC 5280 5.2.3: they only grow).
+const CRLNumberJump = 1 << 20
+
 // BackupInfo says what a backup or a restore held.
 type BackupInfo struct {
 	Generations  int
@@ -247,12 +253,28 @@ func Restore(ctx context.Context, cfg *config.Config, in string, force bool) (Ba
 	}
 	info.Generations = len(auth.Generations())
 	counts, err := st.CountCertificates(ctx)
+	if err == nil {
+		if adv, ok := st.(interface {
+			AdvanceCRLNumbers(context.Context, int64) error
+		}); ok {
+			err = adv.AdvanceCRLNumbers(ctx, CRLNumberJump)
+		}
+	}
 	st.Close()
 	if err != nil {
 		return info, "", err
 	}
 	for _, n := range counts {
 		info.Certificates += n
+	}
+	// A restore made by root into a service's directory leaves the files
+	// to the service's user.
+	owner := dataDir
+	if _, err := os.Stat(owner); err != nil {
+		owner = filepath.Dir(dataDir)
+	}
+	if err := copyOwner(owner, staging); err != nil {
+		return info, "", err
 	}
 	moved := ""
 	if _, err := os.Stat(dataDir); err == nil {

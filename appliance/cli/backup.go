@@ -74,6 +74,7 @@ func restoreCommand() *cli.Command {
 			if moved != "" {
 				fmt.Fprintf(c.App.Writer, "the data directory it replaced was moved to %s\n", moved)
 			}
+			fmt.Fprintf(c.App.Writer, "CRL numbers moved %d ahead, past any published since the backup; certificates issued or revoked since the backup are not in it: revoke again what was revoked since\n", app.CRLNumberJump)
 			return nil
 		},
 	}

@@ -82,10 +82,13 @@ type Requester struct {
 	Holder string
 	// AllowReserved lets an operator certify a reserved name.
 	AllowReserved bool
-	// TakeOver moves the names to Holder even when another identity
-	// holds them: an operator approved the request with the conflict
-	// shown.
-	TakeOver bool
+	// TakeOver maps names to the holders an operator agreed to move
+	// them from: the request was approved with exactly these conflicts
+	// shown. A name bound to anyone else is still refused.
+	TakeOver map[string]string
+	// ListConflicts makes CheckCSR report name conflicts without
+	// refusing them (to queue the request for an operator).
+	ListConflicts bool
 	// DecidedBy is the operator who approved a take-over (audited).
 	DecidedBy string
 	// Renewing is the certificate being renewed when a renewal with the
@@ -202,6 +205,13 @@ func (p Policy) CheckNames(csr *x509.CertificateRequest) (*Names, error) {
 	}
 	if len(cns) > 1 {
 		return nil, refuse(CodeBadName, "CSR subject has %d common names: put one host name in the common name and the others in subjectAltName", len(cns))
+	}
+	if len(cns) == 1 && cns[0] != csr.Subject.CommonName {
+		// A string type crypto/x509 does not read (UniversalString, or
+		// not a string at all): every reader of the request must see the
+		// same name, or a check made on one view passes what another
+		// certifies.
+		return nil, refuse(CodeBadName, "CSR common name is of a string type that is not accepted: use UTF8String or PrintableString")
 	}
 	names := make([]string, 0, len(csr.DNSNames)+1)
 	seen := map[string]bool{}

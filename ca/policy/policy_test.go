@@ -182,6 +182,12 @@ func TestSubjectKeptAsSent(t *testing.T) {
 	if !SameSubject(n.Subject, raw2) {
 		t.Error("normalised subject does not compare equal to the one sent")
 	}
+	// A common name crypto/x509 cannot read (UniversalString) is refused,
+	// not certified from this package's own reading of it.
+	universal, _ := asn1.Marshal(pkix.RDNSequence{{{Type: oidCommonName, Value: asn1.RawValue{Tag: 28, Bytes: []byte{0, 0, 0, 'x', 0, 0, 0, '.', 0, 0, 0, 's', 0, 0, 0, 't', 0, 0, 0, 'u', 0, 0, 0, 'd', 0, 0, 0, 'i', 0, 0, 0, 'o', 0, 0, 0, '.', 0, 0, 0, 'e', 0, 0, 0, 'x', 0, 0, 0, 'a', 0, 0, 0, 'm', 0, 0, 0, 'p', 0, 0, 0, 'l', 0, 0, 0, 'e', 0, 0, 0, '.', 0, 0, 0, 't', 0, 0, 0, 'e', 0, 0, 0, 's', 0, 0, 0, 't'}}}}})
+	if _, err := p.CheckNames(csr(t, key, &x509.CertificateRequest{RawSubject: universal})); err == nil {
+		t.Fatal("UniversalString common name accepted")
+	}
 	// Two common names are refused.
 	raw3 := subjectOf(t,
 		pkix.AttributeTypeAndValue{Type: oidCommonName, Value: "a.studio.example.test"},

@@ -11,7 +11,8 @@ import (
 
 // checkBindings looks up, in the writer's transaction, the bindings of
 // c's names. A name bound to another holder refuses c (*NameBoundError)
-// unless that binding has lapsed or c.Bind.TakeOver; it returns the
+// unless that binding has lapsed or c.Bind.TakeOver names that holder
+// for it; it returns the
 // bindings c takes from other holders, for the audit trail.
 func (s *SQLite) checkBindings(ctx context.Context, c *Certificate) ([]*NameBinding, error) {
 	var taken []*NameBinding
@@ -28,7 +29,7 @@ func (s *SQLite) checkBindings(ctx context.Context, c *Certificate) ([]*NameBind
 			continue
 		}
 		b := &NameBinding{Name: n, Holder: holder, Expires: fromUnix(expires)}
-		if !b.Expires.Before(c.Bind.Lapsed) && !c.Bind.TakeOver {
+		if !b.Expires.Before(c.Bind.Lapsed) && c.Bind.TakeOver[n] != holder {
 			return nil, &NameBoundError{Name: n, Holder: holder}
 		}
 		taken = append(taken, b)

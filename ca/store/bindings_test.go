@@ -64,9 +64,14 @@ func TestNameBinding(t *testing.T) {
 	if err := s.PutCertificate(ctx, boundCert(5, "device B", "cam1-alt.studio.example.test")); err != nil {
 		t.Fatal(err)
 	}
-	// Take-over by an operator's decision, audited.
+	// Take-over by an operator's decision, audited, and only from the
+	// holder the operator was shown.
 	over := boundCert(6, "device C", "cam1.studio.example.test")
-	over.Bind.TakeOver, over.Bind.Actor = true, "operator bob (cli)"
+	over.Bind.TakeOver, over.Bind.Actor = map[string]string{"cam1.studio.example.test": "device B"}, "operator bob (cli)"
+	if err := s.PutCertificate(ctx, over); !errors.As(err, &nb) || nb.Holder != "device A" {
+		t.Fatalf("take-over from a holder not shown: %v", err)
+	}
+	over.Bind.TakeOver["cam1.studio.example.test"] = "device A"
 	if err := s.PutCertificate(ctx, over); err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +153,29 @@ func TestSameKeyRenewal(t *testing.T) {
 	}
 	if used, err := s.KeyUsed(ctx, orig.SPKIHash); !used || err != nil {
 		t.Fatalf("KeyUsed %v %v", used, err)
+	}
+	// Another reason revokes the one certificate; keyCompromise revokes
+	// every certificate of the key.
+	third := testCert(3)
+	third.SPKIHash, third.Renews = orig.SPKIHash, again.Serial
+	if err := s.PutCertificate(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Revoke(ctx, third.Serial, time.Now(), 4); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Certificate(ctx, orig.Serial); c.Revoked {
+		t.Fatal("superseded revoked the other certificates of the key")
+	}
+	before, _ := s.LastEvent(ctx)
+	if _, err := s.Revoke(ctx, again.Serial, time.Now(), ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Certificate(ctx, orig.Serial); !c.Revoked || c.Reason != ReasonKeyCompromise {
+		t.Fatalf("keyCompromise left the first certificate of the key %+v", c)
+	}
+	evs, _ := s.EventsSince(ctx, before)
+	if len(evs) != 2 {
+		t.Fatalf("%d revocation events, want 2 (the certificate revoked and the other of its key)", len(evs))
 	}
 }

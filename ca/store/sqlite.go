@@ -300,7 +300,57 @@ var migrations = []string{
 	// The client address of a pending request, for the operator's bulk
 	// decisions; requests stored before have none.
 	`ALTER TABLE pending ADD COLUMN remote TEXT NOT NULL DEFAULT '';
-	CREATE INDEX pending_state ON pending(state);`,
+	ALTER TABLE pending ADD COLUMN holder TEXT NOT NULL DEFAULT '';
+	ALTER TABLE pending ADD COLUMN conflicts TEXT NOT NULL DEFAULT '';
+	CREATE INDEX pending_state ON pending(state);
+	CREATE INDEX certificates_key_renewals ON certificates(spki_sha256) WHERE renews IS NOT NULL;`,
+}
+
+// afterMigration are steps in Go that follow a migration, in its
+// transaction, by the migration's number.
+var afterMigration = map[int]func(context.Context, *sql.Tx) error{
+	3: bindExisting,
+}
+
+// bindExisting gives the device certificates issued before names were
+// bound a holder, the certificate itself ("certificate <serial>", which
+// a renewal with it carries over), and binds their names to it, the
+// newest certificate of a name winning: after an upgrade no name that a
+// device holds is free for another to take. Bindings of expired
+// certificates lapse as any other.
+func bindExisting(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE certificates SET holder = 'certificate ' || serial WHERE profile = 'leaf' AND holder = ''`); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT serial, sans, issued_at, not_after, holder FROM certificates WHERE profile = 'leaf' ORDER BY issued_at, rowid`)
+	if err != nil {
+		return err
+	}
+	type cert struct {
+		serial, sans, holder string
+		issued, notAfter     int64
+	}
+	var certs []cert
+	for rows.Next() {
+		var c cert
+		if err := rows.Scan(&c.serial, &c.sans, &c.issued, &c.notAfter, &c.holder); err != nil {
+			rows.Close()
+			return err
+		}
+		certs = append(certs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range certs {
+		for _, n := range splitNames(c.sans) {
+			if _, err := tx.ExecContext(ctx, bindSQL, n, c.holder, c.issued, c.notAfter, c.serial); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
@@ -329,12 +379,21 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
+		if after := afterMigration[i+1]; after != nil {
+			if err := after(ctx, tx); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
 		return err
 	}
 	return tx.Commit()
 }
+
+// ReasonKeyCompromise is the RFC 5280 CRLReason keyCompromise: Revoke
+// with it revokes every certificate of the same key.
+const ReasonKeyCompromise = 1
 
 // SerialKey is the canonical text form of a serial in the store.
 func SerialKey(n *big.Int) string { return n.Text(16) }
@@ -857,6 +916,40 @@ func (s *SQLite) Revoke(ctx context.Context, serial *big.Int, at time.Time, reas
 	if err := addEvent(ctx, tx, EventRevoked, c.IssuerID+"/"+SerialKey(serial), at); err != nil {
 		return nil, err
 	}
+	if reason == ReasonKeyCompromise {
+		// The key is compromised, not one certificate: every other
+		// certificate of the same key (same-key renewals) goes too.
+		for _, q := range []string{
+			`SELECT serial, issuer_id FROM certificates WHERE spki_sha256 = ? AND renews IS NULL AND revoked = 0`,
+			`SELECT serial, issuer_id FROM certificates WHERE spki_sha256 = ? AND renews IS NOT NULL AND revoked = 0`,
+		} {
+			var others [][2]string
+			rows, err := tx.QueryContext(ctx, q, c.SPKIHash)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var o [2]string
+				if err := rows.Scan(&o[0], &o[1]); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				others = append(others, o)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			for _, o := range others {
+				if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked = 1, revoked_at = ?, reason = ? WHERE serial = ?`, unix(at), reason, o[0]); err != nil {
+					return nil, err
+				}
+				if err := addEvent(ctx, tx, EventRevoked, o[1]+"/"+o[0], at); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
@@ -957,7 +1050,7 @@ func (s *SQLite) SetGenerationState(ctx context.Context, id string, st Generatio
 	return tx.Commit()
 }
 
-const pendingCols = `id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, decided_at, decided_by, serial, remote`
+const pendingCols = `id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, decided_at, decided_by, serial, remote, holder, conflicts`
 
 func scanPending(r scanner) (*Pending, error) {
 	var (
@@ -966,10 +1059,12 @@ func scanPending(r scanner) (*Pending, error) {
 		created, expires int64
 		decided          sql.NullInt64
 		serial           sql.NullString
+		conflicts        string
 	)
-	if err := r.Scan(&p.ID, &p.Operation, &p.Label, &p.CSR, &p.SPKIHash, &p.Subject, &sans, &p.Client, &state, &created, &expires, &decided, &p.DecidedBy, &serial, &p.Remote); err != nil {
+	if err := r.Scan(&p.ID, &p.Operation, &p.Label, &p.CSR, &p.SPKIHash, &p.Subject, &sans, &p.Client, &state, &created, &expires, &decided, &p.DecidedBy, &serial, &p.Remote, &p.Holder, &conflicts); err != nil {
 		return nil, err
 	}
+	p.Conflicts = splitNames(conflicts)
 	p.SANs, p.State = splitNames(sans), PendingState(state)
 	p.CreatedAt, p.ExpiresAt = fromUnix(created), fromUnix(expires)
 	if decided.Valid {
@@ -987,9 +1082,9 @@ func scanPending(r scanner) (*Pending, error) {
 
 // PutPending implements Store.
 func (s *SQLite) PutPending(ctx context.Context, p *Pending) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO pending (id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, remote)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Operation, p.Label, p.CSR, p.SPKIHash, p.Subject, joinNames(p.SANs), p.Client,
-		string(p.State), unix(p.CreatedAt), unix(p.ExpiresAt), p.Remote)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO pending (id, operation, label, csr, spki_sha256, subject, sans, client, state, created_at, expires_at, remote, holder, conflicts)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.Operation, p.Label, p.CSR, p.SPKIHash, p.Subject, joinNames(p.SANs), p.Client,
+		string(p.State), unix(p.CreatedAt), unix(p.ExpiresAt), p.Remote, p.Holder, joinNames(p.Conflicts))
 	if err != nil && isUnique(err) {
 		return fmt.Errorf("pending request %s exists: %w", p.ID, ErrConflict)
 	}
@@ -1096,8 +1191,10 @@ func (s *SQLite) SetPendingIssued(ctx context.Context, id string, serial *big.In
 
 // ExpirePending implements Store.
 func (s *SQLite) ExpirePending(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `UPDATE pending SET state = ? WHERE state = ? AND expires_at <= ?`,
-		string(PendingExpired), string(PendingWaiting), unix(now))
+	// An approval not collected by the request's expiry lapses too: the
+	// device asks again, and an operator decides again.
+	res, err := s.w.ExecContext(ctx, `UPDATE pending SET state = ? WHERE state IN (?, ?) AND expires_at <= ?`,
+		string(PendingExpired), string(PendingWaiting), string(PendingApproved), unix(now))
 	if err != nil {
 		return 0, err
 	}

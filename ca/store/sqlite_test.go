@@ -321,8 +321,29 @@ func TestMigrationsKeepData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Revoked || c.Reason != 1 || c.Subject != testCert(1).Subject || c.Holder != "" || c.Renews != nil {
+	if !c.Revoked || c.Reason != 1 || c.Subject != testCert(1).Subject || c.Holder != "certificate "+SerialKey(c.Serial) || c.Renews != nil {
 		t.Fatalf("migrated certificate %+v", c)
+	}
+	// The names of the certificates already issued are bound, the
+	// newest certificate of a shared name winning.
+	bs, err := s.NameBindings(ctx, BindingFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := map[string]string{}
+	for _, b := range bs {
+		bound[b.Name] = b.Holder
+	}
+	want := map[string]string{
+		"n0.studio.example.test": "certificate " + SerialKey(testCert(0).Serial),
+		"n1.studio.example.test": "certificate " + SerialKey(testCert(1).Serial),
+		"n2.studio.example.test": "certificate " + SerialKey(testCert(2).Serial),
+		// testCert's shared name: all three issued in the same second,
+		// the last row wins.
+		"alt.studio.example.test": "certificate " + SerialKey(testCert(2).Serial),
+	}
+	if fmt.Sprint(bound) != fmt.Sprint(want) {
+		t.Fatalf("bindings after migration %v, want %v", bound, want)
 	}
 	// The key index still refuses a key of the old rows.
 	dup := testCert(9)

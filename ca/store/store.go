@@ -106,6 +106,13 @@ type Pending struct {
 	// Client describes the requester for the operator: the presented
 	// certificate (if any), why it was not trusted, the remote address.
 	Client string
+	// Holder is the identity the names will be bound to, as it was when
+	// the request was queued.
+	Holder string
+	// Conflicts are the names other identities held when the request was
+	// queued, as "name\tholder": what the operator is shown, and all an
+	// approval may take over.
+	Conflicts []string
 	// Remote is the client's IP address, for requests deny --all-from.
 	Remote    string
 	State     PendingState
@@ -118,14 +125,15 @@ type Pending struct {
 
 // Binding says how PutCertificate binds a certificate's names to its
 // holder: a name bound to another holder whose binding has not lapsed
-// refuses the certificate with a *NameBoundError, unless TakeOver.
+// refuses the certificate with a *NameBoundError, unless TakeOver names
+// that holder for that name.
 type Binding struct {
 	// Lapsed: a binding whose holder's certificates for the name all
 	// expired before this time is free (now less the grace).
 	Lapsed time.Time
-	// TakeOver moves bound names to the new holder (an operator's
-	// decision), with an audit record.
-	TakeOver bool
+	// TakeOver maps names to the holders they may be moved from (an
+	// operator's decision, with the conflict shown), with an audit record.
+	TakeOver map[string]string
 	// Actor is who decided a take-over, for the audit record.
 	Actor string
 }
