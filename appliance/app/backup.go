@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/ca"
 )
 
 // A backup is one tar file: a manifest, the database as of one moment
@@ -145,7 +146,7 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, er
 	if err := os.Link(tmp, out); err != nil {
 		return info, fmt.Errorf("write backup: %w", err)
 	}
-	return info, syncDir(filepath.Dir(out))
+	return info, ca.SyncDir(filepath.Dir(out))
 }
 
 func addFile(tw *tar.Writer, src, name string) error {
@@ -165,38 +166,6 @@ func addFile(tw *tar.Writer, src, name string) error {
 	return err
 }
 
-// writeFrom writes r to dst with mode: a temporary file beside it,
-// synced, then renamed.
-func writeFrom(dst string, r io.Reader, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = io.Copy(f, r)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dst)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
 
 // HasCA reports whether the data directory of cfg holds a CA: a database
 // or CA key files.
@@ -290,7 +259,7 @@ func Restore(ctx context.Context, cfg *config.Config, in string, force bool) (Ba
 		return info, "", err
 	}
 	done = true
-	return info, moved, syncDir(filepath.Dir(dataDir))
+	return info, moved, ca.SyncDir(filepath.Dir(dataDir))
 }
 
 // unpack writes the backup's files under dir, refusing anything that is
@@ -336,7 +305,7 @@ func unpack(in, dir string) error {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return err
 		}
-		if err := writeFrom(dst, io.LimitReader(tr, h.Size), mode); err != nil {
+		if err := ca.WriteAtomic(dst, io.LimitReader(tr, h.Size), mode); err != nil {
 			return err
 		}
 	}
