@@ -40,10 +40,10 @@ tools:
 	fi
 
 ## fuzz: each fuzz target for FUZZTIME (30s) in turn: request bodies and
-## CSRs (est), DNS queries (plugins/nmoscerts), OCSP requests (ocsp),
+## CSRs (est), CSR subjects (ca/policy), DNS queries (plugins/nmoscerts), OCSP requests (ocsp),
 ## configuration files (appliance/config). `make test` runs their seeds.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := est:FuzzDecodeBody plugins/nmoscerts:FuzzServeDNS ocsp:FuzzParseRequest ocsp:FuzzDecodeGET appliance/config:FuzzLoad
+FUZZ_TARGETS := est:FuzzDecodeBody ca/policy:FuzzSubject plugins/nmoscerts:FuzzServeDNS ocsp:FuzzParseRequest ocsp:FuzzDecodeGET appliance/config:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \

@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -636,13 +638,36 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	srv, err := app.New(sctx, c2, app.Options{})
+	ready := make(chan *app.App, 1)
+	srv, err := app.New(sctx, c2, app.Options{Ready: func(a *app.App) { ready <- a }})
 	if err != nil {
 		cancel()
 		t.Fatalf("serve the restored directory: %v", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(sctx) }()
+	<-ready
+	httpGet := func(url string) []byte {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", url, resp.StatusCode, b)
+		}
+		return b
+	}
+	httpGet("http://" + srv.Addr("metrics").String() + "/readyz")
+	root := httpGet("http://" + srv.Addr("http").String() + "/ca/ecdsa-root-1.pem")
+	if !strings.Contains(status, "ecdsa-root-1") || !bytes.Contains(root, []byte("BEGIN CERTIFICATE")) {
+		t.Fatalf("restored appliance serves no root: %s", root)
+	}
+	crl, err := x509.ParseRevocationList(httpGet("http://" + srv.Addr("http").String() + "/crl/ecdsa-int-1.crl"))
+	if err != nil || crl.Number.Int64() <= crlNumber {
+		t.Fatalf("restored appliance's CRL number %v (%v), want above %d", crl.Number, err, crlNumber)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
