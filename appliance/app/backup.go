@@ -166,7 +166,6 @@ func addFile(tw *tar.Writer, src, name string) error {
 	return err
 }
 
-
 // HasCA reports whether the data directory of cfg holds a CA: a database
 // or CA key files.
 func HasCA(cfg *config.Config) bool {
