@@ -98,6 +98,7 @@ type Authority struct {
 	policy  atomic.Pointer[namePolicy]
 	metrics *metrics
 
+	rollMu sync.Mutex // one rollover at a time in this process
 	mu     sync.RWMutex
 	gens   []*generation          // oldest first
 	active map[string]*generation // hierarchy -> active intermediate

@@ -468,6 +468,11 @@ func TestImportHierarchy(t *testing.T) {
 	if err := cert.CheckSignatureFrom(src.Generations()[1].Cert); err != nil {
 		t.Errorf("not signed by the imported intermediate: %v", err)
 	}
+	// With the root offline, the appliance cannot roll its intermediate
+	// over itself, and says so.
+	if _, err := a.RolloverIntermediate(ctx, ECDSA, "operator"); !errors.Is(err, ErrRootKeyNotHeld) {
+		t.Errorf("rollover with the root offline: %v", err)
+	}
 
 	// A mismatched import is refused.
 	dir2 := t.TempDir()

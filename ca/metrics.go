@@ -16,6 +16,7 @@ type metrics struct {
 	issuedTotal  *prometheus.CounterVec
 	refusedTotal *prometheus.CounterVec
 	signSeconds  prometheus.Histogram
+	rollovers    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, a *Authority) (*metrics, error) {
@@ -33,11 +34,15 @@ func newMetrics(reg prometheus.Registerer, a *Authority) (*metrics, error) {
 			Help:    "Time to sign and durably record a certificate.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		rollovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nmos_certs_ca_rollovers_total",
+			Help: "CA generations rolled over by this process, by hierarchy and level (intermediate, root).",
+		}, []string{"hierarchy", "level"}),
 	}
 	expiry := prometheus.NewDesc("nmos_certs_ca_cert_expiry_timestamp_seconds",
 		"notAfter of each CA certificate, as a Unix timestamp.", []string{"generation", "hierarchy", "role", "state"}, nil)
 	collector := &expiryCollector{desc: expiry, a: a}
-	for _, c := range []prometheus.Collector{m.issuedTotal, m.refusedTotal, m.signSeconds, collector} {
+	for _, c := range []prometheus.Collector{m.issuedTotal, m.refusedTotal, m.signSeconds, m.rollovers, collector} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -49,6 +54,7 @@ func newMetrics(reg prometheus.Registerer, a *Authority) (*metrics, error) {
 		for _, p := range []string{ProfileLeaf, ProfileServer, ProfileOCSP} {
 			m.issuedTotal.WithLabelValues(h, p)
 		}
+		m.rollovers.WithLabelValues(h, RoleIntermediate)
 	}
 	return m, nil
 }

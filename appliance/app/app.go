@@ -147,6 +147,7 @@ type App struct {
 	servers   []*http.Server
 	serving   atomic.Bool // every listener serves; false again once stopping
 	lock      *dataLock   // this process's hold on the data directory
+	rollAt    float64     // ca.intermediate_rollover_at, as a share
 
 	mu        sync.Mutex
 	lastEvent int64
@@ -176,7 +177,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if err := CheckConfig(ctx, cfg); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{}}
+	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{},
+		rollAt: float64(cfg.CA.IntermediateRolloverAt) / 100}
 	a.reg.MustRegister(buildInfo())
 	a.reloads = newReloadMetrics(a.reg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -194,7 +196,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.ca, a.store = auth, st
 	registerStoreMetrics(a.reg, st)
-	a.reg.MustRegister(newOwnCertsCollector(a))
+	a.reg.MustRegister(newOwnCertsCollector(a), newRolloverCollector(a))
 	if b, ok := st.(interface{ SetBusy(func() bool) }); ok {
 		b.SetBusy(a.estConns.busy)
 	}
@@ -330,7 +332,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.o.Ready(a)
 	}
 
-	for _, loop := range []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts} {
+	for _, loop := range []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA} {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); loop(ctx) }()
 	}
@@ -441,6 +443,11 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 		}
 		if err := a.crl.RebuildAll(ctx); err != nil {
 			a.log.Error("rebuild CRLs", "err", err)
+		}
+		// After a rollover the appliance's own TLS certificates move to
+		// the new intermediate.
+		if err := a.server.refresh(ctx); err != nil {
+			a.log.Error("renew server certificates after a CA change", "err", err)
 		}
 	case store.EventIssued, store.EventRefused:
 		a.ca.CountEvent(e)

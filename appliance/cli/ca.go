@@ -67,6 +67,55 @@ func caCommand() *cli.Command {
 					})
 				},
 			},
+			{
+				Name:  "rollover",
+				Usage: "roll a CA generation over to a new key",
+				Subcommands: []*cli.Command{{
+					Name:  "intermediate",
+					Usage: "make a new intermediate under the active root and make it active; the old one issues nothing new and retires when its last certificate expires",
+					Flags: []cli.Flag{configFlag,
+						&cli.StringFlag{Name: "hierarchy", Usage: "`ecdsa` or rsa", Required: true},
+						&cli.StringFlag{Name: "reason", Value: "superseded", Usage: "RFC 5280 `REASON`: superseded (routine) or keyCompromise, cACompromise (the old intermediate's valid certificates are listed, with the command that revokes them)"},
+					},
+					Action: func(c *cli.Context) error {
+						hier := strings.ToLower(c.String("hierarchy"))
+						if hier != ca.ECDSA && hier != ca.RSA {
+							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+						}
+						reason, err := ca.ParseReason(c.String("reason"))
+						if err != nil {
+							return usageError("%v", err)
+						}
+						reasonName, _ := ca.ReasonName(reason)
+						return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+							r, err := a.RolloverIntermediate(ctx, hier, reasonName)
+							if err != nil {
+								return err
+							}
+							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_rollover", Target: r.New.ID,
+								Detail: fmt.Sprintf("%s replaces %s (reason %s); old SHA-256 %s, new SHA-256 %s", r.New.ID, r.Old.ID, reasonName, r.Old.Fingerprint, r.New.Fingerprint)})
+							fmt.Fprintf(c.App.Writer, "%s is active (SHA-256 %s, valid until %s); %s is retiring: it issues nothing new and answers for its certificates until the last expires\n",
+								r.New.ID, colonHex(r.New.Fingerprint), r.New.Cert.NotAfter.UTC().Format(time.RFC3339), r.Old.ID)
+							if reason == 1 || reason == 2 { // keyCompromise, cACompromise
+								valid := false
+								leaves, err := st.ListCertificates(ctx, store.ListOptions{IssuerID: r.Old.ID, Revoked: &valid})
+								if err != nil {
+									return err
+								}
+								n := 0
+								for _, l := range leaves {
+									if time.Now().Before(l.NotAfter) {
+										n++
+										fmt.Fprintf(c.App.Writer, "  still valid under %s: %s %s until %s\n", r.Old.ID, store.SerialKey(l.Serial), strings.Join(l.SANs, ","), l.NotAfter.UTC().Format(time.RFC3339))
+									}
+								}
+								fmt.Fprintf(c.App.Writer, "%d certificates of %s are still valid; revoke them all with: nmos-certs certs revoke --issuer %s --reason %s\n", n, r.Old.ID, r.Old.ID, reasonName)
+							}
+							return nil
+						})
+					},
+				}},
+			},
 		},
 	}
 }

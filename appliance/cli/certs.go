@@ -195,12 +195,19 @@ func certsCommand() *cli.Command {
 			},
 			{
 				Name:      "revoke",
-				Usage:     "revoke a certificate; OCSP and the CRL reflect it within seconds",
-				ArgsUsage: "SERIAL",
+				Usage:     "revoke a certificate, or every valid certificate of a CA generation (--issuer); OCSP and the CRL reflect it within seconds",
+				ArgsUsage: "SERIAL | --issuer GENERATION",
 				Flags: []cli.Flag{configFlag,
 					&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "RFC 5280 `REASON`: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn, aACompromise"},
+					&cli.StringFlag{Name: "issuer", Usage: "revoke every valid certificate issued by CA `GENERATION` (after a compromised intermediate's rollover)"},
 				},
 				Action: func(c *cli.Context) error {
+					if gen := c.String("issuer"); gen != "" {
+						if c.NArg() != 0 {
+							return usageError("certs revoke takes a SERIAL or --issuer, not both")
+						}
+						return revokeIssuer(c, gen)
+					}
 					if c.NArg() != 1 {
 						return usageError("certs revoke takes one SERIAL")
 					}
@@ -242,6 +249,40 @@ func status(c *store.Certificate) string {
 		return "expired"
 	}
 	return "valid"
+}
+
+// revokeIssuer revokes every unrevoked, unexpired certificate that the
+// CA generation gen issued.
+func revokeIssuer(c *cli.Context, gen string) error {
+	reason, err := ca.ParseReason(c.String("reason"))
+	if err != nil {
+		return usageError("%v", err)
+	}
+	name, _ := ca.ReasonName(reason)
+	return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+		if _, ok := a.CACertificate(gen); !ok {
+			return fmt.Errorf("no CA generation %q (see 'nmos-certs ca status')", gen)
+		}
+		valid := false
+		certs, err := st.ListCertificates(ctx, store.ListOptions{IssuerID: gen, Revoked: &valid})
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, x := range certs {
+			if !time.Now().Before(x.NotAfter) {
+				continue
+			}
+			if _, err := a.Revoke(ctx, x.Serial, reason); err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
+				return fmt.Errorf("revoke %s: %w (%d revoked before it)", store.SerialKey(x.Serial), err, n)
+			}
+			n++
+		}
+		_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificates_revoked", Target: gen,
+			Detail: fmt.Sprintf("every valid certificate of %s, %d, reason %s", gen, n, name)})
+		fmt.Fprintf(c.App.Writer, "revoked %d certificates of %s (%s)\n", n, gen, name)
+		return nil
+	})
 }
 
 // denyMany denies the waiting requests that match --all-from and

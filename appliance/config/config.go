@@ -83,6 +83,9 @@ type CA struct {
 	// NameBindingGrace is how long a name stays bound after the last of
 	// its holder's certificates for it expired.
 	NameBindingGrace Duration `yaml:"name_binding_grace"`
+	// IntermediateRolloverAt is the share of its life, in percent, after
+	// which the active intermediate is rolled over.
+	IntermediateRolloverAt int `yaml:"intermediate_rollover_at"`
 }
 
 // Name binding modes.

@@ -61,6 +61,7 @@ func (c *Config) ApplyDefaults() {
 	setI("est.max_pending", &c.EST.MaxPending, 1000)
 	setI("est.max_pending_per_address", &c.EST.MaxPendingPerAddress, 20)
 	setD("ca.name_binding_grace", &c.CA.NameBindingGrace, 30*24*time.Hour)
+	setI("ca.intermediate_rollover_at", &c.CA.IntermediateRolloverAt, 80)
 	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
 	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)
 	if !set("ca.base_url") {

@@ -104,6 +104,9 @@ func (c *Config) Validate() error {
 	default:
 		add("ca.name_binding", "want strict, approve or off, got %q", c.CA.NameBinding)
 	}
+	if c.CA.IntermediateRolloverAt < 50 || c.CA.IntermediateRolloverAt > 95 {
+		add("ca.intermediate_rollover_at", "must be a percentage between 50 and 95, got %d", c.CA.IntermediateRolloverAt)
+	}
 	if c.CA.NameBindingGrace < 0 {
 		add("ca.name_binding_grace", "must not be negative")
 	}

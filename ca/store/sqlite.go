@@ -1030,6 +1030,45 @@ func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
 	return out, rows.Err()
 }
 
+// RollGeneration implements Store.
+func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE id = ? AND state = ?`, string(oldState), old, string(StateActive))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("generation %s is not active: %w", old, ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, next.ID, next.Hierarchy, next.Role, next.Seq, next.ParentID, string(next.State), next.CertDER, next.KeyFile, unix(next.CreatedAt)); err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("generation %s exists: %w", next.ID, ErrConflict)
+		}
+		return err
+	}
+	if err := addEvent(ctx, tx, EventGenerations, next.ID, next.CreatedAt); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// LatestNotAfter implements Store.
+func (s *SQLite) LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error) {
+	var n sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT max(not_after) FROM certificates WHERE issuer_id = ?`, issuerID).Scan(&n); err != nil {
+		return time.Time{}, err
+	}
+	if !n.Valid {
+		return time.Time{}, nil
+	}
+	return fromUnix(n.Int64), nil
+}
+
 // SetGenerationState implements Store.
 func (s *SQLite) SetGenerationState(ctx context.Context, id string, st GenerationState) error {
 	tx, err := s.w.BeginTx(ctx, nil)

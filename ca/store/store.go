@@ -248,6 +248,14 @@ type Store interface {
 	Generations(ctx context.Context) ([]*Generation, error)
 	// SetGenerationState changes a generation's state.
 	SetGenerationState(ctx context.Context, id string, s GenerationState) error
+	// RollGeneration records next and moves generation old to oldState in
+	// one transaction, with one EventGenerations: a rollover is seen
+	// whole or not at all. ErrConflict when old is not active any more
+	// (another process rolled it over first).
+	RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState) error
+	// LatestNotAfter returns the latest notAfter of the certificates an
+	// issuer signed (the zero time when none).
+	LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error)
 
 	// PutPending records a request awaiting approval.
 	PutPending(ctx context.Context, p *Pending) error

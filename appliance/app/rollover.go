@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nmos-certs/nmos-certs/ca"
+)
+
+// rolloverAt is the share of an intermediate's life after which it is
+// rolled over (ca.intermediate_rollover_at, a restart-only setting, read
+// once so that the loops do not read a.cfg, which a reload replaces).
+func (a *App) rolloverAt() float64 { return a.rollAt }
+
+// maintainCA rolls over, per hierarchy, an active intermediate that has
+// used ca.intermediate_rollover_at of its life, and retires the retiring
+// generations whose last certificate expired: at start, then hourly, by
+// the injected clock. The change reaches the EST, OCSP and CRL services
+// through the store's event feed, as a rollover made by the CLI does.
+func (a *App) maintainCA(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		a.caChecks(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *App) caChecks(ctx context.Context) {
+	at := a.rolloverAt()
+	for _, h := range ca.Hierarchies {
+		if used := a.ca.IntermediateLifeUsed(h); used >= at {
+			r, err := a.ca.RolloverIntermediate(ctx, h, "scheduled")
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Error("scheduled intermediate rollover failed", "hierarchy", h, "life_used", used, "err", err)
+				}
+				continue
+			}
+			a.log.Info("intermediate rolled over on schedule", "hierarchy", h, "old", r.Old.ID, "new", r.New.ID)
+		}
+	}
+	if _, err := a.ca.RetireExpired(ctx); err != nil && ctx.Err() == nil {
+		a.log.Error("retire expired CA generations", "err", err)
+	}
+}
+
+// rolloverCollector says, per hierarchy and level, whether a rollover is
+// due (the active intermediate, or the root, has used its share of life)
+// and how much of its life each generation has used.
+type rolloverCollector struct {
+	a         *App
+	due, used *prometheus.Desc
+}
+
+func newRolloverCollector(a *App) *rolloverCollector {
+	return &rolloverCollector{
+		a: a,
+		due: prometheus.NewDesc("nmos_certs_ca_rollover_due",
+			"1 when the active generation of a hierarchy at a level (intermediate, root) has used its share of life before rollover (ca.intermediate_rollover_at; 80 % for roots).",
+			[]string{"hierarchy", "level"}, nil),
+		used: prometheus.NewDesc("nmos_certs_ca_cert_life_used_ratio",
+			"Share of its validity period each CA certificate has used, 0 to 1.",
+			[]string{"generation", "hierarchy", "role", "state"}, nil),
+	}
+}
+
+func (c *rolloverCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.due; ch <- c.used }
+
+func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.a.o.Clock()
+	due := map[[2]string]float64{}
+	for _, h := range ca.Hierarchies {
+		due[[2]string{h, ca.RoleIntermediate}] = 0
+		due[[2]string{h, ca.RoleRoot}] = 0
+	}
+	for _, g := range c.a.ca.Generations() {
+		used := ca.LifeUsed(g.Cert.NotBefore, g.Cert.NotAfter, now)
+		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, used, g.ID, g.Hierarchy, g.Role, string(g.State))
+		if g.State != "active" {
+			continue
+		}
+		threshold := c.a.rolloverAt()
+		if g.Role == ca.RoleRoot {
+			threshold = 0.8
+		}
+		if used >= threshold {
+			due[[2]string{g.Hierarchy, g.Role}] = 1
+		}
+	}
+	for k, v := range due {
+		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, v, k[0], k[1])
+	}
+}

@@ -1,0 +1,216 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/globalsign/est"
+
+	"github.com/nmos-certs/nmos-certs/appliance/app"
+	"github.com/nmos-certs/nmos-certs/appliance/config"
+)
+
+// startApp runs the appliance of cfgPath until the test ends.
+func startApp(t *testing.T, cfgPath string, clock func() time.Time) *app.App {
+	t.Helper()
+	cfg, err := config.LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *app.App, 1)
+	a, err := app.New(ctx, cfg, app.Options{Clock: clock, EventPoll: 20 * time.Millisecond, Ready: func(a *app.App) { ready <- a }})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-ready
+	return a
+}
+
+// TestRolloverFromCLIBesideRunningAppliance: an intermediate rolled over
+// by the CLI while the appliance runs is, within seconds, what the
+// appliance issues from, what its /cacerts carries (both intermediates)
+// and what its own TLS certificate chains to; the old generation's
+// certificates still verify and renew; a compromised intermediate's
+// certificates are listed and revoked in one command.
+func TestRolloverFromCLIBesideRunningAppliance(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "est:\n  manual_approval: true\n")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	csr := opensslCSR(t, dir, "old1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=old1.studio.example.test", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "old1.crt")); r.code != 0 {
+		t.Fatal(r)
+	}
+	a := startApp(t, cfg, nil)
+	if r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "nope", "--config", cfg); r.code != 2 {
+		t.Fatalf("bad hierarchy: %+v", r)
+	}
+	r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ecdsa-int-2 is active") || !strings.Contains(r.stdout, "ecdsa-int-1 is retiring") {
+		t.Fatalf("rollover: %+v", r)
+	}
+	st := run(t, "ca", "status", "--config", cfg).stdout
+	if !strings.Contains(st, "ecdsa-int-2") || !strings.Contains(st, "retiring") {
+		t.Fatalf("status after rollover:\n%s", st)
+	}
+	// The running appliance follows within seconds: /cacerts carries both
+	// intermediates, the new one first.
+	estHost := a.Addr("est").String()
+	anon := &est.Client{Host: estHost, InsecureSkipVerify: true}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cacerts, err := anon.CACerts(context.Background())
+		if err == nil && len(cacerts) == 5 && strings.Contains(cacerts[0].Subject.CommonName, "ECDSA Intermediate CA 2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cacerts after the rollover: %d certificates, %v", len(cacerts), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Its own TLS certificate moves to the new intermediate.
+	for {
+		conn, err := tls.Dial("tcp", estHost, &tls.Config{InsecureSkipVerify: true, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, MaxVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		issuer := conn.ConnectionState().PeerCertificates[0].Issuer.CommonName
+		conn.Close()
+		if strings.Contains(issuer, "ECDSA Intermediate CA 2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TLS certificate still from %q", issuer)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The certificate of the old generation renews over EST into the new.
+	oldCert := readCert(t, filepath.Join(dir, "old1.crt"))
+	oldKey := readKeyFile(t, filepath.Join(dir, "old1.key"))
+	me := &est.Client{Host: estHost, InsecureSkipVerify: true, Certificates: []*x509.Certificate{oldCert}, PrivateKey: oldKey}
+	nk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{RawSubject: oldCert.RawSubject, DNSNames: oldCert.DNSNames}, nk)
+	renewReq, _ := x509.ParseCertificateRequest(der)
+	renewed, err := me.Reenroll(context.Background(), renewReq)
+	if err != nil {
+		t.Fatalf("renewal of a certificate of the retiring generation: %v", err)
+	}
+	if !strings.Contains(renewed.Issuer.CommonName, "ECDSA Intermediate CA 2") {
+		t.Fatalf("renewed by %q", renewed.Issuer.CommonName)
+	}
+	// The retiring generation's CRL is still published.
+	resp, err := http.Get("http://" + a.Addr("http").String() + "/crl/ecdsa-int-1.crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if _, err := x509.ParseRevocationList(b); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("CRL of the retiring generation: %d %v", resp.StatusCode, err)
+	}
+
+	// A compromised intermediate: its valid certificates are listed, and
+	// revoked in one command.
+	r = run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--reason", "keyCompromise", "--config", cfg)
+	// The renewed device's, and the appliance's own TLS and OCSP responder
+	// certificates.
+	if r.code != 0 || !strings.Contains(r.stdout, "3 certificates of ecdsa-int-2 are still valid") || !strings.Contains(r.stdout, "old1.studio.example.test until") ||
+		!strings.Contains(r.stdout, "nmos-certs certs revoke --issuer ecdsa-int-2 --reason keyCompromise") {
+		t.Fatalf("compromise rollover: %+v", r)
+	}
+	r = run(t, "certs", "revoke", "--issuer", "ecdsa-int-2", "--reason", "keyCompromise", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "revoked 3 certificates of ecdsa-int-2") {
+		t.Fatalf("revoke --issuer: %+v", r)
+	}
+	if r := run(t, "certs", "revoke", "--issuer", "nope-int-9", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "no CA generation") {
+		t.Fatalf("revoke --issuer unknown: %+v", r)
+	}
+}
+
+// TestScheduledRollover: an appliance whose intermediates have used
+// ca.intermediate_rollover_at of their life (by its clock) rolls them over
+// at start, and says so in its metrics.
+func TestScheduledRollover(t *testing.T) {
+	cfg, _ := siteConfig(t, "ca:\n  intermediate_rollover_at: 60\n")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	later := time.Now().Add(3*365*24*time.Hour + 30*24*time.Hour) // 62 % of 5 years
+	a := startApp(t, cfg, func() time.Time { return later })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := run(t, "ca", "status", "--config", cfg).stdout
+		if strings.Count(st, "-int-2") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled rollover:\n%s", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + a.Addr("metrics").String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`nmos_certs_ca_rollover_due{hierarchy="ecdsa",level="intermediate"} 0`,
+		`nmos_certs_ca_rollover_due{hierarchy="rsa",level="root"} 0`,
+		`nmos_certs_ca_cert_life_used_ratio{generation="ecdsa-int-1",hierarchy="ecdsa",role="intermediate",state="retiring"}`,
+		`nmos_certs_ca_rollovers_total{hierarchy="rsa",level="intermediate"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	a, _ := tls.LoadX509KeyPair(path, strings.TrimSuffix(path, ".crt")+".key")
+	if a.Leaf == nil && len(a.Certificate) > 0 {
+		c, err := x509.ParseCertificate(a.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if a.Leaf == nil {
+		t.Fatalf("no certificate in %s", path)
+	}
+	return a.Leaf
+}
+
+func readKeyFile(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(strings.TrimSuffix(path, ".key")+".crt", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%s is not an ECDSA key", path)
+	}
+	return k
+}
+
