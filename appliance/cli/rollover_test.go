@@ -213,4 +213,3 @@ func readKeyFile(t *testing.T, path string) *ecdsa.PrivateKey {
 	}
 	return k
 }
-
