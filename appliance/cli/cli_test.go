@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/appliance/app"
-	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -633,20 +632,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 	closeStore2()
 	// It serves: the appliance starts on the restored directory.
-	c2, err := config.LoadFile(cfg2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	ready := make(chan *app.App, 1)
-	srv, err := app.New(sctx, c2, app.Options{Ready: func(a *app.App) { ready <- a }})
-	if err != nil {
-		cancel()
-		t.Fatalf("serve the restored directory: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(sctx) }()
-	<-ready
+	srv, stop := startAppStoppable(t, cfg2)
 	httpGet := func(url string) []byte {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -668,10 +654,7 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil || crl.Number.Int64() <= crlNumber {
 		t.Fatalf("restored appliance's CRL number %v (%v), want above %d", crl.Number, err, crlNumber)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	// Over a CA: refused, then with --force the old one is kept aside.
 	if r := run(t, "restore", "--config", cfg2, "--in", out); r.code == 0 || !strings.Contains(r.stderr, "--force") {

@@ -1,16 +1,12 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nmos-certs/nmos-certs/appliance/app"
-	"github.com/nmos-certs/nmos-certs/appliance/config"
 )
 
 // TestCLICountedByRunningAppliance: what certs issue issues or refuses
@@ -18,24 +14,7 @@ import (
 func TestCLICountedByRunningAppliance(t *testing.T) {
 	needOpenSSL(t)
 	cfgPath, dir := siteConfig(t, "")
-	cfg, err := config.LoadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *app.App, 1)
-	a, err := app.New(ctx, cfg, app.Options{EventPoll: 20 * time.Millisecond, Ready: func(a *app.App) { ready <- a }})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	<-ready
+	a := startApp(t, cfgPath, nil)
 	metric := func(series string) string {
 		resp, err := http.Get("http://" + a.Addr("metrics").String() + "/metrics")
 		if err != nil {

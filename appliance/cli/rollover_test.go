@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +21,22 @@ import (
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 )
 
-// startApp runs the appliance of cfgPath until the test ends.
+// startApp runs the appliance of cfgPath, by clock (nil: time.Now),
+// until the test ends.
 func startApp(t *testing.T, cfgPath string, clock func() time.Time) *app.App {
+	t.Helper()
+	a, stop := startAppClock(t, cfgPath, clock)
+	t.Cleanup(stop)
+	return a
+}
+
+// startAppStoppable runs the appliance of cfgPath until stop is called.
+func startAppStoppable(t *testing.T, cfgPath string) (*app.App, func()) {
+	t.Helper()
+	return startAppClock(t, cfgPath, nil)
+}
+
+func startAppClock(t *testing.T, cfgPath string, clock func() time.Time) (*app.App, func()) {
 	t.Helper()
 	cfg, err := config.LoadFile(cfgPath)
 	if err != nil {
@@ -36,12 +51,21 @@ func startApp(t *testing.T, cfgPath string, clock func() time.Time) *app.App {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
+	select {
+	case <-ready:
+	case err := <-done:
 		cancel()
-		<-done
-	})
-	<-ready
-	return a
+		t.Fatalf("the appliance stopped before it was ready: %v", err)
+	}
+	var once sync.Once
+	return a, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
 }
 
 // TestRolloverFromCLIBesideRunningAppliance: an intermediate rolled over

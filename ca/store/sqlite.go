@@ -996,6 +996,14 @@ func (s *SQLite) PutGeneration(ctx context.Context, g *Generation) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := insertGeneration(ctx, tx, g); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// insertGeneration records g, with its event, in tx.
+func insertGeneration(ctx context.Context, tx *sql.Tx, g *Generation) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Hierarchy, g.Role, g.Seq, g.ParentID, string(g.State), g.CertDER, g.KeyFile, unix(g.CreatedAt)); err != nil {
 		if isUnique(err) {
@@ -1003,10 +1011,7 @@ func (s *SQLite) PutGeneration(ctx context.Context, g *Generation) error {
 		}
 		return err
 	}
-	if err := addEvent(ctx, tx, EventGenerations, g.ID, g.CreatedAt); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return addEvent(ctx, tx, EventGenerations, g.ID, g.CreatedAt)
 }
 
 // Generations implements Store.
@@ -1044,14 +1049,7 @@ func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old strin
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("generation %s is not active: %w", old, ErrConflict)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, next.ID, next.Hierarchy, next.Role, next.Seq, next.ParentID, string(next.State), next.CertDER, next.KeyFile, unix(next.CreatedAt)); err != nil {
-		if isUnique(err) {
-			return fmt.Errorf("generation %s exists: %w", next.ID, ErrConflict)
-		}
-		return err
-	}
-	if err := addEvent(ctx, tx, EventGenerations, next.ID, next.CreatedAt); err != nil {
+	if err := insertGeneration(ctx, tx, next); err != nil {
 		return err
 	}
 	return tx.Commit()
