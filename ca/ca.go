@@ -51,6 +51,10 @@ var Hierarchies = []string{ECDSA, RSA}
 const (
 	RoleRoot         = "root"
 	RoleIntermediate = "intermediate"
+	// RoleLink is a root rollover's link certificate (RFC 4210 4.4):
+	// OldWithNew (the old root's key certified by the new root) or
+	// NewWithOld (the new root's key certified by the old root).
+	RoleLink = "link"
 )
 
 // Profiles recorded with issued certificates.
@@ -544,6 +548,8 @@ type GenerationInfo struct {
 	Cert                *x509.Certificate
 	KeyHeld             bool
 	Fingerprint         string // SHA-256 of the certificate, hex
+	ParentID            string
+	ActiveFrom          time.Time // when a "next" generation becomes active
 }
 
 // Generations lists every CA generation, oldest first.
@@ -556,6 +562,7 @@ func (a *Authority) Generations() []GenerationInfo {
 		out = append(out, GenerationInfo{
 			ID: g.rec.ID, Hierarchy: g.rec.Hierarchy, Role: g.rec.Role, State: g.rec.State,
 			Cert: g.cert, KeyHeld: g.key != nil, Fingerprint: hex.EncodeToString(fp[:]),
+			ParentID: g.rec.ParentID, ActiveFrom: g.rec.ActiveFrom,
 		})
 	}
 	return out
@@ -582,35 +589,40 @@ func (a *Authority) Issuers() []Issuer {
 	return out
 }
 
-// CACerts returns the certificates for EST /cacerts: the issuing
-// intermediates first (active before retiring), then the roots, for both
-// hierarchies.
+// CACerts returns the certificates for EST /cacerts, ECDSA hierarchy
+// before RSA: the intermediates first (active, then retiring, then the
+// next one of a root rollover), then the roots (the active one, OldWithOld;
+// then a rollover's new root, NewWithNew, or the retiring old one), then
+// the link certificates (NewWithOld, then OldWithNew), as RFC 7030 4.1.3
+// and RFC 4210 4.4 describe. See docs/operations.md, "/cacerts".
 func (a *Authority) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	var ints, roots []*generation
+	rank := func(g *generation) int {
+		r := map[string]int{RoleIntermediate: 0, RoleRoot: 10, RoleLink: 20}[g.rec.Role]
+		switch g.rec.State {
+		case store.StateRetiring:
+			r++
+		case store.StateNext:
+			r += 2
+		}
+		if g.rec.Role == RoleLink && g.parent != nil && g.parent.rec.Seq > g.rec.Seq {
+			r++ // OldWithNew after NewWithOld
+		}
+		if g.rec.Hierarchy != ECDSA {
+			r += 100
+		}
+		return r
+	}
+	var gens []*generation
 	for _, g := range a.gens {
-		if g.rec.State == store.StateRetired {
-			continue
-		}
-		if g.rec.Role == RoleRoot {
-			roots = append(roots, g)
-		} else {
-			ints = append(ints, g)
+		if g.rec.State != store.StateRetired {
+			gens = append(gens, g)
 		}
 	}
-	order := func(gs []*generation) {
-		sort.SliceStable(gs, func(i, j int) bool {
-			if gs[i].rec.Hierarchy != gs[j].rec.Hierarchy {
-				return gs[i].rec.Hierarchy == ECDSA
-			}
-			return gs[i].rec.State == store.StateActive && gs[j].rec.State != store.StateActive
-		})
-	}
-	order(ints)
-	order(roots)
-	out := make([]*x509.Certificate, 0, len(ints)+len(roots))
-	for _, g := range append(ints, roots...) {
+	sort.SliceStable(gens, func(i, j int) bool { return rank(gens[i]) < rank(gens[j]) })
+	out := make([]*x509.Certificate, 0, len(gens))
+	for _, g := range gens {
 		out = append(out, g.cert)
 	}
 	return out, nil
@@ -640,7 +652,7 @@ func (a *Authority) ChainFor(cert *x509.Certificate) []*x509.Certificate {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	for _, g := range a.gens {
-		if cert.CheckSignatureFrom(g.cert) == nil {
+		if g.rec.Role != RoleLink && cert.CheckSignatureFrom(g.cert) == nil {
 			chain := []*x509.Certificate{g.cert}
 			for p := g.parent; p != nil; p = p.parent {
 				chain = append(chain, p.cert)

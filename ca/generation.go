@@ -244,78 +244,132 @@ func (a *Authority) subject(hier, role string, seq int) *csr.CertificateRequest 
 // createHierarchy makes a new root and intermediate for hier. Keys are
 // written (0600, atomically) before the records that point at them.
 func (a *Authority) createHierarchy(ctx context.Context, hier string) error {
-	rootAlgo, rootSize, intAlgo, intSize := "ecdsa", 384, "ecdsa", 256
-	if hier == RSA {
-		rootAlgo, rootSize, intAlgo, intSize = "rsa", a.o.RSARootBits, "rsa", a.o.RSAIntermediateBits
-	}
 	now := a.o.Clock().Truncate(time.Second)
-
-	rootKey, err := newKey(rootAlgo, rootSize)
-	if err != nil {
-		return fmt.Errorf("root key: %w", err)
-	}
-	rootID := a.genID(hier, RoleRoot, 1)
-	rootCSR, err := csr.Generate(rootKey, a.subject(hier, RoleRoot, 1))
-	if err != nil {
-		return fmt.Errorf("root CSR: %w", err)
-	}
-	selfSigner, err := local.NewSigner(rootKey, nil, signer.DefaultSigAlgo(rootKey), &config.Signing{
-		Default: &config.SigningProfile{
-			Usage:        []string{"cert sign", "crl sign"},
-			Expiry:       a.o.RootLifetime,
-			CAConstraint: config.CAConstraint{IsCA: true, MaxPathLen: 1},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("root signer: %w", err)
-	}
-	rootPEM, err := selfSigner.Sign(signer.SignRequest{Request: string(rootCSR), NotBefore: now.Add(-a.o.Backdate), NotAfter: now.Add(a.o.RootLifetime)})
-	if err != nil {
-		return fmt.Errorf("self-sign root: %w", err)
-	}
-	rootCert, err := parsePEMCert(rootPEM)
+	root, err := a.newRoot(hier, 1, store.StateActive, now, nil)
 	if err != nil {
 		return err
 	}
-	root := &generation{
-		rec:  &store.Generation{ID: rootID, Hierarchy: hier, Role: RoleRoot, Seq: 1, State: store.StateActive, CertDER: rootCert.Raw, KeyFile: filepath.Join("ca", rootID+".key"), CreatedAt: now},
-		cert: rootCert, key: rootKey,
-	}
-	if err := root.initSigner(a); err != nil {
-		return err
-	}
-
-	intKey, err := newKey(intAlgo, intSize)
-	if err != nil {
-		return fmt.Errorf("intermediate key: %w", err)
-	}
-	intID := a.genID(hier, RoleIntermediate, 1)
-	intCSR, err := csr.Generate(intKey, a.subject(hier, RoleIntermediate, 1))
-	if err != nil {
-		return fmt.Errorf("intermediate CSR: %w", err)
-	}
-	intNotAfter := now.Add(a.o.IntermediateLifetime)
-	if intNotAfter.After(rootCert.NotAfter) {
-		intNotAfter = rootCert.NotAfter
-	}
-	intPEM, err := root.signer.Sign(signer.SignRequest{Request: string(intCSR), Profile: cfProfileIntermediate, NotBefore: now.Add(-a.o.Backdate), NotAfter: intNotAfter})
-	if err != nil {
-		return fmt.Errorf("sign intermediate: %w", err)
-	}
-	intCert, err := parsePEMCert(intPEM)
+	inter, err := a.newIntermediate(root, 1, store.StateActive, now)
 	if err != nil {
 		return err
-	}
-	inter := &generation{
-		rec:  &store.Generation{ID: intID, Hierarchy: hier, Role: RoleIntermediate, Seq: 1, ParentID: rootID, State: store.StateActive, CertDER: intCert.Raw, KeyFile: filepath.Join("ca", intID+".key"), CreatedAt: now},
-		cert: intCert, key: intKey, parent: root,
 	}
 	if err := a.persist(ctx, root, inter); err != nil {
 		return err
 	}
-	a.o.Logger.Info("CA hierarchy created", "hierarchy", hier, "root", rootID, "intermediate", intID,
-		"root_not_after", rootCert.NotAfter, "intermediate_not_after", intCert.NotAfter)
+	a.o.Logger.Info("CA hierarchy created", "hierarchy", hier, "root", root.rec.ID, "intermediate", inter.rec.ID,
+		"root_not_after", root.cert.NotAfter, "intermediate_not_after", inter.cert.NotAfter)
 	return nil
+}
+
+// rootPathLen is the path length of the roots made here: an intermediate
+// under the root, and a root rollover's link certificate between them
+// (crypto/x509 counts self-issued link certificates; intermediates have
+// path length 0, so the root alone can sign CAs).
+const rootPathLen = 2
+
+// newRoot makes a root of hier (ECDSA P-384, or RSA of rsa_root_bits),
+// self-signed, ready to sign: its key is not written yet. The first root
+// of a hierarchy is made through cfssl; a root rollover's new root
+// (like: the root it succeeds) through crypto/x509, with like's name,
+// so that the link certificates between them are self-issued (RFC 4210
+// 4.4: the CA keeps its name, and its key changes).
+func (a *Authority) newRoot(hier string, seq int, state store.GenerationState, now time.Time, like *x509.Certificate) (*generation, error) {
+	algo, size := "ecdsa", 384
+	if hier == RSA {
+		algo, size = "rsa", a.o.RSARootBits
+	}
+	key, err := newKey(algo, size)
+	if err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	id := a.genID(hier, RoleRoot, seq)
+	var cert *x509.Certificate
+	if like != nil {
+		serial, err := randomSerial(now)
+		if err != nil {
+			return nil, err
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial, RawSubject: like.RawSubject,
+			NotBefore: now.Add(-a.o.Backdate), NotAfter: now.Add(a.o.RootLifetime),
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+			BasicConstraintsValid: true, IsCA: true, MaxPathLen: rootPathLen,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			return nil, fmt.Errorf("self-sign root: %w", err)
+		}
+		if cert, err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
+	} else {
+		req, err := csr.Generate(key, a.subject(hier, RoleRoot, seq))
+		if err != nil {
+			return nil, fmt.Errorf("root CSR: %w", err)
+		}
+		self, err := local.NewSigner(key, nil, signer.DefaultSigAlgo(key), &config.Signing{
+			Default: &config.SigningProfile{
+				Usage:        []string{"cert sign", "crl sign"},
+				Expiry:       a.o.RootLifetime,
+				CAConstraint: config.CAConstraint{IsCA: true, MaxPathLen: rootPathLen},
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("root signer: %w", err)
+		}
+		certPEM, err := self.Sign(signer.SignRequest{Request: string(req), NotBefore: now.Add(-a.o.Backdate), NotAfter: now.Add(a.o.RootLifetime)})
+		if err != nil {
+			return nil, fmt.Errorf("self-sign root: %w", err)
+		}
+		if cert, err = parsePEMCert(certPEM); err != nil {
+			return nil, err
+		}
+	}
+	g := &generation{
+		rec:  &store.Generation{ID: id, Hierarchy: hier, Role: RoleRoot, Seq: seq, State: state, CertDER: cert.Raw, KeyFile: filepath.Join("ca", id+".key"), CreatedAt: now},
+		cert: cert, key: key,
+	}
+	if err := g.initSigner(a); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// newIntermediate makes intermediate seq of root's hierarchy, signed by
+// root through cfssl, valid for intermediate_lifetime but not past the
+// root; its key is not written yet.
+func (a *Authority) newIntermediate(root *generation, seq int, state store.GenerationState, now time.Time) (*generation, error) {
+	hier := root.rec.Hierarchy
+	algo, size := "ecdsa", 256
+	if hier == RSA {
+		algo, size = "rsa", a.o.RSAIntermediateBits
+	}
+	key, err := newKey(algo, size)
+	if err != nil {
+		return nil, fmt.Errorf("intermediate key: %w", err)
+	}
+	id := a.genID(hier, RoleIntermediate, seq)
+	req, err := csr.Generate(key, a.subject(hier, RoleIntermediate, seq))
+	if err != nil {
+		return nil, fmt.Errorf("intermediate CSR: %w", err)
+	}
+	notAfter := now.Add(a.o.IntermediateLifetime)
+	if notAfter.After(root.cert.NotAfter) {
+		notAfter = root.cert.NotAfter
+	}
+	certPEM, err := root.signer.Sign(signer.SignRequest{Request: string(req), Profile: cfProfileIntermediate, NotBefore: now.Add(-a.o.Backdate), NotAfter: notAfter})
+	if err != nil {
+		return nil, fmt.Errorf("sign intermediate: %w", err)
+	}
+	cert, err := parsePEMCert(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &generation{
+		rec: &store.Generation{ID: id, Hierarchy: hier, Role: RoleIntermediate, Seq: seq, ParentID: root.rec.ID, State: state,
+			CertDER: cert.Raw, KeyFile: filepath.Join("ca", id+".key"), CreatedAt: now},
+		cert: cert, key: key, parent: root,
+	}, nil
 }
 
 // persist writes the keys, then records the generations, then adds them

@@ -2,15 +2,14 @@ package ca
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/cloudflare/cfssl/csr"
-	"github.com/cloudflare/cfssl/signer"
 
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
@@ -66,34 +65,11 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	if !now.Before(root.cert.NotAfter) {
 		return nil, fmt.Errorf("root %s expired at %s: roll the root over", root.rec.ID, root.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	seq++
-	id := a.genID(hier, RoleIntermediate, seq)
-	algo, size := "ecdsa", 256
-	if hier == RSA {
-		algo, size = "rsa", a.o.RSAIntermediateBits
-	}
-	key, err := newKey(algo, size)
-	if err != nil {
-		return nil, fmt.Errorf("intermediate key: %w", err)
-	}
-	req, err := csr.Generate(key, a.subject(hier, RoleIntermediate, seq))
-	if err != nil {
-		return nil, fmt.Errorf("intermediate CSR: %w", err)
-	}
-	notAfter := now.Add(a.o.IntermediateLifetime)
-	if notAfter.After(root.cert.NotAfter) {
-		notAfter = root.cert.NotAfter
-	}
-	certPEM, err := root.signer.Sign(signer.SignRequest{Request: string(req), Profile: cfProfileIntermediate, NotBefore: now.Add(-a.o.Backdate), NotAfter: notAfter})
-	if err != nil {
-		return nil, fmt.Errorf("sign intermediate: %w", err)
-	}
-	cert, err := parsePEMCert(certPEM)
+	next, err := a.newIntermediate(root, seq+1, store.StateActive, now)
 	if err != nil {
 		return nil, err
 	}
-	rec := &store.Generation{ID: id, Hierarchy: hier, Role: RoleIntermediate, Seq: seq, ParentID: root.rec.ID,
-		State: store.StateActive, CertDER: cert.Raw, KeyFile: filepath.Join("ca", id+".key"), CreatedAt: now}
+	rec, key, cert, id := next.rec, next.key, next.cert, next.rec.ID
 	if err := writeKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
@@ -151,22 +127,55 @@ func (a *Authority) IntermediateLifeUsed(hier string) float64 {
 func (a *Authority) RetireExpired(ctx context.Context) ([]string, error) {
 	now := a.o.Clock()
 	var retired []string
-	for _, g := range a.Generations() {
-		if g.State != store.StateRetiring {
+	retire := func(id, why string) error {
+		if err := a.o.Store.SetGenerationState(ctx, id, store.StateRetired); err != nil {
+			return err
+		}
+		retired = append(retired, id)
+		a.o.Logger.Info("CA generation retired", "generation", id, "why", why)
+		return nil
+	}
+	gens := a.Generations()
+	// Intermediates (and leaves' other issuers) first: a root retires
+	// once its intermediates have.
+	for _, g := range gens {
+		switch {
+		case g.Role == RoleLink && g.State != store.StateRetired && !now.Before(g.Cert.NotAfter):
+			if err := retire(g.ID, "the link certificate expired"); err != nil {
+				return retired, err
+			}
+		case g.Role == RoleIntermediate && g.State == store.StateRetiring:
+			last, err := a.o.Store.LatestNotAfter(ctx, g.ID)
+			if err != nil {
+				return retired, err
+			}
+			if now.Before(last) {
+				continue
+			}
+			if err := retire(g.ID, "its last certificate expired "+last.UTC().Format(time.RFC3339)); err != nil {
+				return retired, err
+			}
+		}
+	}
+	gone := map[string]bool{}
+	for _, id := range retired {
+		gone[id] = true
+	}
+	for _, g := range gens {
+		if g.Role != RoleRoot || g.State != store.StateRetiring {
 			continue
 		}
-		last, err := a.o.Store.LatestNotAfter(ctx, g.ID)
-		if err != nil {
-			return retired, err
+		live := false
+		for _, c := range gens {
+			if c.Role == RoleIntermediate && c.ParentID == g.ID && c.State != store.StateRetired && !gone[c.ID] {
+				live = true
+			}
 		}
-		if now.Before(last) {
-			continue
+		if !live {
+			if err := retire(g.ID, "its intermediates are retired"); err != nil {
+				return retired, err
+			}
 		}
-		if err := a.o.Store.SetGenerationState(ctx, g.ID, store.StateRetired); err != nil {
-			return retired, err
-		}
-		retired = append(retired, g.ID)
-		a.o.Logger.Info("CA generation retired: its last certificate expired", "generation", g.ID, "last_not_after", last)
 	}
 	if len(retired) > 0 {
 		if err := a.Reload(ctx); err != nil {
@@ -174,4 +183,208 @@ func (a *Authority) RetireExpired(ctx context.Context) ([]string, error) {
 		}
 	}
 	return retired, nil
+}
+
+// RootRollover describes a root rollover (RFC 4210 4.4): the new root
+// (NewWithNew), the two link certificates, and the new root's first
+// intermediate, which become active at ActiveFrom.
+type RootRollover struct {
+	Hierarchy              string
+	OldRoot, NewRoot       GenerationInfo
+	OldWithNew, NewWithOld GenerationInfo
+	NewIntermediate        GenerationInfo
+	ActiveFrom             time.Time
+}
+
+// RolloverRoot starts a root rollover of hier: a new root, self-signed
+// (NewWithNew); OldWithNew, the old root's key certified by the new root,
+// and NewWithOld, the new root's key certified by the old root, each
+// valid until the old root expires (RFC 4210 4.4); and an intermediate
+// under the new root. The link certificates are published at once (in
+// /cacerts), so that devices fetching the CA certificates learn the new
+// root while they still trust the old; the new root and intermediate are
+// "next" until overlap has passed, then become active and the old ones
+// retiring (ActivateDue). With overlap 0 the new hierarchy is active at
+// once. Keys are written before the records; the records are one
+// transaction.
+func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.Duration) (*RootRollover, error) {
+	a.rollMu.Lock()
+	defer a.rollMu.Unlock()
+	if err := a.Reload(ctx); err != nil {
+		return nil, err
+	}
+	a.mu.RLock()
+	var old *generation
+	rootSeq, intSeq := 0, 0
+	pending := false
+	for _, g := range a.gens {
+		if g.rec.Hierarchy != hier {
+			continue
+		}
+		switch {
+		case g.rec.State == store.StateNext:
+			pending = true
+		case g.rec.Role == RoleRoot && g.rec.State == store.StateActive:
+			old = g
+		}
+		if g.rec.Role == RoleRoot {
+			rootSeq = max(rootSeq, g.rec.Seq)
+		}
+		if g.rec.Role == RoleIntermediate {
+			intSeq = max(intSeq, g.rec.Seq)
+		}
+	}
+	a.mu.RUnlock()
+	switch {
+	case pending:
+		return nil, fmt.Errorf("a %s root rollover is already under way: its new root becomes active at the end of its overlap", strings.ToUpper(hier))
+	case old == nil:
+		return nil, fmt.Errorf("no active %s root", strings.ToUpper(hier))
+	case old.key == nil:
+		return nil, fmt.Errorf("%s: %w; NewWithOld must be signed with it", old.rec.ID, ErrRootKeyNotHeld)
+	}
+	now := a.o.Clock().Truncate(time.Second)
+	if !now.Before(old.cert.NotAfter) {
+		return nil, fmt.Errorf("root %s expired at %s: the link certificates cannot outlive it; create a new hierarchy instead", old.rec.ID, old.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	activeFrom := now.Add(overlap)
+	root, err := a.newRoot(hier, rootSeq+1, store.StateNext, now, old.cert)
+	if err != nil {
+		return nil, err
+	}
+	root.rec.ActiveFrom = activeFrom
+	inter, err := a.newIntermediate(root, intSeq+1, store.StateNext, now)
+	if err != nil {
+		return nil, err
+	}
+	inter.rec.ActiveFrom = activeFrom
+	oldWithNew, err := a.linkCertificate(old, root, now)
+	if err != nil {
+		return nil, fmt.Errorf("OldWithNew: %w", err)
+	}
+	newWithOld, err := a.linkCertificate(root, old, now)
+	if err != nil {
+		return nil, fmt.Errorf("NewWithOld: %w", err)
+	}
+	for _, g := range []*generation{root, inter} {
+		if err := writeKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
+			return nil, fmt.Errorf("write key of %s: %w", g.rec.ID, err)
+		}
+	}
+	if err := a.o.Store.PutGenerations(ctx, root.rec, newWithOld.rec, oldWithNew.rec, inter.rec); err != nil {
+		return nil, fmt.Errorf("record the root rollover: %w", err)
+	}
+	if overlap <= 0 {
+		if err := a.o.Store.ActivateHierarchy(ctx, hier, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.Reload(ctx); err != nil {
+		return nil, err
+	}
+	r := &RootRollover{Hierarchy: hier, ActiveFrom: activeFrom}
+	for _, g := range a.Generations() {
+		switch g.ID {
+		case old.rec.ID:
+			r.OldRoot = g
+		case root.rec.ID:
+			r.NewRoot = g
+		case oldWithNew.rec.ID:
+			r.OldWithNew = g
+		case newWithOld.rec.ID:
+			r.NewWithOld = g
+		case inter.rec.ID:
+			r.NewIntermediate = g
+		}
+	}
+	a.metrics.rollovers.WithLabelValues(hier, RoleRoot).Inc()
+	a.o.Logger.LogAttrs(ctx, slog.LevelWarn, "CA root rollover started",
+		slog.String("hierarchy", hier), slog.String("old_root", old.rec.ID), slog.String("old_sha256", r.OldRoot.Fingerprint),
+		slog.String("new_root", root.rec.ID), slog.String("new_sha256", r.NewRoot.Fingerprint),
+		slog.String("new_intermediate", inter.rec.ID), slog.Time("active_from", activeFrom))
+	return r, nil
+}
+
+// linkCertificate certifies subject's root key with issuer's root key
+// (RFC 4210 4.4): OldWithNew when subject is the old root, NewWithOld
+// when it is the new. It keeps the subject root's name, key identifier
+// and constraints, and is valid from now until the older root expires.
+// Made with crypto/x509, as every new kind of certificate here.
+func (a *Authority) linkCertificate(subject, issuer *generation, now time.Time) (*generation, error) {
+	notAfter := subject.cert.NotAfter
+	if issuer.cert.NotAfter.Before(notAfter) {
+		notAfter = issuer.cert.NotAfter
+	}
+	serial, err := randomSerial(now)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		RawSubject:            subject.cert.RawSubject,
+		NotBefore:             now.Add(-a.o.Backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            subject.cert.MaxPathLen,
+		MaxPathLenZero:        subject.cert.MaxPathLenZero,
+		SubjectKeyId:          subject.cert.SubjectKeyId,
+		// crypto/x509 leaves out the authority key identifier of a
+		// self-issued certificate; a link certificate needs it, or
+		// verifiers take it for a self-signed one.
+		AuthorityKeyId: issuer.cert.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.cert, subject.cert.PublicKey, issuer.key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s-root-%d-by-%d", subject.rec.Hierarchy, subject.rec.Seq, issuer.rec.Seq)
+	return &generation{
+		rec: &store.Generation{ID: id, Hierarchy: subject.rec.Hierarchy, Role: RoleLink, Seq: subject.rec.Seq, ParentID: issuer.rec.ID,
+			State: store.StateActive, CertDER: der, CreatedAt: now},
+		cert: cert, parent: issuer,
+	}, nil
+}
+
+// ActivateDue ends the overlap of every root rollover whose time has
+// come: the new root and intermediate become active, the old ones
+// retiring. It returns the hierarchies activated.
+func (a *Authority) ActivateDue(ctx context.Context) ([]string, error) {
+	now := a.o.Clock()
+	due := map[string]bool{}
+	for _, g := range a.Generations() {
+		if g.State == store.StateNext && !now.Before(g.ActiveFrom) {
+			due[g.Hierarchy] = true
+		}
+	}
+	var done []string
+	for _, h := range Hierarchies {
+		if !due[h] {
+			continue
+		}
+		if err := a.o.Store.ActivateHierarchy(ctx, h, now); err != nil && !errors.Is(err, store.ErrConflict) {
+			return done, err
+		}
+		done = append(done, h)
+		a.o.Logger.Warn("CA root rollover: the new hierarchy is active", "hierarchy", h)
+	}
+	if len(done) > 0 {
+		return done, a.Reload(ctx)
+	}
+	return nil, nil
+}
+
+// RootLifeUsed is the share of its life the active root of hier has used.
+func (a *Authority) RootLifeUsed(hier string) float64 {
+	for _, g := range a.Generations() {
+		if g.Hierarchy == hier && g.Role == RoleRoot && g.State == store.StateActive {
+			return LifeUsed(g.Cert.NotBefore, g.Cert.NotAfter, a.o.Clock())
+		}
+	}
+	return 0
 }

@@ -304,6 +304,8 @@ var migrations = []string{
 	ALTER TABLE pending ADD COLUMN conflicts TEXT NOT NULL DEFAULT '';
 	CREATE INDEX pending_state ON pending(state);
 	CREATE INDEX certificates_key_renewals ON certificates(spki_sha256) WHERE renews IS NOT NULL;`,
+	// When a generation published ahead (a root rollover's) becomes active.
+	`ALTER TABLE generations ADD COLUMN active_from INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // afterMigration are steps in Go that follow a migration, in its
@@ -1002,10 +1004,58 @@ func (s *SQLite) PutGeneration(ctx context.Context, g *Generation) error {
 	return tx.Commit()
 }
 
+// PutGenerations implements Store.
+func (s *SQLite) PutGenerations(ctx context.Context, gens ...*Generation) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, g := range gens {
+		if err := insertGeneration(ctx, tx, g); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// ActivateHierarchy implements Store.
+func (s *SQLite) ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var next int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM generations WHERE hierarchy = ? AND state = ?`, hierarchy, string(StateNext)).Scan(&next); err != nil {
+		return err
+	}
+	if next == 0 {
+		return fmt.Errorf("no generation of %s waits to become active: %w", hierarchy, ErrConflict)
+	}
+	// Roots and intermediates move; link certificates stay published.
+	if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ? AND role IN ('root', 'intermediate')`,
+		string(StateRetiring), hierarchy, string(StateActive)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ?`,
+		string(StateActive), hierarchy, string(StateNext)); err != nil {
+		return err
+	}
+	if err := addEvent(ctx, tx, EventGenerations, hierarchy, at); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // insertGeneration records g, with its event, in tx.
 func insertGeneration(ctx context.Context, tx *sql.Tx, g *Generation) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Hierarchy, g.Role, g.Seq, g.ParentID, string(g.State), g.CertDER, g.KeyFile, unix(g.CreatedAt)); err != nil {
+	var activeFrom int64
+	if !g.ActiveFrom.IsZero() {
+		activeFrom = unix(g.ActiveFrom)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO generations (id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at, active_from)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.ID, g.Hierarchy, g.Role, g.Seq, g.ParentID, string(g.State), g.CertDER, g.KeyFile, unix(g.CreatedAt), activeFrom); err != nil {
 		if isUnique(err) {
 			return fmt.Errorf("generation %s exists: %w", g.ID, ErrConflict)
 		}
@@ -1016,7 +1066,7 @@ func insertGeneration(ctx context.Context, tx *sql.Tx, g *Generation) error {
 
 // Generations implements Store.
 func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at FROM generations ORDER BY rowid`)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, hierarchy, role, seq, parent_id, state, cert_der, key_file, created_at, active_from FROM generations ORDER BY rowid`)
 	if err != nil {
 		return nil, err
 	}
@@ -1025,11 +1075,14 @@ func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
 	for rows.Next() {
 		var g Generation
 		var state string
-		var created int64
-		if err := rows.Scan(&g.ID, &g.Hierarchy, &g.Role, &g.Seq, &g.ParentID, &state, &g.CertDER, &g.KeyFile, &created); err != nil {
+		var created, activeFrom int64
+		if err := rows.Scan(&g.ID, &g.Hierarchy, &g.Role, &g.Seq, &g.ParentID, &state, &g.CertDER, &g.KeyFile, &created, &activeFrom); err != nil {
 			return nil, err
 		}
 		g.State, g.CreatedAt = GenerationState(state), fromUnix(created)
+		if activeFrom != 0 {
+			g.ActiveFrom = fromUnix(activeFrom)
+		}
 		out = append(out, &g)
 	}
 	return out, rows.Err()

@@ -68,6 +68,10 @@ const (
 	StateRetiring GenerationState = "retiring"
 	// StateRetired generations have nothing valid left.
 	StateRetired GenerationState = "retired"
+	// StateNext generations are published (a new root and its
+	// intermediate during a root rollover's overlap) but issue nothing
+	// until ActiveFrom.
+	StateNext GenerationState = "next"
 )
 
 // Generation is one CA certificate and key of a hierarchy.
@@ -81,6 +85,8 @@ type Generation struct {
 	CertDER   []byte
 	KeyFile   string // relative to the data dir; empty when the key is not held
 	CreatedAt time.Time
+	// ActiveFrom is when a StateNext generation becomes active.
+	ActiveFrom time.Time
 }
 
 // PendingState is the state of an enrollment request awaiting an operator.
@@ -253,6 +259,14 @@ type Store interface {
 	// whole or not at all. ErrConflict when old is not active any more
 	// (another process rolled it over first).
 	RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState) error
+	// PutGenerations records several generations in one transaction,
+	// with one EventGenerations (a root rollover's new root, link
+	// certificates and intermediate).
+	PutGenerations(ctx context.Context, gens ...*Generation) error
+	// ActivateHierarchy makes the StateNext generations of a hierarchy
+	// active and its active ones retiring, in one transaction: the end of
+	// a root rollover's overlap. ErrConflict when none is next.
+	ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error
 	// LatestNotAfter returns the latest notAfter of the certificates an
 	// issuer signed (the zero time when none).
 	LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error)
