@@ -148,6 +148,12 @@ type App struct {
 	serving   atomic.Bool // every listener serves; false again once stopping
 	lock      *dataLock   // this process's hold on the data directory
 	rollAt    float64     // ca.intermediate_rollover_at, as a share
+	// Root rollover settings (restart-only), and when each hierarchy's
+	// due root rollover was last announced (maintainCA's goroutine only).
+	rootAt        float64
+	rootOverlap   time.Duration
+	autoRoot      bool
+	rootAnnounced map[string]time.Time
 
 	mu        sync.Mutex
 	lastEvent int64
@@ -178,7 +184,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{},
-		rollAt: float64(cfg.CA.IntermediateRolloverAt) / 100}
+		rollAt: float64(cfg.CA.IntermediateRolloverAt) / 100, rootAt: float64(cfg.CA.RootRolloverAt) / 100,
+		rootOverlap: cfg.CA.RootRolloverOverlap.D(), autoRoot: cfg.CA.AutoRootRollover, rootAnnounced: map[string]time.Time{}}
 	a.reg.MustRegister(buildInfo())
 	a.reloads = newReloadMetrics(a.reg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

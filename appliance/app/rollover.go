@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,33 @@ func (a *App) maintainCA(ctx context.Context) {
 }
 
 func (a *App) caChecks(ctx context.Context) {
+	if done, err := a.ca.ActivateDue(ctx); err != nil && ctx.Err() == nil {
+		a.log.Error("activate the new hierarchy of a root rollover", "err", err)
+	} else if len(done) > 0 {
+		a.log.Info("root rollover overlap ended: the new hierarchy issues", "hierarchies", done)
+	}
+	for _, h := range ca.Hierarchies {
+		used := a.ca.RootLifeUsed(h)
+		if used < a.rootAt {
+			continue
+		}
+		if a.autoRoot {
+			r, err := a.ca.RolloverRoot(ctx, h, a.rootOverlap)
+			if err != nil {
+				if ctx.Err() == nil && !strings.Contains(err.Error(), "already under way") {
+					a.log.Error("automatic root rollover failed", "hierarchy", h, "err", err)
+				}
+				continue
+			}
+			a.log.Warn("root rolled over automatically", "hierarchy", h, "new_root", r.NewRoot.ID, "active_from", r.ActiveFrom)
+			continue
+		}
+		if a.rootAnnounced[h].IsZero() || a.o.Clock().Sub(a.rootAnnounced[h]) >= 24*time.Hour {
+			a.rootAnnounced[h] = a.o.Clock()
+			a.log.Warn("a root rollover is due: run 'nmos-certs ca rollover root --hierarchy "+h+"' (or set ca.auto_root_rollover)",
+				"hierarchy", h, "life_used", used)
+		}
+	}
 	at := a.rolloverAt()
 	for _, h := range ca.Hierarchies {
 		if used := a.ca.IntermediateLifeUsed(h); used >= at {
@@ -88,7 +116,7 @@ func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		threshold := c.a.rolloverAt()
 		if g.Role == ca.RoleRoot {
-			threshold = 0.8
+			threshold = c.a.rootAt
 		}
 		if used >= threshold {
 			due[[2]string{g.Hierarchy, g.Role}] = 1

@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/nmos-certs/nmos-certs/appliance/app"
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
@@ -110,6 +111,51 @@ func caCommand() *cli.Command {
 									}
 								}
 								fmt.Fprintf(c.App.Writer, "%d certificates of %s are still valid; revoke them all with: nmos-certs certs revoke --issuer %s --reason %s\n", n, r.Old.ID, r.Old.ID, reasonName)
+							}
+							return nil
+						})
+					},
+				}, {
+					Name:  "root",
+					Usage: "start a root rollover (RFC 4210 4.4): a new root, the OldWithNew and NewWithOld link certificates and an intermediate under the new root, published at once; the new hierarchy issues after the overlap",
+					Flags: []cli.Flag{configFlag,
+						&cli.StringFlag{Name: "hierarchy", Usage: "`ecdsa` or rsa", Required: true},
+						&cli.StringFlag{Name: "overlap", Usage: "how long the new root is published before it issues, `D` (30d, 0 for at once; default ca.root_rollover_overlap)"},
+					},
+					Action: func(c *cli.Context) error {
+						hier := strings.ToLower(c.String("hierarchy"))
+						if hier != ca.ECDSA && hier != ca.RSA {
+							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+						}
+						cfg, err := loadConfig(c)
+						if err != nil {
+							return err
+						}
+						overlap := cfg.CA.RootRolloverOverlap.D()
+						if s := c.String("overlap"); s != "" {
+							d, err := config.ParseDuration(s)
+							if err != nil || d < 0 {
+								return usageError("--overlap %q is not a duration (30d, 12h, 0)", s)
+							}
+							overlap = d.D()
+						}
+						return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+							r, err := a.RolloverRoot(ctx, hier, overlap)
+							if err != nil {
+								return err
+							}
+							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "root_rollover", Target: r.NewRoot.ID,
+								Detail: fmt.Sprintf("%s succeeds %s from %s; new SHA-256 %s; links %s, %s; intermediate %s", r.NewRoot.ID, r.OldRoot.ID,
+									r.ActiveFrom.UTC().Format(time.RFC3339), r.NewRoot.Fingerprint, r.NewWithOld.ID, r.OldWithNew.ID, r.NewIntermediate.ID)})
+							w := c.App.Writer
+							fmt.Fprintf(w, "new root %s (SHA-256 %s, valid until %s)\n", r.NewRoot.ID, colonHex(r.NewRoot.Fingerprint), r.NewRoot.Cert.NotAfter.UTC().Format(time.RFC3339))
+							fmt.Fprintf(w, "link certificates %s (NewWithOld) and %s (OldWithNew), valid until %s, in /cacerts from now\n",
+								r.NewWithOld.ID, r.OldWithNew.ID, r.NewWithOld.Cert.NotAfter.UTC().Format(time.RFC3339))
+							if r.NewRoot.State == "active" {
+								fmt.Fprintf(w, "%s and its intermediate %s issue from now; %s retires with its last certificate\n", r.NewRoot.ID, r.NewIntermediate.ID, r.OldRoot.ID)
+							} else {
+								fmt.Fprintf(w, "%s and its intermediate %s issue from %s; until then %s does\n", r.NewRoot.ID, r.NewIntermediate.ID,
+									r.ActiveFrom.UTC().Format(time.RFC3339), r.OldRoot.ID)
 							}
 							return nil
 						})

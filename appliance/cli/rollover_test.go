@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -236,4 +237,77 @@ func readKeyFile(t *testing.T, path string) *ecdsa.PrivateKey {
 		t.Fatalf("%s is not an ECDSA key", path)
 	}
 	return k
+}
+
+// TestRootRolloverBesideRunningAppliance: a root rollover made by the
+// CLI beside the running appliance puts the new root and both link
+// certificates in /cacerts at once, as globalsign's EST client and
+// openssl read them, and the appliance goes on issuing from the old
+// hierarchy until the overlap ends.
+func TestRootRolloverBesideRunningAppliance(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	a := startApp(t, cfg, nil)
+	if r := run(t, "ca", "rollover", "root", "--hierarchy", "ecdsa", "--overlap", "soon", "--config", cfg); r.code != 2 {
+		t.Fatalf("bad overlap: %+v", r)
+	}
+	r := run(t, "ca", "rollover", "root", "--hierarchy", "ecdsa", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "new root ecdsa-root-2") || !strings.Contains(r.stdout, "ecdsa-root-2-by-1 (NewWithOld) and ecdsa-root-1-by-2 (OldWithNew)") {
+		t.Fatalf("root rollover: %+v", r)
+	}
+	if r := run(t, "ca", "rollover", "root", "--hierarchy", "ecdsa", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "already under way") {
+		t.Fatalf("second root rollover: %+v", r)
+	}
+	// The running appliance's /cacerts, by globalsign's client.
+	host := a.Addr("est").String()
+	anon := &est.Client{Host: host, InsecureSkipVerify: true}
+	var cacerts []*x509.Certificate
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		cacerts, err = anon.CACerts(context.Background())
+		if err == nil && len(cacerts) == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cacerts after the root rollover: %d certificates, %v", len(cacerts), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Intermediates (active, then the next one), OldWithOld, NewWithNew,
+	// NewWithOld, OldWithNew; then the RSA intermediate and root.
+	selfSigned := func(c *x509.Certificate) bool { return c.CheckSignatureFrom(c) == nil }
+	if cacerts[0].IsCA && strings.Contains(cacerts[0].Subject.CommonName, "Intermediate CA 1") &&
+		strings.Contains(cacerts[1].Subject.CommonName, "Intermediate CA 2") &&
+		selfSigned(cacerts[2]) && selfSigned(cacerts[3]) && !selfSigned(cacerts[4]) && !selfSigned(cacerts[5]) &&
+		cacerts[4].CheckSignatureFrom(cacerts[2]) == nil && cacerts[5].CheckSignatureFrom(cacerts[3]) == nil {
+	} else {
+		for i, c := range cacerts {
+			t.Logf("%d %s / %s self-signed %v", i, c.Subject.CommonName, c.Issuer.CommonName, selfSigned(c))
+		}
+		t.Fatal("cacerts order during the overlap")
+	}
+	// openssl reads the same answer as RFC 7030 4.1.3 gives it: base64 of
+	// a certs-only CMS.
+	url := "https://" + host + "/.well-known/est/cacerts"
+	out, err := exec.Command("bash", "-o", "pipefail", "-c", "curl -sk "+url+" | tr -d '\\r' | base64 -d | openssl pkcs7 -inform DER -print_certs -noout").CombinedOutput()
+	if err != nil || strings.Count(string(out), "subject=") != 8 {
+		t.Fatalf("openssl on /cacerts: %v\n%s", err, out)
+	}
+	// During the overlap the old hierarchy still issues.
+	csr := opensslCSR(t, dir, "o1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=o1.studio.example.test", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "o1.crt")); r.code != 0 {
+		t.Fatal(r)
+	}
+	if c := readCert(t, filepath.Join(dir, "o1.crt")); !strings.Contains(c.Issuer.CommonName, "Intermediate CA 1") {
+		t.Fatalf("issued during the overlap by %q", c.Issuer.CommonName)
+	}
+	// Without overlap, the RSA hierarchy switches at once.
+	r = run(t, "ca", "rollover", "root", "--hierarchy", "rsa", "--overlap", "0", "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "issue from now") {
+		t.Fatalf("rollover without overlap: %+v", r)
+	}
 }

@@ -86,6 +86,15 @@ type CA struct {
 	// IntermediateRolloverAt is the share of its life, in percent, after
 	// which the active intermediate is rolled over.
 	IntermediateRolloverAt int `yaml:"intermediate_rollover_at"`
+	// RootRolloverAt is the share of its life, in percent, after which a
+	// root rollover is announced (and made, with AutoRootRollover).
+	RootRolloverAt int `yaml:"root_rollover_at"`
+	// RootRolloverOverlap is how long a root rollover publishes the new
+	// root and the link certificates before the new hierarchy issues.
+	RootRolloverOverlap Duration `yaml:"root_rollover_overlap"`
+	// AutoRootRollover rolls a root over when it is due, without an
+	// operator.
+	AutoRootRollover bool `yaml:"auto_root_rollover"`
 }
 
 // Name binding modes.

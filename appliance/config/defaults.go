@@ -62,6 +62,8 @@ func (c *Config) ApplyDefaults() {
 	setI("est.max_pending_per_address", &c.EST.MaxPendingPerAddress, 20)
 	setD("ca.name_binding_grace", &c.CA.NameBindingGrace, 30*24*time.Hour)
 	setI("ca.intermediate_rollover_at", &c.CA.IntermediateRolloverAt, 80)
+	setI("ca.root_rollover_at", &c.CA.RootRolloverAt, 80)
+	setD("ca.root_rollover_overlap", &c.CA.RootRolloverOverlap, 30*24*time.Hour)
 	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
 	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)
 	if !set("ca.base_url") {

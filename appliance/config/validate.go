@@ -107,6 +107,12 @@ func (c *Config) Validate() error {
 	if c.CA.IntermediateRolloverAt < 50 || c.CA.IntermediateRolloverAt > 95 {
 		add("ca.intermediate_rollover_at", "must be a percentage between 50 and 95, got %d", c.CA.IntermediateRolloverAt)
 	}
+	if c.CA.RootRolloverAt < 50 || c.CA.RootRolloverAt > 95 {
+		add("ca.root_rollover_at", "must be a percentage between 50 and 95, got %d", c.CA.RootRolloverAt)
+	}
+	if c.CA.RootRolloverOverlap < 0 || c.CA.RootRolloverOverlap >= c.CA.RootLifetime {
+		add("ca.root_rollover_overlap", "must be between 0 and ca.root_lifetime (%s)", c.CA.RootLifetime)
+	}
 	if c.CA.NameBindingGrace < 0 {
 		add("ca.name_binding_grace", "must not be negative")
 	}
