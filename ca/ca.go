@@ -589,17 +589,18 @@ func (a *Authority) Issuers() []Issuer {
 	return out
 }
 
-// CACerts returns the certificates for EST /cacerts, ECDSA hierarchy
-// before RSA: the intermediates first (active, then retiring, then the
-// next one of a root rollover), then the roots (the active one, OldWithOld;
-// then a rollover's new root, NewWithNew, or the retiring old one), then
-// the link certificates (NewWithOld, then OldWithNew), as RFC 7030 4.1.3
-// and RFC 4210 4.4 describe. See docs/operations.md, "/cacerts".
+// CACerts returns the certificates for EST /cacerts: the intermediates
+// first (active, then retiring, then the next one of a root rollover),
+// then the roots (the active one, OldWithOld; then a rollover's new one,
+// NewWithNew, or the retiring old one), then the link certificates
+// (NewWithOld, then OldWithNew), as RFC 7030 4.1.3 and RFC 4210 4.4
+// describe; within each group the ECDSA hierarchy before the RSA one.
+// See docs/operations.md, "/cacerts".
 func (a *Authority) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	rank := func(g *generation) int {
-		r := map[string]int{RoleIntermediate: 0, RoleRoot: 10, RoleLink: 20}[g.rec.Role]
+		r := map[string]int{RoleIntermediate: 0, RoleRoot: 100, RoleLink: 200}[g.rec.Role]
 		switch g.rec.State {
 		case store.StateRetiring:
 			r++
@@ -610,7 +611,7 @@ func (a *Authority) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
 			r++ // OldWithNew after NewWithOld
 		}
 		if g.rec.Hierarchy != ECDSA {
-			r += 100
+			r += 50
 		}
 		return r
 	}

@@ -92,23 +92,24 @@ func TestRootRollover(t *testing.T) {
 		string(nwo.RawSubject) != string(r.NewRoot.Cert.RawSubject) || !nwo.NotAfter.Equal(r.OldRoot.Cert.NotAfter) {
 		t.Fatal("NewWithOld is not the new root's key certified by the old root")
 	}
-	// /cacerts during the overlap, ECDSA part: issuing CA, next
-	// intermediate, OldWithOld, NewWithNew, NewWithOld, OldWithNew.
+	// /cacerts during the overlap: the issuing CAs and the next
+	// intermediate, OldWithOld, NewWithNew, NewWithOld, OldWithNew, ECDSA
+	// before RSA in each group.
 	cacerts, _ := a.CACerts(ctx)
 	var names []string
-	for _, c := range cacerts[:6] {
+	for _, c := range cacerts {
 		names = append(names, c.Subject.CommonName+"/"+c.Issuer.CommonName)
 	}
 	// (The new root keeps the old root's name: RFC 4210's key update.)
 	var ids []string
-	for _, c := range cacerts[:6] {
+	for _, c := range cacerts {
 		for _, g := range a.Generations() {
 			if g.Cert.Equal(c) {
 				ids = append(ids, g.ID)
 			}
 		}
 	}
-	want := "ecdsa-int-1,ecdsa-int-2,ecdsa-root-1,ecdsa-root-2,ecdsa-root-2-by-1,ecdsa-root-1-by-2"
+	want := "ecdsa-int-1,ecdsa-int-2,rsa-int-1,ecdsa-root-1,ecdsa-root-2,rsa-root-1,ecdsa-root-2-by-1,ecdsa-root-1-by-2"
 	if strings.Join(ids, ",") != want {
 		t.Fatalf("cacerts order: %s, want %s (%v)", strings.Join(ids, ","), want, names)
 	}

@@ -277,13 +277,13 @@ func TestRootRolloverBesideRunningAppliance(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// Intermediates (active, then the next one), OldWithOld, NewWithNew,
-	// NewWithOld, OldWithNew; then the RSA intermediate and root.
+	// The intermediates (ECDSA active, ECDSA next, RSA), the roots
+	// (OldWithOld, NewWithNew, RSA), then NewWithOld and OldWithNew.
 	selfSigned := func(c *x509.Certificate) bool { return c.CheckSignatureFrom(c) == nil }
-	if cacerts[0].IsCA && strings.Contains(cacerts[0].Subject.CommonName, "Intermediate CA 1") &&
-		strings.Contains(cacerts[1].Subject.CommonName, "Intermediate CA 2") &&
-		selfSigned(cacerts[2]) && selfSigned(cacerts[3]) && !selfSigned(cacerts[4]) && !selfSigned(cacerts[5]) &&
-		cacerts[4].CheckSignatureFrom(cacerts[2]) == nil && cacerts[5].CheckSignatureFrom(cacerts[3]) == nil {
+	if cacerts[0].IsCA && strings.Contains(cacerts[0].Subject.CommonName, "ECDSA Intermediate CA 1") &&
+		strings.Contains(cacerts[1].Subject.CommonName, "ECDSA Intermediate CA 2") && strings.Contains(cacerts[2].Subject.CommonName, "RSA Intermediate") &&
+		selfSigned(cacerts[3]) && selfSigned(cacerts[4]) && selfSigned(cacerts[5]) && !selfSigned(cacerts[6]) && !selfSigned(cacerts[7]) &&
+		cacerts[6].CheckSignatureFrom(cacerts[3]) == nil && cacerts[7].CheckSignatureFrom(cacerts[4]) == nil {
 	} else {
 		for i, c := range cacerts {
 			t.Logf("%d %s / %s self-signed %v", i, c.Subject.CommonName, c.Issuer.CommonName, selfSigned(c))
