@@ -7,8 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
 	"io"
+	"math/big"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -310,4 +315,77 @@ func TestRootRolloverBesideRunningAppliance(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "issue from now") {
 		t.Fatalf("rollover without overlap: %+v", r)
 	}
+}
+
+// TestEnrollmentsThroughRollovers: devices enroll without pause while
+// the intermediate and then the root of their hierarchy roll over (the
+// root with no overlap): not one request fails.
+func TestEnrollmentsThroughRollovers(t *testing.T) {
+	cfg, dir := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	// A manufacturer whose devices enroll.
+	mkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mtmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Maker Root"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	mder, _ := x509.CreateCertificate(rand.Reader, mtmpl, mtmpl, mkey.Public(), mkey)
+	mcert, _ := x509.ParseCertificate(mder)
+	roots := filepath.Join(dir, "maker.pem")
+	os.WriteFile(roots, pemCert(mder), 0o644)
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, []byte("est:\n  trusted_client_roots: ["+roots+"]\n")...), 0o644)
+	a := startApp(t, cfg, nil)
+	host := a.Addr("est").String()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	issuers := map[string]int{}
+	var failures []error
+	for w := range 4 {
+		dkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		dtmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(10 + w)), Subject: pkix.Name{CommonName: "device", SerialNumber: fmt.Sprint("D", w)},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		dder, _ := x509.CreateCertificate(rand.Reader, dtmpl, mcert, dkey.Public(), mkey)
+		dcert, _ := x509.ParseCertificate(dder)
+		c := &est.Client{Host: host, InsecureSkipVerify: true, Certificates: []*x509.Certificate{dcert}, PrivateKey: dkey}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				name := fmt.Sprintf("w%d-%d.studio.example.test", w, i)
+				der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, k)
+				req, _ := x509.ParseCertificateRequest(der)
+				cert, err := c.Enroll(context.Background(), req)
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err)
+				} else {
+					issuers[cert.Issuer.CommonName+" "+hex.EncodeToString(cert.AuthorityKeyId)]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--config", cfg); r.code != 0 {
+		t.Error(r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if r := run(t, "ca", "rollover", "root", "--hierarchy", "ecdsa", "--overlap", "0", "--config", cfg); r.code != 0 {
+		t.Error(r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d enrollments failed through the rollovers, the first: %v", len(failures), failures[0])
+	}
+	// Certificates came from the three intermediates in turn.
+	if len(issuers) != 3 {
+		t.Fatalf("issuers seen: %v", issuers)
+	}
+	t.Logf("enrollments by issuer: %v", issuers)
 }
