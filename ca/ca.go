@@ -162,6 +162,8 @@ func Open(ctx context.Context, o Options, create bool) (*Authority, error) {
 		}
 	} else if err := a.load(recs); err != nil {
 		return nil, err
+	} else {
+		a.setAsideOrphanKeys(recs)
 	}
 	for _, h := range Hierarchies {
 		if a.active[h] == nil {

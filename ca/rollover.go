@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -73,9 +74,11 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	if err := writeKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
+	step("intermediate key written")
 	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring); err != nil {
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
+	step("intermediate recorded")
 	if err := a.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load the new generation %s: %w", id, err)
 	}
@@ -95,6 +98,52 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 		slog.String("new", id), slog.String("new_sha256", r.New.Fingerprint),
 		slog.Time("new_not_after", cert.NotAfter))
 	return r, nil
+}
+
+// stepHook, when set (by tests), is called at each step of a rollover
+// that leaves something on disk, to stop the process there.
+var stepHook func(step string)
+
+func step(name string) {
+	if stepHook != nil {
+		stepHook(name)
+	}
+}
+
+// orphanAge is how old a key file no generation names must be before
+// Open sets it aside: a rollover in another process writes its key a
+// moment before it records it.
+const orphanAge = 10 * time.Minute
+
+// setAsideOrphanKeys moves the key files of data_dir/ca that no
+// generation names (a rollover stopped between writing its key and
+// recording it) to data_dir/ca/orphaned/, so that the key directory holds
+// the keys of the generations on record and nothing else. They are moved,
+// not deleted, and said in the log.
+func (a *Authority) setAsideOrphanKeys(recs []*store.Generation) {
+	named := map[string]bool{}
+	for _, r := range recs {
+		if r.KeyFile != "" {
+			named[filepath.Base(r.KeyFile)] = true
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(a.keyDir(), "*.key"))
+	for _, f := range files {
+		base := filepath.Base(f)
+		fi, err := os.Stat(f)
+		if named[base] || err != nil || time.Since(fi.ModTime()) < orphanAge {
+			continue
+		}
+		dst := filepath.Join(a.keyDir(), "orphaned", base+"."+fi.ModTime().UTC().Format("20060102T150405Z"))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err == nil {
+			err = os.Rename(f, dst)
+			if err == nil {
+				a.o.Logger.Warn("a CA key file no generation names was set aside (a rollover stopped before it was recorded)", "file", f, "moved_to", dst)
+				continue
+			}
+		}
+		a.o.Logger.Warn("a CA key file no generation names could not be set aside", "file", f, "err", err)
+	}
 }
 
 // LifeUsed is the share of its validity period a certificate has used at
@@ -266,14 +315,16 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 	if err != nil {
 		return nil, fmt.Errorf("NewWithOld: %w", err)
 	}
-	for _, g := range []*generation{root, inter} {
+	for i, g := range []*generation{root, inter} {
 		if err := writeKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
 			return nil, fmt.Errorf("write key of %s: %w", g.rec.ID, err)
 		}
+		step(fmt.Sprintf("root rollover key %d written", i+1))
 	}
 	if err := a.o.Store.PutGenerations(ctx, root.rec, newWithOld.rec, oldWithNew.rec, inter.rec); err != nil {
 		return nil, fmt.Errorf("record the root rollover: %w", err)
 	}
+	step("root rollover recorded")
 	if overlap <= 0 {
 		if err := a.o.Store.ActivateHierarchy(ctx, hier, now); err != nil {
 			return nil, err
