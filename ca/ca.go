@@ -62,6 +62,8 @@ const (
 	ProfileLeaf   = "leaf"
 	ProfileServer = "server"
 	ProfileOCSP   = "ocsp"
+	// ProfileCA is a CA certificate recorded to be revoked by its root.
+	ProfileCA = "ca"
 )
 
 // Import names an existing hierarchy's PEM files.

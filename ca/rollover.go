@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -79,6 +80,13 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
 	step("intermediate recorded")
+	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
+		// The old intermediate's key is compromised: its root revokes
+		// it, so that its CRL and OCSP say so.
+		if err := a.revokeCA(ctx, old, root, code); err != nil {
+			return nil, fmt.Errorf("revoke %s on the CRL of %s: %w", old.rec.ID, root.rec.ID, err)
+		}
+	}
 	if err := a.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load the new generation %s: %w", id, err)
 	}
@@ -144,6 +152,31 @@ func (a *Authority) setAsideOrphanKeys(recs []*store.Generation) {
 		}
 		a.o.Logger.Warn("a CA key file no generation names could not be set aside", "file", f, "err", err)
 	}
+}
+
+// revokeCA records the CA certificate of g as issued by its root (profile
+// "ca") and revokes it, so that the root's CRL and OCSP answers list it.
+func (a *Authority) revokeCA(ctx context.Context, g, root *generation, reason int) error {
+	rec := &store.Certificate{
+		Serial: g.cert.SerialNumber, IssuerID: root.rec.ID, Subject: g.cert.Subject.String(), KeyType: keyTypeOf(g.cert),
+		SPKIHash: spkiHash(g.cert.RawSubjectPublicKeyInfo), NotBefore: g.cert.NotBefore, NotAfter: g.cert.NotAfter,
+		IssuedAt: g.rec.CreatedAt, Identity: "appliance: CA generation " + g.rec.ID, Profile: ProfileCA, DER: g.cert.Raw,
+	}
+	if err := a.o.Store.PutCertificate(ctx, rec); err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrKeyReused) {
+		return err
+	}
+	if _, err := a.Revoke(ctx, g.cert.SerialNumber, reason); err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
+		return err
+	}
+	return nil
+}
+
+func keyTypeOf(c *x509.Certificate) string {
+	d, _, err := policy.KeyType(c.PublicKey)
+	if err != nil {
+		return c.PublicKeyAlgorithm.String()
+	}
+	return d
 }
 
 // LifeUsed is the share of its validity period a certificate has used at

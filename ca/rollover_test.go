@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/elliptic"
 	"crypto/x509"
+	"strconv"
 	"testing"
 	"time"
 
@@ -119,6 +120,36 @@ func TestRolloverIntermediate(t *testing.T) {
 	}
 	if u := a.IntermediateLifeUsed(ECDSA); u > 0.01 {
 		t.Fatalf("life used of a fresh intermediate %v", u)
+	}
+}
+
+// TestCompromisedIntermediateOnRootCRL: an intermediate rolled over for
+// keyCompromise is revoked by its root: the root's CRL lists it.
+func TestCompromisedIntermediateOnRootCRL(t *testing.T) {
+	a, _ := newAuthority(t)
+	ctx := context.Background()
+	old, _ := a.CACertificate("rsa-int-1")
+	if _, err := a.RolloverIntermediate(ctx, RSA, "keyCompromise"); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	if err := a.Store().Revocations(ctx, "rsa-root-1", func(r store.Revocation) error {
+		listed = append(listed, r.Serial.Text(16)+"/"+strconv.Itoa(r.Reason))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != old.SerialNumber.Text(16)+"/1" {
+		t.Fatalf("the root's revocations %v, want the old intermediate for keyCompromise", listed)
+	}
+	// A routine rollover revokes nothing.
+	if _, err := a.RolloverIntermediate(ctx, ECDSA, "superseded"); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	a.Store().Revocations(ctx, "ecdsa-root-1", func(store.Revocation) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("a routine rollover revoked %d certificates", n)
 	}
 }
 
