@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -302,4 +303,35 @@ func BenchmarkServerBare(b *testing.B) {
 		w.Write(body)
 	}), "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	b.ReportMetric(float64(out)/float64(b.N), "B-out/op")
+}
+
+// BenchmarkGenerations: a GET through the full path (decoding, issuer
+// lookup by key hash, cache) with one CA generation and with eight (a
+// CA after rollovers: each an intermediate with certificates of its
+// own): the issuer is found by its key hash, so the cost per answer does
+// not grow with the generations.
+func BenchmarkGenerations(b *testing.B) {
+	for _, gens := range []int{1, 8} {
+		b.Run(fmt.Sprint(gens), func(b *testing.B) {
+			root := makeCA(b, "ecdsa-root-1", "Bench Root", mustEC(b), nil)
+			src := &mapSource{certs: map[string]*store.Certificate{}}
+			var last *testCA
+			var serial *big.Int
+			for g := range gens {
+				last = makeCA(b, fmt.Sprintf("ecdsa-int-%d", g+1), fmt.Sprintf("Bench Intermediate %d", g+1), mustEC(b), root)
+				src.issuers = append(src.issuers, last.issuer())
+				for range 200 {
+					serial = randSerial(b)
+					src.certs[store.SerialKey(serial)] = &store.Certificate{Serial: serial, IssuerID: last.id, NotAfter: time.Now().Add(24 * time.Hour)}
+				}
+			}
+			r, err := NewResponder(context.Background(), Options{Source: src})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tail := base64.StdEncoding.EncodeToString(buildRequest(b, specFor(last, 1, serial)))
+			req := httptest.NewRequest(http.MethodGet, "/ocsp/"+tail, nil)
+			benchServe(b, r, req, func() { r.getAliases.m.Delete(tail) }, true)
+		})
+	}
 }
