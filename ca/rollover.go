@@ -179,6 +179,45 @@ func keyTypeOf(c *x509.Certificate) string {
 	return d
 }
 
+// DestroyKey deletes the key of a retired generation: the record first
+// says the key is gone, then the file is removed (a crash between leaves
+// a file no record names, which Open sets aside). The certificate stays
+// on record.
+func (a *Authority) DestroyKey(ctx context.Context, id string) error {
+	var path string
+	for _, g := range a.Generations() {
+		if g.ID != id {
+			continue
+		}
+		if g.State != store.StateRetired {
+			return fmt.Errorf("%s is %s: only a retired generation's key may be destroyed", id, g.State)
+		}
+	}
+	recs, err := a.o.Store.Generations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.ID == id {
+			if r.KeyFile == "" {
+				return fmt.Errorf("%s holds no key", id)
+			}
+			path = filepath.Join(a.o.DataDir, r.KeyFile)
+		}
+	}
+	if path == "" {
+		return fmt.Errorf("no CA generation %q", id)
+	}
+	if err := a.o.Store.DropGenerationKey(ctx, id, a.o.Clock()); err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	a.o.Logger.Warn("CA key destroyed", "generation", id, "file", path)
+	return a.Reload(ctx)
+}
+
 // LifeUsed is the share of its validity period a certificate has used at
 // now, from 0 to 1.
 func LifeUsed(notBefore, notAfter, now time.Time) float64 {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/elliptic"
 	"crypto/x509"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +111,22 @@ func TestRolloverIntermediate(t *testing.T) {
 		if is.ID == "ecdsa-int-1" || is.ID == "rsa-int-1" {
 			t.Fatalf("retired generation %s still issues OCSP and CRLs", is.ID)
 		}
+	}
+	// A retired generation's key may be destroyed; an active one's not.
+	if err := a.DestroyKey(ctx, "ecdsa-int-2"); err == nil || !strings.Contains(err.Error(), "only a retired") {
+		t.Fatalf("destroy an active key: %v", err)
+	}
+	if err := a.DestroyKey(ctx, "ecdsa-int-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca", "ecdsa-int-1.key")); !os.IsNotExist(err) {
+		t.Fatalf("key file after destroy-key: %v", err)
+	}
+	if err := a.DestroyKey(ctx, "ecdsa-int-1"); err == nil || !strings.Contains(err.Error(), "holds no key") {
+		t.Fatalf("destroy twice: %v", err)
+	}
+	if _, err := Open(ctx, o2, false); err != nil {
+		t.Fatalf("open after destroy-key: %v", err)
 	}
 	// A rollover racing with another process's: one wins, the other
 	// rolls the new one over (no generation is lost or doubled).

@@ -69,6 +69,31 @@ func caCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "destroy-key",
+				Usage:     "delete the key of a retired CA generation (its certificate stays on record); needs --confirm with the generation again",
+				ArgsUsage: "GENERATION",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "confirm", Usage: "the `GENERATION` again, to confirm"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError("ca destroy-key takes one GENERATION")
+					}
+					id := c.Args().First()
+					if c.String("confirm") != id {
+						return usageError("destroying the key of %s cannot be undone: run again with --confirm %s", id, id)
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						if err := a.DestroyKey(ctx, id); err != nil {
+							return err
+						}
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "ca_key_destroyed", Target: id, Detail: "the key of a retired generation"})
+						fmt.Fprintf(c.App.Writer, "the key of %s is destroyed; its certificate stays on record\n", id)
+						return nil
+					})
+				},
+			},
+			{
 				Name:  "rollover",
 				Usage: "roll a CA generation over to a new key",
 				Subcommands: []*cli.Command{{

@@ -174,6 +174,13 @@ func TestRolloverFromCLIBesideRunningAppliance(t *testing.T) {
 	if r := run(t, "certs", "revoke", "--issuer", "nope-int-9", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "no CA generation") {
 		t.Fatalf("revoke --issuer unknown: %+v", r)
 	}
+	// A key is destroyed only when confirmed, and only once retired.
+	if r := run(t, "ca", "destroy-key", "ecdsa-int-1", "--config", cfg); r.code != 2 || !strings.Contains(r.stderr, "--confirm ecdsa-int-1") {
+		t.Fatalf("destroy-key without confirmation: %+v", r)
+	}
+	if r := run(t, "ca", "destroy-key", "ecdsa-int-1", "--confirm", "ecdsa-int-1", "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "only a retired") {
+		t.Fatalf("destroy-key of a retiring generation: %+v", r)
+	}
 }
 
 // TestScheduledRollover: an appliance whose intermediates have used

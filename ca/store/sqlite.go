@@ -1108,6 +1108,26 @@ func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old strin
 	return tx.Commit()
 }
 
+// DropGenerationKey implements Store.
+func (s *SQLite) DropGenerationKey(ctx context.Context, id string, at time.Time) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE generations SET key_file = '' WHERE id = ? AND state = ?`, id, string(StateRetired))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("generation %s is not retired: %w", id, ErrConflict)
+	}
+	if err := addEvent(ctx, tx, EventGenerations, id, at); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // LatestNotAfter implements Store.
 func (s *SQLite) LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error) {
 	var n sql.NullInt64

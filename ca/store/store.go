@@ -267,6 +267,9 @@ type Store interface {
 	// active and its active ones retiring, in one transaction: the end of
 	// a root rollover's overlap. ErrConflict when none is next.
 	ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error
+	// DropGenerationKey records that a retired generation's key is gone.
+	// ErrConflict when the generation is not retired.
+	DropGenerationKey(ctx context.Context, id string, at time.Time) error
 	// LatestNotAfter returns the latest notAfter of the certificates an
 	// issuer signed (the zero time when none).
 	LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error)
