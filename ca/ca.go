@@ -55,6 +55,12 @@ const (
 	// OldWithNew (the old root's key certified by the new root) or
 	// NewWithOld (the new root's key certified by the old root).
 	RoleLink = "link"
+	// RoleCross is a root rollover's new intermediate certified by the
+	// old root as well, made when the old root's path length (1, as
+	// roots made before link certificates) leaves no room for NewWithOld
+	// between it and the intermediate in verifiers that count
+	// self-issued certificates (crypto/x509 does).
+	RoleCross = "cross"
 )
 
 // Profiles recorded with issued certificates.
@@ -604,7 +610,7 @@ func (a *Authority) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	rank := func(g *generation) int {
-		r := map[string]int{RoleIntermediate: 0, RoleRoot: 100, RoleLink: 200}[g.rec.Role]
+		r := map[string]int{RoleIntermediate: 0, RoleCross: 3, RoleRoot: 100, RoleLink: 200}[g.rec.Role]
 		switch g.rec.State {
 		case store.StateRetiring:
 			r++
@@ -657,7 +663,7 @@ func (a *Authority) ChainFor(cert *x509.Certificate) []*x509.Certificate {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	for _, g := range a.gens {
-		if g.rec.Role != RoleLink && cert.CheckSignatureFrom(g.cert) == nil {
+		if g.rec.Role != RoleLink && g.rec.Role != RoleCross && cert.CheckSignatureFrom(g.cert) == nil {
 			chain := []*x509.Certificate{g.cert}
 			for p := g.parent; p != nil; p = p.parent {
 				chain = append(chain, p.cert)
@@ -666,6 +672,29 @@ func (a *Authority) ChainFor(cert *x509.Certificate) []*x509.Certificate {
 		}
 	}
 	return nil
+}
+
+// BridgesFor returns the certificates that lead from the other root of a
+// root rollover to the chain issuer -> root: the link certificate that
+// certifies root's key under the other root, and a cross-certificate of
+// issuer under it. A device that trusts only one of the two roots
+// validates a chain that carries them.
+func (a *Authority) BridgesFor(issuer, root *x509.Certificate) []*x509.Certificate {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []*x509.Certificate
+	for _, g := range a.gens {
+		if g.rec.State == store.StateRetired {
+			continue
+		}
+		switch {
+		case g.rec.Role == RoleCross && publicKeysEqual(g.cert.PublicKey, issuer.PublicKey):
+			out = append(out, g.cert)
+		case g.rec.Role == RoleLink && publicKeysEqual(g.cert.PublicKey, root.PublicKey):
+			out = append(out, g.cert)
+		}
+	}
+	return out
 }
 
 // CACertificate returns the certificate of a generation by ID.

@@ -78,6 +78,52 @@ func writeKey(path string, key crypto.Signer) error {
 	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
+// writeNewKey stores a new CA generation's key as writeKey does, but
+// never over an existing file: two processes rolling over at once pick
+// the same generation ID, and the one that loses must not replace the
+// key of the one that wins. The file is written under a temporary name,
+// synced, then linked to path, which fails if path exists.
+func writeNewKey(path string, key crypto.Signer) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode key: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s exists and no generation names it yet: another rollover is under way, or one stopped (its key is set aside ten minutes later); try again then: %w", path, errKeyExists)
+		}
+		return err
+	}
+	matchDirOwner(path)
+	return SyncDir(dir)
+}
+
+// errKeyExists is writeNewKey's refusal to replace a key file.
+var errKeyExists = errors.New("key file exists")
+
 // KeyFileError names a key file the authority cannot use.
 type KeyFileError struct {
 	Path string

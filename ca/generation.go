@@ -265,7 +265,7 @@ func (a *Authority) createHierarchy(ctx context.Context, hier string) error {
 // under the root, and a root rollover's link certificate between them
 // (crypto/x509 counts self-issued link certificates; intermediates have
 // path length 0, so the root alone can sign CAs).
-const rootPathLen = 2
+var rootPathLen = 2 // a variable so that a test can make roots as earlier versions did
 
 // newRoot makes a root of hier (ECDSA P-384, or RSA of rsa_root_bits),
 // self-signed, ready to sign: its key is not written yet. The first root

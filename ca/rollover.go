@@ -72,7 +72,7 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 		return nil, err
 	}
 	rec, key, cert, id := next.rec, next.key, next.cert, next.rec.ID
-	if err := writeKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
+	if err := writeNewKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
 	step("intermediate key written")
@@ -261,8 +261,8 @@ func (a *Authority) RetireExpired(ctx context.Context) ([]string, error) {
 	// once its intermediates have.
 	for _, g := range gens {
 		switch {
-		case g.Role == RoleLink && g.State != store.StateRetired && !now.Before(g.Cert.NotAfter):
-			if err := retire(g.ID, "the link certificate expired"); err != nil {
+		case (g.Role == RoleLink || g.Role == RoleCross) && g.State != store.StateRetired && !now.Before(g.Cert.NotAfter):
+			if err := retire(g.ID, "the link or cross certificate expired"); err != nil {
 				return retired, err
 			}
 		case g.Role == RoleIntermediate && g.State == store.StateRetiring:
@@ -292,7 +292,12 @@ func (a *Authority) RetireExpired(ctx context.Context) ([]string, error) {
 				live = true
 			}
 		}
-		if !live {
+		// Its CRL goes on while a CA certificate it revoked is valid.
+		last, err := a.o.Store.LatestNotAfter(ctx, g.ID)
+		if err != nil {
+			return retired, err
+		}
+		if !live && !now.Before(last) {
 			if err := retire(g.ID, "its intermediates are retired"); err != nil {
 				return retired, err
 			}
@@ -379,6 +384,12 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 		return nil, err
 	}
 	inter.rec.ActiveFrom = activeFrom
+	var cross *generation
+	if pl := old.cert.MaxPathLen; old.cert.BasicConstraintsValid && (pl > 0 || old.cert.MaxPathLenZero) && pl < 2 {
+		if cross, err = a.crossCertificate(inter, old, now); err != nil {
+			return nil, fmt.Errorf("cross-certificate of %s: %w", inter.rec.ID, err)
+		}
+	}
 	oldWithNew, err := a.linkCertificate(old, root, now)
 	if err != nil {
 		return nil, fmt.Errorf("OldWithNew: %w", err)
@@ -388,12 +399,16 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 		return nil, fmt.Errorf("NewWithOld: %w", err)
 	}
 	for i, g := range []*generation{root, inter} {
-		if err := writeKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
+		if err := writeNewKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
 			return nil, fmt.Errorf("write key of %s: %w", g.rec.ID, err)
 		}
 		step(fmt.Sprintf("root rollover key %d written", i+1))
 	}
-	if err := a.o.Store.PutGenerations(ctx, root.rec, newWithOld.rec, oldWithNew.rec, inter.rec); err != nil {
+	recs := []*store.Generation{root.rec, newWithOld.rec, oldWithNew.rec, inter.rec}
+	if cross != nil {
+		recs = append(recs, cross.rec)
+	}
+	if err := a.o.Store.PutGenerations(ctx, recs...); err != nil {
 		return nil, fmt.Errorf("record the root rollover: %w", err)
 	}
 	step("root rollover recorded")
@@ -471,6 +486,42 @@ func (a *Authority) linkCertificate(subject, issuer *generation, now time.Time) 
 		rec: &store.Generation{ID: id, Hierarchy: subject.rec.Hierarchy, Role: RoleLink, Seq: subject.rec.Seq, ParentID: issuer.rec.ID,
 			State: store.StateActive, CertDER: der, CreatedAt: now},
 		cert: cert, parent: issuer,
+	}, nil
+}
+
+// crossCertificate certifies inter's key, under inter's name, with the
+// old root (see RoleCross), valid as long as both inter and the old root.
+func (a *Authority) crossCertificate(inter, oldRoot *generation, now time.Time) (*generation, error) {
+	notAfter := inter.cert.NotAfter
+	if oldRoot.cert.NotAfter.Before(notAfter) {
+		notAfter = oldRoot.cert.NotAfter
+	}
+	serial, err := randomSerial(now)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, RawSubject: inter.cert.RawSubject,
+		NotBefore: now.Add(-a.o.Backdate), NotAfter: notAfter,
+		KeyUsage: inter.cert.KeyUsage, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+		SubjectKeyId:          inter.cert.SubjectKeyId,
+		OCSPServer:            []string{a.ocspURL()},
+		CRLDistributionPoints: []string{a.crlURL(oldRoot.rec.ID)},
+		IssuingCertificateURL: []string{a.issuerURL(oldRoot.rec.ID)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, oldRoot.cert, inter.cert.PublicKey, oldRoot.key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s-int-%d-by-root-%d", inter.rec.Hierarchy, inter.rec.Seq, oldRoot.rec.Seq)
+	return &generation{
+		rec: &store.Generation{ID: id, Hierarchy: inter.rec.Hierarchy, Role: RoleCross, Seq: inter.rec.Seq, ParentID: oldRoot.rec.ID,
+			State: store.StateActive, CertDER: der, CreatedAt: now},
+		cert: cert, parent: oldRoot,
 	}, nil
 }
 

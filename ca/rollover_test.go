@@ -98,6 +98,14 @@ func TestRolloverIntermediate(t *testing.T) {
 	if len(b.Generations()) != 6 || b.IntermediateLifeUsed(ECDSA) > 0.01 {
 		t.Fatalf("second process: %d generations, life used %v", len(b.Generations()), b.IntermediateLifeUsed(ECDSA))
 	}
+	// The retiring generations' OCSP responder certificates, renewed for
+	// as long as they answer, do not hold their retirement back.
+	for _, id := range []string{"ecdsa-int-1", "rsa-int-1"} {
+		rk := ecKey(t, elliptic.P256())
+		if _, err := a.IssueResponderCert(ctx, id, rk.Public(), now, now.Add(365*24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Nothing retires while a leaf of the old generation is valid.
 	if retired, err := a.RetireExpired(ctx); err != nil || len(retired) != 0 {
 		t.Fatalf("retired early: %v %v", retired, err)

@@ -159,6 +159,20 @@ func TestRootRollover(t *testing.T) {
 			t.Errorf("openssl verify %s: %s", c.name, err.(*exec.ExitError).Stderr)
 		}
 	}
+	// The appliance's own TLS chain, from the new hierarchy, leads a
+	// device that trusts only the old root there (NewWithOld).
+	tc, err := a.ServerCertificate(ctx, ECDSA, "est.studio.example.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var presented []*x509.Certificate
+	for _, der := range tc.Certificate[1:] {
+		c, _ := x509.ParseCertificate(der)
+		presented = append(presented, c)
+	}
+	if err := verifies(tc.Leaf, []*x509.Certificate{r.OldRoot.Cert}, presented, now); err != nil {
+		t.Fatalf("TLS chain for a device trusting only the old root: %v", err)
+	}
 	states := map[string]store.GenerationState{}
 	for _, g := range a.Generations() {
 		states[g.ID] = g.State
@@ -182,5 +196,73 @@ func TestRootRollover(t *testing.T) {
 	rr, err := a.RolloverRoot(ctx, RSA, 0)
 	if err != nil || rr.NewRoot.State != store.StateActive || rr.NewIntermediate.State != store.StateActive {
 		t.Fatalf("rollover without overlap: %+v %v", rr, err)
+	}
+}
+
+// TestRootRolloverFromPathLengthOne: a root made as earlier versions made
+// them (path length 1) leaves no room, for crypto/x509, for NewWithOld
+// between it and the new intermediate; the rollover then also certifies
+// the new intermediate with the old root, and a device trusting only the
+// old root validates the new hierarchy's leaves and the appliance's TLS
+// chain.
+func TestRootRolloverFromPathLengthOne(t *testing.T) {
+	rootPathLen = 1
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	defer st.Close()
+	now := time.Now()
+	o := testOptions(t, dir, st)
+	o.Clock = func() time.Time { return now }
+	a, err := Open(context.Background(), o, true)
+	rootPathLen = 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	oldRoot, _ := a.CACertificate("ecdsa-root-1")
+	if oldRoot.MaxPathLen != 1 {
+		t.Fatalf("old root path length %d", oldRoot.MaxPathLen)
+	}
+	r, err := a.RolloverRoot(ctx, ECDSA, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cross, ok := a.CACertificate("ecdsa-int-2-by-root-1")
+	if !ok || cross.CheckSignatureFrom(oldRoot) != nil || !publicKeysEqual(cross.PublicKey, r.NewIntermediate.Cert.PublicKey) {
+		t.Fatal("no cross-certificate of the new intermediate by the old root")
+	}
+	leaf, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "n.studio.example.test"), policy.Requester{Identity: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newInt := r.NewIntermediate.Cert
+	if verifies(leaf, []*x509.Certificate{oldRoot}, []*x509.Certificate{newInt, r.NewWithOld.Cert}, now) == nil {
+		t.Fatal("crypto/x509 took NewWithOld under a path-length-1 root: the case proves nothing")
+	}
+	cacerts, _ := a.CACerts(ctx)
+	var inters []*x509.Certificate
+	for _, c := range cacerts {
+		if c.CheckSignatureFrom(c) != nil {
+			inters = append(inters, c)
+		}
+	}
+	if err := verifies(leaf, []*x509.Certificate{oldRoot}, inters, now); err != nil {
+		t.Fatalf("a device trusting only the old root, with /cacerts: %v", err)
+	}
+	// The appliance's TLS chain carries what such a device needs.
+	tc, err := a.ServerCertificate(ctx, ECDSA, "est.studio.example.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var presented []*x509.Certificate
+	for _, der := range tc.Certificate[1:] {
+		c, _ := x509.ParseCertificate(der)
+		presented = append(presented, c)
+	}
+	if err := verifies(tc.Leaf, []*x509.Certificate{oldRoot}, presented, now); err != nil {
+		t.Fatalf("TLS chain for a device trusting only the old root: %v (%d certificates)", err, len(presented))
+	}
+	if err := verifies(tc.Leaf, []*x509.Certificate{r.NewRoot.Cert}, presented, now); err != nil {
+		t.Fatalf("TLS chain for a device trusting the new root: %v", err)
 	}
 }

@@ -66,8 +66,14 @@ func (a *Authority) ServerCertificate(ctx context.Context, hier, hostname string
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}
 	chain := append([]*x509.Certificate{cert}, a.ChainFor(cert)...)
-	if len(chain) > 1 {
-		chain = chain[:len(chain)-1] // the root is not sent
+	if len(chain) > 2 {
+		// The root is not sent; during and after a root rollover the
+		// certificates that lead to it from the other root are, so that a
+		// device trusting either root can authenticate the appliance.
+		root := chain[len(chain)-1]
+		chain = append(chain[:len(chain)-1], a.BridgesFor(chain[1], root)...)
+	} else if len(chain) > 1 {
+		chain = chain[:len(chain)-1]
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

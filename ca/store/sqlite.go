@@ -1131,7 +1131,9 @@ func (s *SQLite) DropGenerationKey(ctx context.Context, id string, at time.Time)
 // LatestNotAfter implements Store.
 func (s *SQLite) LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error) {
 	var n sql.NullInt64
-	if err := s.r.QueryRowContext(ctx, `SELECT max(not_after) FROM certificates WHERE issuer_id = ?`, issuerID).Scan(&n); err != nil {
+	// The issuer's own delegated OCSP responder certificates do not
+	// count: they are renewed for as long as it answers.
+	if err := s.r.QueryRowContext(ctx, `SELECT max(not_after) FROM certificates WHERE issuer_id = ? AND profile <> 'ocsp'`, issuerID).Scan(&n); err != nil {
 		return time.Time{}, err
 	}
 	if !n.Valid {

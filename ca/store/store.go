@@ -271,7 +271,8 @@ type Store interface {
 	// ErrConflict when the generation is not retired.
 	DropGenerationKey(ctx context.Context, id string, at time.Time) error
 	// LatestNotAfter returns the latest notAfter of the certificates an
-	// issuer signed (the zero time when none).
+	// issuer signed, its OCSP responder certificates aside (the zero time
+	// when none).
 	LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error)
 
 	// PutPending records a request awaiting approval.
