@@ -445,6 +445,9 @@ func (a *Authority) sign(ctx context.Context, hier string, csr *x509.Certificate
 	if notAfter.After(g.cert.NotAfter) {
 		notAfter = g.cert.NotAfter
 	}
+	if !notAfter.After(now) {
+		return nil, fmt.Errorf("the %s issuer %s expired at %s: roll it over", hier, g.rec.ID, g.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	start := time.Now()
 	cert, err := g.signLeaf(csr, names.DNSNames, names.Subject, now, notBefore, notAfter)
 	if err != nil {

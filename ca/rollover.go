@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,22 +72,31 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	if err != nil {
 		return nil, err
 	}
+	if reason == "scheduled" && !next.cert.NotAfter.Before(root.cert.NotAfter) && !next.cert.NotAfter.After(old.cert.NotAfter) {
+		// Cut short by the root's own end, a new intermediate would not
+		// outlive the one it replaces, and the schedule would roll it
+		// over again and again: the root rolls over instead. (An
+		// operator's rollover, for a compromise say, is made anyway.)
+		return nil, fmt.Errorf("root %s expires %s, before a new intermediate could outlive %s: roll the root over (nmos-certs ca rollover root --hierarchy %s)",
+			root.rec.ID, root.cert.NotAfter.UTC().Format(time.RFC3339), old.rec.ID, hier)
+	}
 	rec, key, cert, id := next.rec, next.key, next.cert, next.rec.ID
 	if err := writeNewKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
 	step("intermediate key written")
-	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring); err != nil {
+	// With a compromised key, the root revokes the old intermediate in
+	// the same transaction, so that its CRL and OCSP say so: a crash
+	// cannot leave the rollover made and the revocation not.
+	var revoked *store.Certificate
+	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
+		revoked = caRecord(old, root)
+		revoked.Revoked, revoked.RevokedAt, revoked.Reason = true, now, code
+	}
+	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, revoked); err != nil {
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
 	step("intermediate recorded")
-	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
-		// The old intermediate's key is compromised: its root revokes
-		// it, so that its CRL and OCSP say so.
-		if err := a.revokeCA(ctx, old, root, code); err != nil {
-			return nil, fmt.Errorf("revoke %s on the CRL of %s: %w", old.rec.ID, root.rec.ID, err)
-		}
-	}
 	if err := a.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load the new generation %s: %w", id, err)
 	}
@@ -142,6 +152,13 @@ func (a *Authority) setAsideOrphanKeys(recs []*store.Generation) {
 		if named[base] || err != nil || time.Since(fi.ModTime()) < orphanAge {
 			continue
 		}
+		// Read the records again just before: another process may have
+		// recorded the key since they were read.
+		if fresh, err := a.o.Store.Generations(context.Background()); err != nil {
+			continue
+		} else if slices.ContainsFunc(fresh, func(r *store.Generation) bool { return filepath.Base(r.KeyFile) == base }) {
+			continue
+		}
 		dst := filepath.Join(a.keyDir(), "orphaned", base+"."+fi.ModTime().UTC().Format("20060102T150405Z"))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err == nil {
 			err = os.Rename(f, dst)
@@ -154,21 +171,14 @@ func (a *Authority) setAsideOrphanKeys(recs []*store.Generation) {
 	}
 }
 
-// revokeCA records the CA certificate of g as issued by its root (profile
-// "ca") and revokes it, so that the root's CRL and OCSP answers list it.
-func (a *Authority) revokeCA(ctx context.Context, g, root *generation, reason int) error {
-	rec := &store.Certificate{
+// caRecord is the CA certificate of g as a certificate its root issued
+// (profile "ca"), to be revoked on the root's CRL.
+func caRecord(g, root *generation) *store.Certificate {
+	return &store.Certificate{
 		Serial: g.cert.SerialNumber, IssuerID: root.rec.ID, Subject: g.cert.Subject.String(), KeyType: keyTypeOf(g.cert),
 		SPKIHash: spkiHash(g.cert.RawSubjectPublicKeyInfo), NotBefore: g.cert.NotBefore, NotAfter: g.cert.NotAfter,
 		IssuedAt: g.rec.CreatedAt, Identity: "appliance: CA generation " + g.rec.ID, Profile: ProfileCA, DER: g.cert.Raw,
 	}
-	if err := a.o.Store.PutCertificate(ctx, rec); err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrKeyReused) {
-		return err
-	}
-	if _, err := a.Revoke(ctx, g.cert.SerialNumber, reason); err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
-		return err
-	}
-	return nil
 }
 
 func keyTypeOf(c *x509.Certificate) string {
@@ -373,7 +383,22 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 	if !now.Before(old.cert.NotAfter) {
 		return nil, fmt.Errorf("root %s expired at %s: the link certificates cannot outlive it; create a new hierarchy instead", old.rec.ID, old.cert.NotAfter.UTC().Format(time.RFC3339))
 	}
+	// The old hierarchy must be able to issue until the overlap ends:
+	// the overlap ends a leaf's lifetime before its intermediate or root
+	// would, if it was to end later.
 	activeFrom := now.Add(overlap)
+	a.mu.RLock()
+	if cur := a.active[hier]; cur != nil {
+		for _, end := range []time.Time{cur.cert.NotAfter, old.cert.NotAfter} {
+			if limit := end.Add(-a.o.LeafLifetime); activeFrom.After(limit) {
+				activeFrom = limit
+			}
+		}
+	}
+	a.mu.RUnlock()
+	if activeFrom.Before(now) {
+		activeFrom = now
+	}
 	root, err := a.newRoot(hier, rootSeq+1, store.StateNext, now, old.cert)
 	if err != nil {
 		return nil, err

@@ -145,9 +145,10 @@ type App struct {
 
 	listeners map[string]net.Listener
 	servers   []*http.Server
-	serving   atomic.Bool // every listener serves; false again once stopping
-	lock      *dataLock   // this process's hold on the data directory
-	rollAt    float64     // ca.intermediate_rollover_at, as a share
+	serving   atomic.Bool           // every listener serves; false again once stopping
+	lock      *dataLock             // this process's hold on the data directory
+	caErr     atomic.Pointer[error] // why the CA could not follow the store's last change
+	rollAt    float64               // ca.intermediate_rollover_at, as a share
 	// Root rollover settings (restart-only), and when each hierarchy's
 	// due root rollover was last announced (maintainCA's goroutine only).
 	rootAt        float64
@@ -441,9 +442,13 @@ func (a *App) handleEvent(ctx context.Context, e store.Event) {
 	switch e.Kind {
 	case store.EventGenerations:
 		if err := a.ca.Reload(ctx); err != nil {
+			// Say so on /readyz too: the CA on record is not the one
+			// this process issues from (a key it cannot read, say).
+			a.caErr.Store(&err)
 			a.log.Error("reload CA generations", "err", err)
 			return
 		}
+		a.caErr.Store(nil)
 		a.estHandler.p.Load().Invalidate()
 		if err := a.ocsp.Reload(ctx); err != nil {
 			a.log.Error("reload OCSP issuers", "err", err)

@@ -59,6 +59,9 @@ func (a *App) readiness(ctx context.Context) []readyCheck {
 		}
 	}
 	var caErr error
+	if p := a.caErr.Load(); p != nil {
+		caErr = fmt.Errorf("the CA could not load the generations on record: %w", *p)
+	}
 	for _, h := range ca.Hierarchies {
 		if !active[h] {
 			caErr = fmt.Errorf("no valid active %s intermediate with its key", strings.ToUpper(h))

@@ -1089,7 +1089,7 @@ func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
 }
 
 // RollGeneration implements Store.
-func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState) error {
+func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState, revoked *Certificate) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -1104,6 +1104,19 @@ func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old strin
 	}
 	if err := insertGeneration(ctx, tx, next); err != nil {
 		return err
+	}
+	if c := revoked; c != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates
+			(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, revoked, revoked_at, reason)
+			VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, '', 1, ?, ?)
+			ON CONFLICT (serial) DO UPDATE SET revoked = 1, revoked_at = excluded.revoked_at, reason = excluded.reason`,
+			SerialKey(c.Serial), c.IssuerID, c.Subject, c.KeyType, c.SPKIHash, unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt),
+			c.Identity, c.Profile, c.DER, unix(c.RevokedAt), c.Reason); err != nil {
+			return fmt.Errorf("revoke %s: %w", SerialKey(c.Serial), err)
+		}
+		if err := addEvent(ctx, tx, EventRevoked, c.IssuerID+"/"+SerialKey(c.Serial), c.RevokedAt); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }

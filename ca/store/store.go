@@ -257,10 +257,12 @@ type Store interface {
 	// RollGeneration records next and moves generation old to oldState in
 	// one transaction, with one EventGenerations: a rollover is seen
 	// whole or not at all. ErrConflict when old is not active any more
-	// (another process rolled it over first).
-	RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState) error
+	// (another process rolled it over first). revoked, when not nil, is
+	// the old generation's CA certificate as its root revokes it (key
+	// compromise), recorded revoked in the same transaction.
+	RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState, revoked *Certificate) error
 	// PutGenerations records several generations in one transaction,
-	// with one EventGenerations (a root rollover's new root, link
+	// with an EventGenerations each (a root rollover's new root, link
 	// certificates and intermediate).
 	PutGenerations(ctx context.Context, gens ...*Generation) error
 	// ActivateHierarchy makes the StateNext generations of a hierarchy
