@@ -21,23 +21,37 @@ import (
 // on, as the appliance runs it by default, and a clock the test moves.
 func bindingAuthority(t *testing.T) (*Authority, *time.Time) {
 	t.Helper()
+	a, now, _, _ := clockedAuthority(t, func(o *Options) {
+		o.Names = Names{Bind: true, Grace: 7 * 24 * time.Hour, Reserved: []policy.Reserved{
+			{Pattern: "est.studio.example.test", Rule: "the appliance's hostname"},
+			{Pattern: "studio.example.test", Rule: "the zone apex"},
+			{Pattern: "*.infra.studio.example.test", Rule: "ca.reserved_names"},
+		}}
+	})
+	return a, now
+}
+
+// clockedAuthority creates an authority whose clock the test moves (the
+// returned time), with options adjusted by configure.
+func clockedAuthority(t *testing.T, configure func(*Options)) (*Authority, *time.Time, Options, string) {
+	t.Helper()
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	t.Cleanup(func() { st.Close() })
-	now := time.Now()
+	now := new(time.Time)
+	*now = time.Now()
 	o := testOptions(t, dir, st)
-	o.Clock = func() time.Time { return now }
-	o.Names = Names{Bind: true, Grace: 7 * 24 * time.Hour, Reserved: []policy.Reserved{
-		{Pattern: "est.studio.example.test", Rule: "the appliance's hostname"},
-		{Pattern: "studio.example.test", Rule: "the zone apex"},
-		{Pattern: "*.infra.studio.example.test", Rule: "ca.reserved_names"},
-	}}
+	o.Clock = func() time.Time { return *now }
+	if configure != nil {
+		configure(&o)
+	}
 	a, err := Open(context.Background(), o, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, &now
+	return a, now, o, dir
 }
+
 
 func refusalCode(err error) string {
 	var r *policy.Refusal

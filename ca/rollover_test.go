@@ -20,16 +20,9 @@ import (
 // certificate expired, and until then its leaves verify, renew and are
 // answered for; another process sharing the store sees the same state.
 func TestRolloverIntermediate(t *testing.T) {
-	dir := t.TempDir()
-	st := openStore(t, dir)
-	defer st.Close()
-	now := time.Now()
-	o := testOptions(t, dir, st)
-	o.Clock = func() time.Time { return now }
-	a, err := Open(context.Background(), o, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, clock, o, dir := clockedAuthority(t, nil)
+	now := *clock
+	var err error
 	ctx := context.Background()
 	for _, hier := range Hierarchies {
 		var key = ecKey(t, elliptic.P256())
@@ -110,7 +103,7 @@ func TestRolloverIntermediate(t *testing.T) {
 	if retired, err := a.RetireExpired(ctx); err != nil || len(retired) != 0 {
 		t.Fatalf("retired early: %v %v", retired, err)
 	}
-	now = now.Add(91 * 24 * time.Hour)
+	*clock = now.Add(91 * 24 * time.Hour)
 	retired, err := a.RetireExpired(ctx)
 	if err != nil || len(retired) != 2 {
 		t.Fatalf("retired after the last leaf expired: %v %v", retired, err)

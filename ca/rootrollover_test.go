@@ -54,16 +54,7 @@ func TestRootRollover(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl is not installed: apt-get install openssl (.ci/run does) to run this test")
 	}
-	dir := t.TempDir()
-	st := openStore(t, dir)
-	defer st.Close()
-	now := time.Now()
-	o := testOptions(t, dir, st)
-	o.Clock = func() time.Time { return now }
-	a, err := Open(context.Background(), o, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, clock, _, dir := clockedAuthority(t, nil)
 	ctx := context.Background()
 	req := policy.Requester{Identity: "t"}
 	oldLeaf, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "old.studio.example.test"), req)
@@ -128,7 +119,7 @@ func TestRootRollover(t *testing.T) {
 	if done, err := a.ActivateDue(ctx); err != nil || len(done) != 0 {
 		t.Fatalf("activated early: %v %v", done, err)
 	}
-	now = now.Add(31 * 24 * time.Hour)
+	*clock = clock.Add(31 * 24 * time.Hour)
 	if done, err := a.ActivateDue(ctx); err != nil || len(done) != 1 || done[0] != ECDSA {
 		t.Fatalf("activation: %v %v", done, err)
 	}
@@ -149,13 +140,13 @@ func TestRootRollover(t *testing.T) {
 		{"new leaf, old root", newLeaf, r.OldRoot.Cert, []*x509.Certificate{newInt, nwo}, []*x509.Certificate{newInt}},
 		{"old leaf, new root", oldLeaf, r.NewRoot.Cert, []*x509.Certificate{oldInt, own}, []*x509.Certificate{oldInt}},
 	} {
-		if err := verifies(c.leaf, []*x509.Certificate{c.root}, c.chain, now); err != nil {
+		if err := verifies(c.leaf, []*x509.Certificate{c.root}, c.chain, *clock); err != nil {
 			t.Errorf("%s through the link certificate: %v", c.name, err)
 		}
-		if verifies(c.leaf, []*x509.Certificate{c.root}, c.direct, now) == nil {
+		if verifies(c.leaf, []*x509.Certificate{c.root}, c.direct, *clock) == nil {
 			t.Errorf("%s verifies without the link certificate: the test proves nothing", c.name)
 		}
-		if err := opensslVerify(t, dir, strings.ReplaceAll(strings.ReplaceAll(c.name, " ", "-"), ",", ""), c.root, c.chain, c.leaf, now); err != nil {
+		if err := opensslVerify(t, dir, strings.ReplaceAll(strings.ReplaceAll(c.name, " ", "-"), ",", ""), c.root, c.chain, c.leaf, *clock); err != nil {
 			t.Errorf("openssl verify %s: %s", c.name, err.(*exec.ExitError).Stderr)
 		}
 	}
@@ -170,7 +161,7 @@ func TestRootRollover(t *testing.T) {
 		c, _ := x509.ParseCertificate(der)
 		presented = append(presented, c)
 	}
-	if err := verifies(tc.Leaf, []*x509.Certificate{r.OldRoot.Cert}, presented, now); err != nil {
+	if err := verifies(tc.Leaf, []*x509.Certificate{r.OldRoot.Cert}, presented, *clock); err != nil {
 		t.Fatalf("TLS chain for a device trusting only the old root: %v", err)
 	}
 	states := map[string]store.GenerationState{}
@@ -182,7 +173,7 @@ func TestRootRollover(t *testing.T) {
 		t.Fatalf("states after the overlap: %v", states)
 	}
 	// The old hierarchy retires with its last leaf.
-	now = now.Add(91 * 24 * time.Hour)
+	*clock = clock.Add(91 * 24 * time.Hour)
 	if _, err := a.RetireExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
