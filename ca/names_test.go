@@ -52,7 +52,6 @@ func clockedAuthority(t *testing.T, configure func(*Options)) (*Authority, *time
 	return a, now, o, dir
 }
 
-
 func refusalCode(err error) string {
 	var r *policy.Refusal
 	if errors.As(err, &r) {
