@@ -124,6 +124,22 @@ func writeNewKey(path string, key crypto.Signer) error {
 // errKeyExists is writeNewKey's refusal to replace a key file.
 var errKeyExists = errors.New("key file exists")
 
+// ReadKey reads a private key file (PEM), refusing one that group or
+// others may read.
+func ReadKey(path string) (crypto.Signer, error) { return readKey(path) }
+
+// ReadCertificates reads the certificates of a PEM file.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
+	certs, err := readCerts(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return certs, nil
+}
+
 // KeyFileError names a key file the authority cannot use.
 type KeyFileError struct {
 	Path string

@@ -62,7 +62,7 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 		return nil, fmt.Errorf("the root of %s is not known", old.rec.ID)
 	}
 	if root.key == nil || root.signer == nil {
-		return nil, fmt.Errorf("%s: %w; the new intermediate must be signed where the root key is", root.rec.ID, ErrRootKeyNotHeld)
+		return nil, fmt.Errorf("%s: %w; make the new intermediate in the offline-root ceremony: 'nmos-certs ca rollover intermediate --hierarchy %s --csr-out FILE' here, 'nmos-certs ca sign-intermediate' where the root key is, then 'nmos-certs ca import-intermediate --in FILE' here", root.rec.ID, ErrRootKeyNotHeld, hier)
 	}
 	now := a.o.Clock().Truncate(time.Second)
 	if !now.Before(root.cert.NotAfter) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -69,6 +70,79 @@ func caCommand() *cli.Command {
 				},
 			},
 			{
+				Name:  "sign-intermediate",
+				Usage: "the offline root's step of an intermediate rollover: certify a request made by 'ca rollover intermediate --csr-out' with the root key (needs no configuration or database)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "root-cert", Usage: "the root's certificate, PEM `FILE`", Required: true},
+					&cli.StringFlag{Name: "root-key", Usage: "the root's private key, PEM `FILE` (mode 0600)", Required: true},
+					&cli.StringFlag{Name: "csr", Usage: "the intermediate's request, PEM `FILE`", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "the certificate, PEM `FILE`; never overwritten", Required: true},
+					&cli.StringFlag{Name: "lifetime", Value: "1825d", Usage: "validity, `D` (not past the root's)"},
+					&cli.StringFlag{Name: "base-url", Usage: "the appliance's plain-HTTP `URL` (ca.base_url): the certificate names the root's CRL and certificate there"},
+					&cli.StringFlag{Name: "root-id", Usage: "the root's generation `ID` as 'ca status' shows it (with --base-url)"},
+				},
+				Action: func(c *cli.Context) error {
+					lifetime, err := config.ParseDuration(c.String("lifetime"))
+					if err != nil || lifetime <= 0 {
+						return usageError("--lifetime %q is not a duration (1825d, 43800h)", c.String("lifetime"))
+					}
+					if (c.String("base-url") == "") != (c.String("root-id") == "") {
+						return usageError("--base-url and --root-id go together")
+					}
+					roots, err := ca.ReadCertificates(c.String("root-cert"))
+					if err != nil {
+						return err
+					}
+					key, err := ca.ReadKey(c.String("root-key"))
+					if err != nil {
+						return err
+					}
+					req, err := os.ReadFile(c.String("csr"))
+					if err != nil {
+						return err
+					}
+					out, err := reserveOut(c.String("out"))
+					if err != nil {
+						return err
+					}
+					cert, err := ca.SignIntermediate(req, roots[0], key, lifetime.D(), c.String("base-url"), c.String("root-id"), time.Now())
+					if err != nil {
+						out.discard()
+						return fmt.Errorf("not signed: %w", err)
+					}
+					if err := out.write(ca.PEM(cert)); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "signed %q, valid until %s: take %s to the appliance and run 'nmos-certs ca import-intermediate --in %s'\n",
+						cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339), c.String("out"), filepath.Base(c.String("out")))
+					return nil
+				},
+			},
+			{
+				Name:  "import-intermediate",
+				Usage: "the last step of an offline-root intermediate rollover: the certificate 'ca sign-intermediate' made becomes the active intermediate",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "in", Usage: "the certificate, PEM `FILE`", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					certs, err := ca.ReadCertificates(c.String("in"))
+					if err != nil {
+						return err
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						r, err := a.ImportIntermediate(ctx, certs[0])
+						if err != nil {
+							return err
+						}
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_imported", Target: r.New.ID,
+							Detail: fmt.Sprintf("%s replaces %s; new SHA-256 %s", r.New.ID, r.Old.ID, r.New.Fingerprint)})
+						fmt.Fprintf(c.App.Writer, "%s is active (SHA-256 %s, valid until %s); %s is retiring\n",
+							r.New.ID, colonHex(r.New.Fingerprint), r.New.Cert.NotAfter.UTC().Format(time.RFC3339), r.Old.ID)
+						return nil
+					})
+				},
+			},
+			{
 				Name:      "destroy-key",
 				Usage:     "delete the key of a retired CA generation (its certificate stays on record); needs --confirm with the generation again",
 				ArgsUsage: "GENERATION",
@@ -102,11 +176,33 @@ func caCommand() *cli.Command {
 					Flags: []cli.Flag{configFlag,
 						&cli.StringFlag{Name: "hierarchy", Usage: "`ecdsa` or rsa", Required: true},
 						&cli.StringFlag{Name: "reason", Value: "superseded", Usage: "RFC 5280 `REASON`: superseded (routine) or keyCompromise, cACompromise (the old intermediate's valid certificates are listed, with the command that revokes them)"},
+						&cli.StringFlag{Name: "csr-out", Usage: "with the root key offline: make the new intermediate's key and write its request to `FILE`, for 'ca sign-intermediate' where the root key is"},
 					},
 					Action: func(c *cli.Context) error {
 						hier := strings.ToLower(c.String("hierarchy"))
 						if hier != ca.ECDSA && hier != ca.RSA {
 							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+						}
+						if path := c.String("csr-out"); path != "" {
+							out, err := reserveOut(path)
+							if err != nil {
+								return err
+							}
+							return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+								req, id, err := a.RequestIntermediate(ctx, hier)
+								if err != nil {
+									out.discard()
+									return err
+								}
+								if err := out.write(req); err != nil {
+									return err
+								}
+								_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_requested", Target: id, Detail: "request for the offline root written to " + path})
+								fmt.Fprintf(c.App.Writer, "the key of %s waits in the data directory; sign %s where the root key is:\n"+
+									"  nmos-certs ca sign-intermediate --root-cert ROOT.pem --root-key ROOT.key --csr %s --out %s.pem --base-url %s --root-id ROOT-ID\n"+
+									"then bring the certificate back: nmos-certs ca import-intermediate --in %s.pem\n", id, path, filepath.Base(path), id, cfgBaseURL(c), id)
+								return nil
+							})
 						}
 						reason, err := ca.ParseReason(c.String("reason"))
 						if err != nil {
@@ -271,4 +367,12 @@ func (o *outFile) discard() {
 		o.f.Close()
 		os.Remove(o.path)
 	}
+}
+
+// cfgBaseURL is ca.base_url of --config, for the commands it prints.
+func cfgBaseURL(c *cli.Context) string {
+	if cfg, err := loadConfig(c); err == nil {
+		return cfg.CA.BaseURL
+	}
+	return "URL"
 }

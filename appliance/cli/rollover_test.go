@@ -25,6 +25,7 @@ import (
 
 	"github.com/nmos-certs/nmos-certs/appliance/app"
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/ca"
 )
 
 // startApp runs the appliance of cfgPath, by clock (nil: time.Now),
@@ -395,4 +396,74 @@ func TestEnrollmentsThroughRollovers(t *testing.T) {
 		t.Fatalf("issuers seen: %v", issuers)
 	}
 	t.Logf("enrollments by issuer: %v", issuers)
+}
+
+// TestOfflineRootCeremony: with the root key off the appliance (an
+// imported hierarchy without it), an intermediate rollover is refused
+// with the ceremony's commands, and made through them: the request on
+// the appliance, the signature where the root key is, the import; the
+// new intermediate then issues, under the same root.
+func TestOfflineRootCeremony(t *testing.T) {
+	needOpenSSL(t)
+	// A hierarchy made elsewhere: its root key stays in "vault".
+	src, srcDir := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", src); r.code != 0 {
+		t.Fatal(r)
+	}
+	vault := t.TempDir()
+	sa, closeSrc := openAuthority(t, src)
+	root, _ := sa.CACertificate("ecdsa-root-1")
+	inter, _ := sa.CACertificate("ecdsa-int-1")
+	closeSrc()
+	rootPEM := filepath.Join(vault, "root.pem")
+	os.WriteFile(rootPEM, pemCert(root.Raw), 0o644)
+	interPEM := filepath.Join(vault, "int.pem")
+	os.WriteFile(interPEM, pemCert(inter.Raw), 0o644)
+	rootKey := filepath.Join(srcDir, "data", "ca", "ecdsa-root-1.key")
+	intKey := filepath.Join(srcDir, "data", "ca", "ecdsa-int-1.key")
+
+	cfg, dir := siteConfig(t, "ca:\n  ecdsa:\n    import:\n      root_cert: "+rootPEM+"\n      intermediate_cert: "+interPEM+"\n      intermediate_key: "+intKey+"\n")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "ecdsa-root-1") {
+		t.Fatal(r)
+	}
+	r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--config", cfg)
+	if r.code == 0 || !strings.Contains(r.stderr, "--csr-out FILE") || !strings.Contains(r.stderr, "ca import-intermediate") {
+		t.Fatalf("rollover with the root offline: %+v", r)
+	}
+	csr := filepath.Join(dir, "int2.csr")
+	if r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--csr-out", csr, "--config", cfg); r.code != 0 || !strings.Contains(r.stdout, "ecdsa-int-2") {
+		t.Fatalf("request: %+v", r)
+	}
+	// Where the root key is (no configuration, no database).
+	signed := filepath.Join(vault, "int2.pem")
+	r = run(t, "ca", "sign-intermediate", "--root-cert", rootPEM, "--root-key", rootKey, "--csr", csr, "--out", signed,
+		"--base-url", "http://est.studio.example.test:8080", "--root-id", "ecdsa-root-1")
+	if r.code != 0 {
+		t.Fatalf("sign-intermediate: %+v", r)
+	}
+	if r := run(t, "ca", "import-intermediate", "--in", rootPEM, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "no pending intermediate key") {
+		t.Fatalf("import of a certificate that is not the request's: %+v", r)
+	}
+	r = run(t, "ca", "import-intermediate", "--in", signed, "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "ecdsa-int-2 is active") || !strings.Contains(r.stdout, "ecdsa-int-1 is retiring") {
+		t.Fatalf("import-intermediate: %+v", r)
+	}
+	// The new intermediate issues, under the same root.
+	leafCSR := opensslCSR(t, dir, "c1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=c1.studio.example.test", "")
+	if r := run(t, "certs", "issue", "--config", cfg, "--csr", leafCSR, "--out", filepath.Join(dir, "c1.crt")); r.code != 0 {
+		t.Fatal(r)
+	}
+	leaf := readCert(t, filepath.Join(dir, "c1.crt"))
+	ints, err := ca.ReadCertificates(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newInt := ints[0]
+	if leaf.CheckSignatureFrom(newInt) != nil || newInt.CheckSignatureFrom(root) != nil || len(newInt.CRLDistributionPoints) != 1 ||
+		newInt.CRLDistributionPoints[0] != "http://est.studio.example.test:8080/crl/ecdsa-root-1.crl" {
+		t.Fatalf("leaf from %q, intermediate from %q, CRL %v", leaf.Issuer.CommonName, newInt.Issuer.CommonName, newInt.CRLDistributionPoints)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "ca", "pending", "ecdsa-int-2.key")); !os.IsNotExist(err) {
+		t.Fatalf("the pending key is left: %v", err)
+	}
 }
