@@ -27,8 +27,10 @@ import (
 // kept. The database is copied before the keys, so that every key a
 // copied CA generation names is in the backup.
 
-// backupDirs are the data directory's subdirectories a backup holds.
-var backupDirs = []string{"ca", "server", "ocsp"}
+// backupDirs are the data directory's subdirectories a backup holds
+// (ca/pending: an offline-root ceremony's key waiting for its
+// certificate).
+var backupDirs = []string{"ca", "ca/pending", "server", "ocsp"}
 
 const (
 	manifestName = "nmos-certs-backup"

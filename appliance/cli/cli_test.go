@@ -592,6 +592,10 @@ func TestBackupRestore(t *testing.T) {
 	status := run(t, "ca", "status", "--config", cfg).stdout
 	list := run(t, "certs", "list", "--config", cfg).stdout
 
+	// A key waiting for an offline root's signature is in the backup too.
+	os.MkdirAll(filepath.Join(dir, "data", "ca", "pending"), 0o700)
+	pendingKey, _ := os.ReadFile(filepath.Join(dir, "data", "ca", "ecdsa-int-1.key"))
+	os.WriteFile(filepath.Join(dir, "data", "ca", "pending", "ecdsa-int-2.key"), pendingKey, 0o600)
 	out := filepath.Join(dir, "site.backup")
 	r := run(t, "backup", "--config", cfg, "--out", out)
 	if r.code != 0 || !strings.Contains(r.stdout, "4 CA generations, 1 certificates") {
@@ -621,7 +625,7 @@ func TestBackupRestore(t *testing.T) {
 	if got := run(t, "certs", "list", "--config", cfg2).stdout; got != list {
 		t.Fatalf("restored certificates differ:\n%s\nwant\n%s", got, list)
 	}
-	for _, f := range []string{"ca/ecdsa-int-1.key", "nmos-certs.db"} {
+	for _, f := range []string{"ca/ecdsa-int-1.key", "nmos-certs.db", "ca/pending/ecdsa-int-2.key"} {
 		if fi, err := os.Stat(filepath.Join(dir2, "data", f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s restored with %v %v", f, fi, err)
 		}
