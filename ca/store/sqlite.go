@@ -1004,48 +1004,56 @@ func (s *SQLite) PutGeneration(ctx context.Context, g *Generation) error {
 	return tx.Commit()
 }
 
-// PutGenerations implements Store.
-func (s *SQLite) PutGenerations(ctx context.Context, gens ...*Generation) error {
+// inTx runs fn in a transaction of the writer connection and commits it
+// when fn succeeds.
+func (s *SQLite) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	for _, g := range gens {
-		if err := insertGeneration(ctx, tx, g); err != nil {
-			return err
-		}
+	if err := fn(tx); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
 
+// PutGenerations implements Store.
+func (s *SQLite) PutGenerations(ctx context.Context, gens ...*Generation) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, g := range gens {
+			if err := insertGeneration(ctx, tx, g); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // ActivateHierarchy implements Store.
 func (s *SQLite) ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var next int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM generations WHERE hierarchy = ? AND state = ?`, hierarchy, string(StateNext)).Scan(&next); err != nil {
-		return err
-	}
-	if next == 0 {
-		return fmt.Errorf("no generation of %s waits to become active: %w", hierarchy, ErrConflict)
-	}
-	// Roots and intermediates move; link certificates stay published.
-	if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ? AND role IN ('root', 'intermediate')`,
-		string(StateRetiring), hierarchy, string(StateActive)); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ?`,
-		string(StateActive), hierarchy, string(StateNext)); err != nil {
-		return err
-	}
-	if err := addEvent(ctx, tx, EventGenerations, hierarchy, at); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var next int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM generations WHERE hierarchy = ? AND state = ?`, hierarchy, string(StateNext)).Scan(&next); err != nil {
+			return err
+		}
+		if next == 0 {
+			return fmt.Errorf("no generation of %s waits to become active: %w", hierarchy, ErrConflict)
+		}
+		// Roots and intermediates move; link certificates stay published.
+		if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ? AND role IN ('root', 'intermediate')`,
+			string(StateRetiring), hierarchy, string(StateActive)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE hierarchy = ? AND state = ?`,
+			string(StateActive), hierarchy, string(StateNext)); err != nil {
+			return err
+		}
+		if err := addEvent(ctx, tx, EventGenerations, hierarchy, at); err != nil {
+			return err
+		}
+		return nil
+	})
 }
 
 // insertGeneration records g, with its event, in tx.
@@ -1090,55 +1098,49 @@ func (s *SQLite) Generations(ctx context.Context) ([]*Generation, error) {
 
 // RollGeneration implements Store.
 func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState, revoked *Certificate) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE id = ? AND state = ?`, string(oldState), old, string(StateActive))
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("generation %s is not active: %w", old, ErrConflict)
-	}
-	if err := insertGeneration(ctx, tx, next); err != nil {
-		return err
-	}
-	if c := revoked; c != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificates
-			(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, revoked, revoked_at, reason)
-			VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, '', 1, ?, ?)
-			ON CONFLICT (serial) DO UPDATE SET revoked = 1, revoked_at = excluded.revoked_at, reason = excluded.reason`,
-			SerialKey(c.Serial), c.IssuerID, c.Subject, c.KeyType, c.SPKIHash, unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt),
-			c.Identity, c.Profile, c.DER, unix(c.RevokedAt), c.Reason); err != nil {
-			return fmt.Errorf("revoke %s: %w", SerialKey(c.Serial), err)
-		}
-		if err := addEvent(ctx, tx, EventRevoked, c.IssuerID+"/"+SerialKey(c.Serial), c.RevokedAt); err != nil {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE generations SET state = ? WHERE id = ? AND state = ?`, string(oldState), old, string(StateActive))
+		if err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("generation %s is not active: %w", old, ErrConflict)
+		}
+		if err := insertGeneration(ctx, tx, next); err != nil {
+			return err
+		}
+		if c := revoked; c != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO certificates
+				(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, revoked, revoked_at, reason)
+				VALUES (?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, '', 1, ?, ?)
+				ON CONFLICT (serial) DO UPDATE SET revoked = 1, revoked_at = excluded.revoked_at, reason = excluded.reason`,
+				SerialKey(c.Serial), c.IssuerID, c.Subject, c.KeyType, c.SPKIHash, unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt),
+				c.Identity, c.Profile, c.DER, unix(c.RevokedAt), c.Reason); err != nil {
+				return fmt.Errorf("revoke %s: %w", SerialKey(c.Serial), err)
+			}
+			if err := addEvent(ctx, tx, EventRevoked, c.IssuerID+"/"+SerialKey(c.Serial), c.RevokedAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // DropGenerationKey implements Store.
 func (s *SQLite) DropGenerationKey(ctx context.Context, id string, at time.Time) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE generations SET key_file = '' WHERE id = ? AND state = ?`, id, string(StateRetired))
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("generation %s is not retired: %w", id, ErrConflict)
-	}
-	if err := addEvent(ctx, tx, EventGenerations, id, at); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE generations SET key_file = '' WHERE id = ? AND state = ?`, id, string(StateRetired))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("generation %s is not retired: %w", id, ErrConflict)
+		}
+		if err := addEvent(ctx, tx, EventGenerations, id, at); err != nil {
+			return err
+		}
+		return nil
+	})
 }
 
 // LatestNotAfter implements Store.
