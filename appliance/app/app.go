@@ -155,6 +155,7 @@ type App struct {
 	rootOverlap   time.Duration
 	autoRoot      bool
 	rootAnnounced map[string]time.Time
+	crlWarned     map[string]time.Time // offline roots' CRLs warned about (maintainCA only)
 
 	mu        sync.Mutex
 	lastEvent int64
@@ -186,7 +187,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{},
 		rollAt: float64(cfg.CA.IntermediateRolloverAt) / 100, rootAt: float64(cfg.CA.RootRolloverAt) / 100,
-		rootOverlap: cfg.CA.RootRolloverOverlap.D(), autoRoot: cfg.CA.AutoRootRollover, rootAnnounced: map[string]time.Time{}}
+		rootOverlap: cfg.CA.RootRolloverOverlap.D(), autoRoot: cfg.CA.AutoRootRollover, rootAnnounced: map[string]time.Time{}, crlWarned: map[string]time.Time{}}
 	a.reg.MustRegister(buildInfo())
 	a.reloads = newReloadMetrics(a.reg)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -323,7 +324,7 @@ func (a *App) Run(ctx context.Context) error {
 
 	httpMux := http.NewServeMux()
 	httpMux.Handle("/ca/", a.caCertHandler())
-	httpMux.Handle("/crl/", a.crl)
+	httpMux.Handle("/crl/", a.crlHandler())
 	a.serve("http", a.ocsp.Wrap(httpMux))
 
 	metricsMux := http.NewServeMux()

@@ -2,6 +2,9 @@ package app
 
 import (
 	"context"
+	"encoding/pem"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +77,7 @@ func (a *App) caChecks(ctx context.Context) {
 			a.log.Info("intermediate rolled over on schedule", "hierarchy", h, "old", r.Old.ID, "new", r.New.ID)
 		}
 	}
+	a.checkOfflineCRLs(ctx)
 	if _, err := a.ca.RetireExpired(ctx); err != nil && ctx.Err() == nil {
 		a.log.Error("retire expired CA generations", "err", err)
 	}
@@ -124,5 +128,56 @@ func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range due {
 		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, v, k[0], k[1])
+	}
+}
+
+// crlHandler publishes each generation's CRL: the one the appliance
+// builds, or for a root whose key is offline the one last imported
+// (ca import-crl), which nothing here can sign again.
+func (a *App) crlHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/crl/")
+		id, ext, _ := strings.Cut(name, ".")
+		held := false
+		for _, is := range a.ca.Issuers() {
+			held = held || is.ID == id
+		}
+		if !held && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if der, _, _, err := a.store.StaticCRL(r.Context(), id); err == nil {
+				body, ctype := der, "application/pkix-crl"
+				if ext == "pem" {
+					body, ctype = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), "application/x-pem-file"
+				} else if ext != "crl" {
+					http.NotFound(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", ctype)
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				if r.Method == http.MethodGet {
+					_, _ = w.Write(body)
+				}
+				return
+			}
+		}
+		a.crl.ServeHTTP(w, r)
+	})
+}
+
+// checkOfflineCRLs warns, daily, about an offline root's CRL that
+// expires within 30 days: only the root's key can sign the next.
+func (a *App) checkOfflineCRLs(ctx context.Context) {
+	for _, g := range a.ca.Generations() {
+		if g.Role != ca.RoleRoot || g.KeyHeld || g.State == "retired" {
+			continue
+		}
+		_, number, next, err := a.store.StaticCRL(ctx, g.ID)
+		if err != nil {
+			continue
+		}
+		if left := next.Sub(a.o.Clock()); left < 30*24*time.Hour && a.o.Clock().Sub(a.crlWarned[g.ID]) >= 24*time.Hour {
+			a.crlWarned[g.ID] = a.o.Clock()
+			a.log.Warn("the offline root's CRL expires soon: sign the next where the root key is (ca crl-request, ca sign-crl, ca import-crl)",
+				"root", g.ID, "number", number, "next_update", next)
+		}
 	}
 }

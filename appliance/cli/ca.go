@@ -2,9 +2,12 @@ package cli
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +77,8 @@ func caCommand() *cli.Command {
 				Usage: "the offline root's step of an intermediate rollover: certify a request made by 'ca rollover intermediate --csr-out' with the root key (needs no configuration or database)",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "root-cert", Usage: "the root's certificate, PEM `FILE`", Required: true},
-					&cli.StringFlag{Name: "root-key", Usage: "the root's private key, PEM `FILE` (mode 0600)", Required: true},
+					&cli.StringFlag{Name: "root-key", Usage: "the root's private key, PEM `FILE` (mode 0600; encrypted with --passphrase-file)", Required: true},
+					&cli.StringFlag{Name: "passphrase-file", Usage: "`FILE` whose first line is the passphrase of an encrypted --root-key (from ca export-root-key)"},
 					&cli.StringFlag{Name: "csr", Usage: "the intermediate's request, PEM `FILE`", Required: true},
 					&cli.StringFlag{Name: "out", Usage: "the certificate, PEM `FILE`; never overwritten", Required: true},
 					&cli.StringFlag{Name: "lifetime", Value: "1825d", Usage: "validity, `D` (not past the root's)"},
@@ -93,7 +97,7 @@ func caCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					key, err := ca.ReadKey(c.String("root-key"))
+					key, err := readRootKey(c)
 					if err != nil {
 						return err
 					}
@@ -138,6 +142,151 @@ func caCommand() *cli.Command {
 							Detail: fmt.Sprintf("%s replaces %s; new SHA-256 %s", r.New.ID, r.Old.ID, r.New.Fingerprint)})
 						fmt.Fprintf(c.App.Writer, "%s is active (SHA-256 %s, valid until %s); %s is retiring\n",
 							r.New.ID, colonHex(r.New.Fingerprint), r.New.Cert.NotAfter.UTC().Format(time.RFC3339), r.Old.ID)
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "export-root-key",
+				Usage: "take a root offline: sign its CRL one last time here, write its key encrypted under a passphrase, then remove it from the appliance",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "hierarchy", Usage: "`ecdsa` or rsa", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "the encrypted key, PEM `FILE`; never overwritten", Required: true},
+					&cli.StringFlag{Name: "passphrase-file", Usage: "`FILE` whose first line is the passphrase (12 characters or more)", Required: true},
+					&cli.StringFlag{Name: "crl-validity", Value: "365d", Usage: "validity of the root's last CRL signed here, `D`: sign the next before it ends"},
+				},
+				Action: func(c *cli.Context) error {
+					hier := strings.ToLower(c.String("hierarchy"))
+					if hier != ca.ECDSA && hier != ca.RSA {
+						return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+					}
+					validity, err := config.ParseDuration(c.String("crl-validity"))
+					if err != nil || validity <= 0 {
+						return usageError("--crl-validity %q is not a duration (365d)", c.String("crl-validity"))
+					}
+					pass, err := readPassphrase(c.String("passphrase-file"))
+					if err != nil {
+						return err
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						g, err := a.ExportRootKey(ctx, hier, c.String("out"), pass, validity.D())
+						if err != nil {
+							return err
+						}
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "root_key_exported", Target: g.ID, Detail: "written encrypted to " + c.String("out") + " and removed from the appliance"})
+						fmt.Fprintf(c.App.Writer, "the key of %s is in %s (encrypted) and no longer on the appliance; its CRL is valid until %s: sign the next where the key is (ca crl-request, ca sign-crl, ca import-crl)\n",
+							g.ID, c.String("out"), time.Now().Add(validity.D()).UTC().Format(time.DateOnly))
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "crl-request",
+				Usage: "what an offline root's next CRL must say (the next number and the revoked certificates), for 'ca sign-crl'",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "root", Usage: "the root's generation `ID` (ca status)", Required: true},
+					&cli.StringFlag{Name: "out", Usage: "JSON `FILE`; never overwritten", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					out, err := reserveOut(c.String("out"))
+					if err != nil {
+						return err
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						if _, ok := a.CACertificate(c.String("root")); !ok {
+							out.discard()
+							return fmt.Errorf("no CA generation %q", c.String("root"))
+						}
+						req, err := a.CRLRequest(ctx, c.String("root"))
+						if err == nil {
+							var b []byte
+							if b, err = req.Marshal(); err == nil {
+								err = out.write(b)
+							}
+						}
+						if err != nil {
+							out.discard()
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "CRL %d of %s, %d revoked: sign it where the root key is with 'nmos-certs ca sign-crl --request %s'\n",
+							req.Number, req.Issuer, len(req.Revoked), filepath.Base(c.String("out")))
+						return nil
+					})
+				},
+			},
+			{
+				Name:  "sign-crl",
+				Usage: "the offline root's step: sign the CRL of a 'ca crl-request' file (needs no configuration or database)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "root-cert", Usage: "the root's certificate, PEM `FILE`", Required: true},
+					&cli.StringFlag{Name: "root-key", Usage: "the root's private key, PEM `FILE`", Required: true},
+					&cli.StringFlag{Name: "passphrase-file", Usage: "`FILE` whose first line is the passphrase of an encrypted --root-key"},
+					&cli.StringFlag{Name: "request", Usage: "the request, JSON `FILE`", Required: true},
+					&cli.StringFlag{Name: "validity", Value: "365d", Usage: "thisUpdate to nextUpdate, `D`"},
+					&cli.StringFlag{Name: "out", Usage: "the CRL, DER `FILE`; never overwritten", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					validity, err := config.ParseDuration(c.String("validity"))
+					if err != nil || validity <= 0 {
+						return usageError("--validity %q is not a duration (365d)", c.String("validity"))
+					}
+					roots, err := ca.ReadCertificates(c.String("root-cert"))
+					if err != nil {
+						return err
+					}
+					key, err := readRootKey(c)
+					if err != nil {
+						return err
+					}
+					b, err := os.ReadFile(c.String("request"))
+					if err != nil {
+						return err
+					}
+					var req ca.CRLRequestDoc
+					if err := json.Unmarshal(b, &req); err != nil || req.Number <= 0 {
+						return fmt.Errorf("%s is not a CRL request (%v)", c.String("request"), err)
+					}
+					out, err := reserveOut(c.String("out"))
+					if err != nil {
+						return err
+					}
+					crl, err := ca.SignCRL(&req, roots[0], key, validity.D(), time.Now())
+					if err != nil {
+						out.discard()
+						return err
+					}
+					if err := out.write(crl.Raw); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "CRL %d signed, valid until %s: take it to the appliance and run 'nmos-certs ca import-crl --in %s'\n",
+						req.Number, crl.NextUpdate.UTC().Format(time.DateOnly), filepath.Base(c.String("out")))
+					return nil
+				},
+			},
+			{
+				Name:  "import-crl",
+				Usage: "publish a CRL an offline root signed ('ca sign-crl') at the root's CRL URL",
+				Flags: []cli.Flag{configFlag,
+					&cli.StringFlag{Name: "in", Usage: "the CRL, DER or PEM `FILE`", Required: true},
+				},
+				Action: func(c *cli.Context) error {
+					b, err := os.ReadFile(c.String("in"))
+					if err != nil {
+						return err
+					}
+					if blk, _ := pem.Decode(b); blk != nil {
+						b = blk.Bytes
+					}
+					crl, err := x509.ParseRevocationList(b)
+					if err != nil {
+						return fmt.Errorf("%s is not a CRL: %w", c.String("in"), err)
+					}
+					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						if err := a.ImportCRL(ctx, crl); err != nil {
+							return err
+						}
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "crl_imported", Target: crl.Number.String(), Detail: "valid until " + crl.NextUpdate.UTC().Format(time.RFC3339)})
+						fmt.Fprintf(c.App.Writer, "CRL %s published, valid until %s\n", crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339))
 						return nil
 					})
 				},
@@ -375,4 +524,30 @@ func cfgBaseURL(c *cli.Context) string {
 		return cfg.CA.BaseURL
 	}
 	return "URL"
+}
+
+// readPassphrase reads the first line of path.
+func readPassphrase(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return nil, fmt.Errorf("%s: no passphrase on its first line", path)
+	}
+	return []byte(line), nil
+}
+
+// readRootKey reads --root-key, decrypting it with --passphrase-file.
+func readRootKey(c *cli.Context) (crypto.Signer, error) {
+	var pass []byte
+	if p := c.String("passphrase-file"); p != "" {
+		var err error
+		if pass, err = readPassphrase(p); err != nil {
+			return nil, err
+		}
+	}
+	return ca.ReadEncryptedKey(c.String("root-key"), pass)
 }

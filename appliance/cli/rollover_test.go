@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -465,5 +466,105 @@ func TestOfflineRootCeremony(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "ca", "pending", "ecdsa-int-2.key")); !os.IsNotExist(err) {
 		t.Fatalf("the pending key is left: %v", err)
+	}
+}
+
+// TestExportRootKeyAndOfflineCRL: a root taken offline leaves the
+// appliance encrypted (openssl reads it with the passphrase), with a last
+// CRL that the running appliance publishes; the intermediate rollover
+// goes through the ceremony with the encrypted key; the next root CRL is
+// requested, signed offline and imported, and a CRL that does not move
+// the number forward is refused.
+func TestExportRootKeyAndOfflineCRL(t *testing.T) {
+	needOpenSSL(t)
+	cfg, dir := siteConfig(t, "")
+	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	pass := filepath.Join(dir, "pass")
+	os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600)
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("short\n"), 0o600)
+	vault := t.TempDir()
+	key := filepath.Join(vault, "ecdsa-root-1.key")
+	if r := run(t, "ca", "export-root-key", "--hierarchy", "ecdsa", "--out", key, "--passphrase-file", short, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "12 characters") {
+		t.Fatalf("a short passphrase: %+v", r)
+	}
+	r := run(t, "ca", "export-root-key", "--hierarchy", "ecdsa", "--out", key, "--passphrase-file", pass, "--config", cfg)
+	if r.code != 0 || !strings.Contains(r.stdout, "no longer on the appliance") {
+		t.Fatalf("export-root-key: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "ca", "ecdsa-root-1.key")); !os.IsNotExist(err) {
+		t.Fatalf("the root key is still on the appliance: %v", err)
+	}
+	if st := run(t, "ca", "status", "--config", cfg).stdout; !regexp.MustCompile(`ecdsa-root-1\s+root\s+active\s+ECDSA P-384\s+no`).MatchString(st) {
+		t.Fatalf("status after the export:\n%s", st)
+	}
+	// openssl reads the exported key with the passphrase, and not without.
+	if out, err := exec.Command("openssl", "pkey", "-in", key, "-passin", "file:"+pass, "-noout").CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkey: %v %s", err, out)
+	}
+	if err := exec.Command("openssl", "pkey", "-in", key, "-passin", "pass:wrong", "-noout").Run(); err == nil {
+		t.Fatal("openssl read the key with a wrong passphrase")
+	}
+	a := startApp(t, cfg, nil)
+	crlURL := "http://" + a.Addr("http").String() + "/crl/ecdsa-root-1.crl"
+	rootCRL := func() *x509.RevocationList {
+		resp, err := http.Get(crlURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		crl, err := x509.ParseRevocationList(b)
+		if err != nil {
+			t.Fatalf("%s: %d %v", crlURL, resp.StatusCode, err)
+		}
+		return crl
+	}
+	first := rootCRL()
+	if first.NextUpdate.Before(time.Now().Add(360 * 24 * time.Hour)) {
+		t.Fatalf("the last CRL signed here is valid until %v", first.NextUpdate)
+	}
+	// The intermediate rollover goes through the ceremony, with the
+	// encrypted key.
+	csr := filepath.Join(dir, "int2.csr")
+	if r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--csr-out", csr, "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	rootPEM := filepath.Join(vault, "root.pem")
+	root, _ := a.Authority().CACertificate("ecdsa-root-1")
+	os.WriteFile(rootPEM, pemCert(root.Raw), 0o644)
+	signed := filepath.Join(vault, "int2.pem")
+	if r := run(t, "ca", "sign-intermediate", "--root-cert", rootPEM, "--root-key", key, "--passphrase-file", pass, "--csr", csr, "--out", signed); r.code != 0 {
+		t.Fatalf("sign-intermediate with the encrypted key: %+v", r)
+	}
+	if r := run(t, "ca", "import-intermediate", "--in", signed, "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	// The next root CRL, signed offline.
+	req := filepath.Join(dir, "crl-req.json")
+	if r := run(t, "ca", "crl-request", "--root", "ecdsa-root-1", "--out", req, "--config", cfg); r.code != 0 {
+		t.Fatal(r)
+	}
+	next := filepath.Join(vault, "root.crl")
+	if r := run(t, "ca", "sign-crl", "--root-cert", rootPEM, "--root-key", key, "--passphrase-file", pass, "--request", req, "--out", next); r.code != 0 {
+		t.Fatalf("sign-crl: %+v", r)
+	}
+	if r := run(t, "ca", "import-crl", "--in", next, "--config", cfg); r.code != 0 {
+		t.Fatalf("import-crl: %+v", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rootCRL().Number.Cmp(first.Number) <= 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the published root CRL is still number %v", first.Number)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := rootCRL().CheckSignatureFrom(root); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "ca", "import-crl", "--in", next, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "not greater") {
+		t.Fatalf("the same CRL again: %+v", r)
 	}
 }

@@ -306,6 +306,13 @@ var migrations = []string{
 	CREATE INDEX certificates_key_renewals ON certificates(spki_sha256) WHERE renews IS NOT NULL;`,
 	// When a generation published ahead (a root rollover's) becomes active.
 	`ALTER TABLE generations ADD COLUMN active_from INTEGER NOT NULL DEFAULT 0;`,
+	// CRLs signed away from the appliance (an offline root's).
+	`CREATE TABLE static_crls (
+		issuer_id   TEXT PRIMARY KEY,
+		number      INTEGER NOT NULL,
+		der         BLOB NOT NULL,
+		next_update INTEGER NOT NULL
+	);`,
 }
 
 // afterMigration are steps in Go that follow a migration, in its
@@ -1124,6 +1131,55 @@ func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old strin
 		}
 		return nil
 	})
+}
+
+// ForgetKey implements Store.
+func (s *SQLite) ForgetKey(ctx context.Context, id string, at time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE generations SET key_file = '' WHERE id = ? AND key_file <> ''`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("generation %s holds no key: %w", id, ErrConflict)
+		}
+		return addEvent(ctx, tx, EventGenerations, id, at)
+	})
+}
+
+// PutStaticCRL implements Store.
+func (s *SQLite) PutStaticCRL(ctx context.Context, issuerID string, number int64, der []byte, nextUpdate time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var have sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT number FROM static_crls WHERE issuer_id = ?`, issuerID).Scan(&have); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if have.Valid && number <= have.Int64 {
+			return fmt.Errorf("CRL number %d is not greater than %d, the one published: %w", number, have.Int64, ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO static_crls (issuer_id, number, der, next_update) VALUES (?, ?, ?, ?)
+			ON CONFLICT (issuer_id) DO UPDATE SET number = excluded.number, der = excluded.der, next_update = excluded.next_update`,
+			issuerID, number, der, unix(nextUpdate)); err != nil {
+			return err
+		}
+		// The CRL numbers this appliance gives out stay ahead.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO crl_numbers (issuer_id, number) VALUES (?, ?)
+			ON CONFLICT (issuer_id) DO UPDATE SET number = max(number, excluded.number)`, issuerID, number); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventGenerations, issuerID, time.Now())
+	})
+}
+
+// StaticCRL implements Store.
+func (s *SQLite) StaticCRL(ctx context.Context, issuerID string) ([]byte, int64, time.Time, error) {
+	var der []byte
+	var number, next int64
+	err := s.r.QueryRowContext(ctx, `SELECT der, number, next_update FROM static_crls WHERE issuer_id = ?`, issuerID).Scan(&der, &number, &next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, time.Time{}, ErrNotFound
+	}
+	return der, number, fromUnix(next), err
 }
 
 // DropGenerationKey implements Store.

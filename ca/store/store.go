@@ -269,6 +269,15 @@ type Store interface {
 	// active and its active ones retiring, in one transaction: the end of
 	// a root rollover's overlap. ErrConflict when none is next.
 	ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error
+	// ForgetKey records that a generation's key is no longer held here
+	// (a root taken offline), with an EventGenerations.
+	ForgetKey(ctx context.Context, id string, at time.Time) error
+	// PutStaticCRL keeps a CRL signed away from the appliance (an offline
+	// root's) for it to publish; ErrConflict unless its number is greater
+	// than the one kept.
+	PutStaticCRL(ctx context.Context, issuerID string, number int64, der []byte, nextUpdate time.Time) error
+	// StaticCRL returns the CRL kept for an issuer (ErrNotFound when none).
+	StaticCRL(ctx context.Context, issuerID string) (der []byte, number int64, nextUpdate time.Time, err error)
 	// DropGenerationKey records that a retired generation's key is gone.
 	// ErrConflict when the generation is not retired.
 	DropGenerationKey(ctx context.Context, id string, at time.Time) error
