@@ -47,6 +47,12 @@ func CheckConfig(ctx context.Context, cfg *config.Config) error {
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.CA.RootKey == "offline" {
+		keys, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca", "*-root-*.key"))
+		for _, k := range keys {
+			errs = append(errs, fmt.Errorf("%s: ca.root_key is offline, but %s holds a root key: take it off the appliance with 'nmos-certs ca export-root-key'", cfg.Source, k))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -75,6 +75,20 @@ func (a *App) readiness(ctx context.Context) []readyCheck {
 	}
 	check("tls certificates", tlsErr)
 
+	// An offline root's CRL, which only the root's key can sign again.
+	for _, g := range a.ca.Generations() {
+		if g.Role != ca.RoleRoot || g.KeyHeld || g.State == "retired" {
+			continue
+		}
+		if _, number, next, err := a.store.StaticCRL(ctx, g.ID); err == nil {
+			var crlErr error
+			if left := next.Sub(a.o.Clock()); left < 30*24*time.Hour {
+				crlErr = fmt.Errorf("CRL %d of the offline root expires %s: sign the next (ca crl-request, ca sign-crl, ca import-crl)", number, next.UTC().Format(time.RFC3339))
+			}
+			check("offline root CRL "+g.ID, crlErr)
+		}
+	}
+
 	var storeErr error
 	if w, ok := a.store.(interface{ CheckWritable(context.Context) error }); ok {
 		storeErr = w.CheckWritable(ctx)
@@ -112,8 +126,8 @@ func (a *App) readyHandler() http.Handler {
 // responder certificates (one per issuer). Both are renewed by the
 // appliance; an alert on these says the renewal is not happening.
 type ownCertsCollector struct {
-	a        *App
-	tls, rsp *prometheus.Desc
+	a             *App
+	tls, rsp, crl *prometheus.Desc
 }
 
 func newOwnCertsCollector(a *App) *ownCertsCollector {
@@ -123,10 +137,12 @@ func newOwnCertsCollector(a *App) *ownCertsCollector {
 			"notAfter of the appliance's own TLS certificate of each hierarchy, as a Unix timestamp.", []string{"hierarchy"}, nil),
 		rsp: prometheus.NewDesc("nmos_certs_ocsp_responder_cert_expiry_timestamp_seconds",
 			"notAfter of the delegated OCSP responder certificate of each issuer, as a Unix timestamp.", []string{"issuer"}, nil),
+		crl: prometheus.NewDesc("nmos_certs_offline_root_crl_next_update_timestamp_seconds",
+			"nextUpdate of the CRL published for each root whose key is offline (signed with ca sign-crl), as a Unix timestamp.", []string{"root"}, nil),
 	}
 }
 
-func (c *ownCertsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.tls; ch <- c.rsp }
+func (c *ownCertsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.tls; ch <- c.rsp; ch <- c.crl }
 
 func (c *ownCertsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.a.server != nil {
@@ -139,6 +155,15 @@ func (c *ownCertsCollector) Collect(ch chan<- prometheus.Metric) {
 				hier = ca.RSA
 			}
 			ch <- prometheus.MustNewConstMetric(c.tls, prometheus.GaugeValue, float64(tc.Leaf.NotAfter.Unix()), hier)
+		}
+	}
+	if c.a.ca != nil {
+		for _, g := range c.a.ca.Generations() {
+			if g.Role == ca.RoleRoot && !g.KeyHeld && g.State != "retired" {
+				if _, _, next, err := c.a.store.StaticCRL(context.Background(), g.ID); err == nil {
+					ch <- prometheus.MustNewConstMetric(c.crl, prometheus.GaugeValue, float64(next.Unix()), g.ID)
+				}
+			}
 		}
 	}
 	if c.a.ocsp != nil {

@@ -507,6 +507,14 @@ func TestExportRootKeyAndOfflineCRL(t *testing.T) {
 	if err := exec.Command("openssl", "pkey", "-in", key, "-passin", "pass:wrong", "-noout").Run(); err == nil {
 		t.Fatal("openssl read the key with a wrong passphrase")
 	}
+	// ca.root_key: offline refuses a data directory that still holds a
+	// root key: the RSA root's here.
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(b, []byte("ca:\n  root_key: offline\n")...), 0o644)
+	if r := run(t, "config", "check", cfg); r.code == 0 || !strings.Contains(r.stderr, "rsa-root-1.key holds a root key") || strings.Contains(r.stderr, "ecdsa-root-1.key") {
+		t.Fatalf("config check with a root key and ca.root_key offline: %+v", r)
+	}
+	os.WriteFile(cfg, b, 0o644)
 	a := startApp(t, cfg, nil)
 	crlURL := "http://" + a.Addr("http").String() + "/crl/ecdsa-root-1.crl"
 	rootCRL := func() *x509.RevocationList {
@@ -548,7 +556,23 @@ func TestExportRootKeyAndOfflineCRL(t *testing.T) {
 		t.Fatal(r)
 	}
 	next := filepath.Join(vault, "root.crl")
-	if r := run(t, "ca", "sign-crl", "--root-cert", rootPEM, "--root-key", key, "--passphrase-file", pass, "--request", req, "--out", next); r.code != 0 {
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + a.Addr("metrics").String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "ok offline root CRL ecdsa-root-1") {
+		t.Fatalf("readyz with a year of CRL left: %d\n%s", code, body)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, `nmos_certs_offline_root_crl_next_update_timestamp_seconds{root="ecdsa-root-1"}`) {
+		t.Fatal("no metric of the offline root's CRL")
+	}
+	// A CRL of ten days: /readyz says the next one is due.
+	if r := run(t, "ca", "sign-crl", "--root-cert", rootPEM, "--root-key", key, "--passphrase-file", pass, "--request", req, "--validity", "10d", "--out", next); r.code != 0 {
 		t.Fatalf("sign-crl: %+v", r)
 	}
 	if r := run(t, "ca", "import-crl", "--in", next, "--config", cfg); r.code != 0 {
@@ -563,6 +587,9 @@ func TestExportRootKeyAndOfflineCRL(t *testing.T) {
 	}
 	if err := rootCRL().CheckSignatureFrom(root); err != nil {
 		t.Fatal(err)
+	}
+	if code, body := get("/readyz"); code != 503 || !strings.Contains(body, "fail offline root CRL ecdsa-root-1") {
+		t.Fatalf("readyz with ten days of CRL left: %d\n%s", code, body)
 	}
 	if r := run(t, "ca", "import-crl", "--in", next, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "not greater") {
 		t.Fatalf("the same CRL again: %+v", r)

@@ -95,6 +95,9 @@ type CA struct {
 	// AutoRootRollover rolls a root over when it is due, without an
 	// operator.
 	AutoRootRollover bool `yaml:"auto_root_rollover"`
+	// RootKey is online (the roots' keys may be on the appliance) or
+	// offline (they must not be: the appliance refuses to start with one).
+	RootKey string `yaml:"root_key"`
 }
 
 // Name binding modes.

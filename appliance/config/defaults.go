@@ -63,6 +63,7 @@ func (c *Config) ApplyDefaults() {
 	setD("ca.name_binding_grace", &c.CA.NameBindingGrace, 30*24*time.Hour)
 	setI("ca.intermediate_rollover_at", &c.CA.IntermediateRolloverAt, 80)
 	setI("ca.root_rollover_at", &c.CA.RootRolloverAt, 80)
+	setS("ca.root_key", &c.CA.RootKey, "online")
 	setD("ca.root_rollover_overlap", &c.CA.RootRolloverOverlap, 30*24*time.Hour)
 	setI("ca.rsa_root_bits", &c.CA.RSARootBits, 3072)
 	setI("ca.rsa_intermediate_bits", &c.CA.RSAIntermediateBits, 2048)

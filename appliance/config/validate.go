@@ -107,6 +107,9 @@ func (c *Config) Validate() error {
 	if c.CA.IntermediateRolloverAt < 50 || c.CA.IntermediateRolloverAt > 95 {
 		add("ca.intermediate_rollover_at", "must be a percentage between 50 and 95, got %d", c.CA.IntermediateRolloverAt)
 	}
+	if c.CA.RootKey != "online" && c.CA.RootKey != "offline" {
+		add("ca.root_key", "want online or offline, got %q", c.CA.RootKey)
+	}
 	if c.CA.RootRolloverAt < 50 || c.CA.RootRolloverAt > 95 {
 		add("ca.root_rollover_at", "must be a percentage between 50 and 95, got %d", c.CA.RootRolloverAt)
 	}
