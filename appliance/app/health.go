@@ -142,7 +142,11 @@ func newOwnCertsCollector(a *App) *ownCertsCollector {
 	}
 }
 
-func (c *ownCertsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.tls; ch <- c.rsp; ch <- c.crl }
+func (c *ownCertsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.tls
+	ch <- c.rsp
+	ch <- c.crl
+}
 
 func (c *ownCertsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.a.server != nil {
