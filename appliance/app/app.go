@@ -148,7 +148,10 @@ type App struct {
 	serving   atomic.Bool           // every listener serves; false again once stopping
 	lock      *dataLock             // this process's hold on the data directory
 	caErr     atomic.Pointer[error] // why the CA could not follow the store's last change
-	rollAt    float64               // ca.intermediate_rollover_at, as a share
+	// validLeaves are the valid certificates of each generation, counted
+	// by maintainCA.
+	validLeaves atomic.Pointer[map[string]int]
+	rollAt      float64 // ca.intermediate_rollover_at, as a share
 	// Root rollover settings (restart-only), and when each hierarchy's
 	// due root rollover was last announced (maintainCA's goroutine only).
 	rootAt        float64

@@ -78,6 +78,11 @@ func (a *App) caChecks(ctx context.Context) {
 		}
 	}
 	a.checkOfflineCRLs(ctx)
+	if counts, err := a.store.ValidCounts(ctx, a.o.Clock()); err == nil {
+		a.validLeaves.Store(&counts)
+	} else if ctx.Err() == nil {
+		a.log.Warn("count the valid certificates of each generation", "err", err)
+	}
 	if _, err := a.ca.RetireExpired(ctx); err != nil && ctx.Err() == nil {
 		a.log.Error("retire expired CA generations", "err", err)
 	}
@@ -87,8 +92,8 @@ func (a *App) caChecks(ctx context.Context) {
 // due (the active intermediate, or the root, has used its share of life)
 // and how much of its life each generation has used.
 type rolloverCollector struct {
-	a         *App
-	due, used *prometheus.Desc
+	a                *App
+	due, used, valid *prometheus.Desc
 }
 
 func newRolloverCollector(a *App) *rolloverCollector {
@@ -100,10 +105,17 @@ func newRolloverCollector(a *App) *rolloverCollector {
 		used: prometheus.NewDesc("nmos_certs_ca_cert_life_used_ratio",
 			"Share of its validity period each CA certificate has used, 0 to 1.",
 			[]string{"generation", "hierarchy", "role", "state"}, nil),
+		valid: prometheus.NewDesc("nmos_certs_ca_valid_certificates",
+			"Certificates each CA generation issued that are still valid (not expired, not revoked), counted hourly.",
+			[]string{"generation", "state"}, nil),
 	}
 }
 
-func (c *rolloverCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.due; ch <- c.used }
+func (c *rolloverCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.due
+	ch <- c.used
+	ch <- c.valid
+}
 
 func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.a.o.Clock()
@@ -115,6 +127,9 @@ func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range c.a.ca.Generations() {
 		used := ca.LifeUsed(g.Cert.NotBefore, g.Cert.NotAfter, now)
 		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, used, g.ID, g.Hierarchy, g.Role, string(g.State))
+		if counts := c.a.validLeaves.Load(); counts != nil && g.Role != ca.RoleLink && g.Role != ca.RoleCross {
+			ch <- prometheus.MustNewConstMetric(c.valid, prometheus.GaugeValue, float64((*counts)[g.ID]), g.ID, string(g.State))
+		}
 		if g.State != "active" {
 			continue
 		}

@@ -217,6 +217,10 @@ func TestScheduledRollover(t *testing.T) {
 		`nmos_certs_ca_rollover_due{hierarchy="rsa",level="root"} 0`,
 		`nmos_certs_ca_cert_life_used_ratio{generation="ecdsa-int-1",hierarchy="ecdsa",role="intermediate",state="retiring"}`,
 		`nmos_certs_ca_rollovers_total{hierarchy="rsa",level="intermediate"} 1`,
+		// The appliance's TLS certificate issued before the rollover is
+		// still valid under the old intermediate (responder
+		// certificates are not counted).
+		`nmos_certs_ca_valid_certificates{generation="ecdsa-int-1",state="retiring"} 1`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -1199,6 +1199,26 @@ func (s *SQLite) DropGenerationKey(ctx context.Context, id string, at time.Time)
 	})
 }
 
+// ValidCounts implements Store.
+func (s *SQLite) ValidCounts(ctx context.Context, now time.Time) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT issuer_id, count(*) FROM certificates
+		WHERE not_after > ? AND revoked = 0 AND profile <> 'ocsp' GROUP BY issuer_id`, unix(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
 // LatestNotAfter implements Store.
 func (s *SQLite) LatestNotAfter(ctx context.Context, issuerID string) (time.Time, error) {
 	var n sql.NullInt64

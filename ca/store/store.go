@@ -281,6 +281,10 @@ type Store interface {
 	// DropGenerationKey records that a retired generation's key is gone.
 	// ErrConflict when the generation is not retired.
 	DropGenerationKey(ctx context.Context, id string, at time.Time) error
+	// ValidCounts counts, per issuer, the certificates valid at now (not
+	// expired, not revoked), OCSP responder certificates aside. It reads
+	// the whole table: call it seldom.
+	ValidCounts(ctx context.Context, now time.Time) (map[string]int, error)
 	// LatestNotAfter returns the latest notAfter of the certificates an
 	// issuer signed, its OCSP responder certificates aside (the zero time
 	// when none).
