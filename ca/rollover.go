@@ -471,7 +471,9 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 // linkCertificate certifies subject's root key with issuer's root key
 // (RFC 4210 4.4): OldWithNew when subject is the old root, NewWithOld
 // when it is the new. It keeps the subject root's name, key identifier
-// and constraints, and is valid from now until the older root expires.
+// and constraints, and is valid from the subject root's own notBefore
+// (OldWithNew: the old root's whole validity; NewWithOld: from the new
+// root's notBefore) until the older root expires.
 // Made with crypto/x509, as every new kind of certificate here.
 func (a *Authority) linkCertificate(subject, issuer *generation, now time.Time) (*generation, error) {
 	notAfter := subject.cert.NotAfter
@@ -485,7 +487,7 @@ func (a *Authority) linkCertificate(subject, issuer *generation, now time.Time) 
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		RawSubject:            subject.cert.RawSubject,
-		NotBefore:             now.Add(-a.o.Backdate),
+		NotBefore:             subject.cert.NotBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,

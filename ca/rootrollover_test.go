@@ -80,7 +80,8 @@ func TestRootRollover(t *testing.T) {
 		t.Fatal("OldWithNew is not the old root's key certified by the new root")
 	}
 	if !publicKeysEqual(nwo.PublicKey, r.NewRoot.Cert.PublicKey) || nwo.CheckSignatureFrom(r.OldRoot.Cert) != nil ||
-		string(nwo.RawSubject) != string(r.NewRoot.Cert.RawSubject) || !nwo.NotAfter.Equal(r.OldRoot.Cert.NotAfter) {
+		string(nwo.RawSubject) != string(r.NewRoot.Cert.RawSubject) || !nwo.NotAfter.Equal(r.OldRoot.Cert.NotAfter) ||
+		!nwo.NotBefore.Equal(r.NewRoot.Cert.NotBefore) || !own.NotBefore.Equal(r.OldRoot.Cert.NotBefore) || !own.NotAfter.Equal(r.OldRoot.Cert.NotAfter) {
 		t.Fatal("NewWithOld is not the new root's key certified by the old root")
 	}
 	// /cacerts during the overlap: the issuing CAs and the next
