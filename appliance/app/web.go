@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/webroot"
@@ -23,6 +24,8 @@ type webGeneration struct {
 	NotAfter    time.Time `json:"not_after"`
 	Issued      int       `json:"issued"`
 	Fingerprint string    `json:"fingerprint"`
+	LifeUsed    float64   `json:"life_used"`
+	RolloverDue bool      `json:"rollover_due"`
 }
 
 type webPending struct {
@@ -93,8 +96,10 @@ func (a *App) webStatus(w http.ResponseWriter, r *http.Request) {
 	s := webStatus{Version: Version, Now: now.UTC(), Generations: []webGeneration{}, Pending: []webPending{}, Certificates: []webCertificate{}}
 	for _, g := range a.ca.Generations() {
 		key, _, _ := policy.KeyType(g.Cert.PublicKey)
+		used := ca.LifeUsed(g.Cert.NotBefore, g.Cert.NotAfter, now)
+		due := g.State == "active" && ((g.Role == ca.RoleIntermediate && used >= a.rollAt) || (g.Role == ca.RoleRoot && used >= a.rootAt))
 		s.Generations = append(s.Generations, webGeneration{ID: g.ID, Role: g.Role, State: string(g.State), Key: key,
-			NotAfter: g.Cert.NotAfter.UTC(), Issued: counts[g.ID], Fingerprint: g.Fingerprint})
+			NotAfter: g.Cert.NotAfter.UTC(), Issued: counts[g.ID], Fingerprint: g.Fingerprint, LifeUsed: used, RolloverDue: due})
 	}
 	pending, err := a.store.ListPending(ctx, store.PendingWaiting)
 	if err != nil {

@@ -47,6 +47,9 @@ func TestOperatorUI(t *testing.T) {
 	if len(s.Generations) != 4 || s.Generations[0].ID != "ecdsa-root-1" || s.Generations[0].Key != "ECDSA P-384" {
 		t.Fatalf("generations %+v", s.Generations)
 	}
+	if g := s.Generations[1]; g.RolloverDue || g.LifeUsed > 0.01 || !strings.Contains(body, `"rollover_due":false`) {
+		t.Fatalf("a new intermediate: life used %v, rollover due %v", g.LifeUsed, g.RolloverDue)
+	}
 	// The appliance's own TLS certificates are on record.
 	if len(s.Certificates) < 2 || s.Certificates[0].Status != "valid" {
 		t.Fatalf("certificates %+v", s.Certificates)

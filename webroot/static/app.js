@@ -36,7 +36,7 @@ async function refresh() {
   document.getElementById("version").textContent = "version " + s.version;
   document.getElementById("updated").textContent = "updated " + time(s.now);
   fill("generations", s.generations.map((g) => [
-    cell(g.id), cell(g.role), cell(g.state, "state-" + g.state), cell(g.key),
+    cell(g.id), cell(g.role), cell(g.state + (g.rollover_due ? ", rollover due" : ""), "state-" + g.state), cell(g.key),
     cell(day(g.not_after)), cell(String(g.issued)), cell(g.fingerprint, "mono"),
   ]), 7);
   fill("pending", s.pending.map((p) => [
