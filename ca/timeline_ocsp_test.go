@@ -101,7 +101,9 @@ func (s *statusChecker) ocspGood(cert, issuer *x509.Certificate) error {
 
 type errStatus int
 
-func (e errStatus) Error() string { return "OCSP status " + map[int]string{1: "revoked", 2: "unknown"}[int(e)] }
+func (e errStatus) Error() string {
+	return "OCSP status " + map[int]string{1: "revoked", 2: "unknown"}[int(e)]
+}
 
 // crlClean reports whether the issuer's CRL, fetched from the publisher
 // at the URL the certificate names, verifies against issuer and does not
