@@ -30,9 +30,26 @@ func crashChild(t *testing.T, dir, op, at string) {
 			time.Sleep(time.Minute)
 		}
 	}
-	if op == "root" {
+	switch op {
+	case "root":
 		_, err = a.RolloverRoot(context.Background(), ECDSA, 0)
-	} else {
+	case "import":
+		// The offline-root ceremony, the root key read from its file.
+		req, _, rerr := a.RequestIntermediate(context.Background(), ECDSA)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		root, _ := a.CACertificate("ecdsa-root-1")
+		key, kerr := ReadKey(filepath.Join(dir, "ca", "ecdsa-root-1.key"))
+		if kerr != nil {
+			t.Fatal(kerr)
+		}
+		cert, serr := SignIntermediate(req, root, key, 365*24*time.Hour, "", "", time.Now())
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		_, err = a.ImportIntermediate(context.Background(), cert)
+	default:
 		_, err = a.RolloverIntermediate(context.Background(), ECDSA, "test")
 	}
 	t.Fatalf("not killed at %q: %v", at, err)
@@ -66,6 +83,7 @@ func TestRolloverCrashes(t *testing.T) {
 		{"root", "root rollover key 1 written", false},
 		{"root", "root rollover key 2 written", false},
 		{"root", "root rollover recorded", true},
+		{"import", "imported intermediate key in place", false},
 	} {
 		t.Run(strings.ReplaceAll(c.step, " ", "_"), func(t *testing.T) {
 			dir := t.TempDir()
