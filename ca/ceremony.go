@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -60,6 +61,9 @@ func (a *Authority) RequestIntermediate(ctx context.Context, hier string) ([]byt
 	if err != nil {
 		return nil, "", err
 	}
+	// A request made before and never imported is replaced: one
+	// ceremony at a time per hierarchy.
+	os.Remove(filepath.Join(a.pendingDir(), id+".key"))
 	if err := writeNewKey(filepath.Join(a.pendingDir(), id+".key"), key); err != nil {
 		return nil, "", err
 	}
@@ -135,14 +139,17 @@ func SignIntermediate(csrPEM []byte, rootCert *x509.Certificate, rootKey crypto.
 // root signed it and that it is a CA for the pending key, and makes it
 // the active intermediate: the old one retires as after
 // RolloverIntermediate.
-func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certificate) (*Rollover, error) {
+func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certificate, reason string) (*Rollover, error) {
 	a.rollMu.Lock()
 	defer a.rollMu.Unlock()
 	if err := a.Reload(ctx); err != nil {
 		return nil, err
 	}
-	if !cert.IsCA || !cert.BasicConstraintsValid {
-		return nil, errors.New("the certificate is not a CA certificate")
+	if !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, errors.New("the certificate is not a CA certificate that signs certificates")
+	}
+	if cert.MaxPathLen > 0 {
+		return nil, fmt.Errorf("the certificate allows %d CAs below it: an intermediate here has path length 0", cert.MaxPathLen)
 	}
 	// The pending key it certifies.
 	files, _ := filepath.Glob(filepath.Join(a.pendingDir(), "*.key"))
@@ -170,12 +177,12 @@ func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certifica
 		return nil, fmt.Errorf("no active %s intermediate under a known root", hier)
 	}
 	root := old.parent
-	if err := cert.CheckSignatureFrom(root.cert); err != nil {
-		return nil, fmt.Errorf("not signed by the active root %s: %w", root.rec.ID, err)
+	if err := cert.CheckSignatureFrom(root.cert); err != nil || !bytes.Equal(cert.RawIssuer, root.cert.RawSubject) {
+		return nil, fmt.Errorf("not issued by the active root %s: %v", root.rec.ID, err)
 	}
 	now := a.o.Clock().Truncate(time.Second)
-	if !now.Before(cert.NotAfter) {
-		return nil, errors.New("the certificate has expired")
+	if !now.Before(cert.NotAfter) || cert.NotBefore.After(now.Add(time.Hour)) {
+		return nil, errors.New("the certificate is not valid now")
 	}
 	rec := &store.Generation{ID: id, Hierarchy: hier, Role: RoleIntermediate, Seq: generationSeq(id), ParentID: root.rec.ID,
 		State: store.StateActive, CertDER: cert.Raw, KeyFile: filepath.Join("ca", id+".key"), CreatedAt: now}
@@ -184,11 +191,23 @@ func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certifica
 		return nil, fmt.Errorf("move the pending key into place: %w", err)
 	}
 	step("imported intermediate key in place")
-	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, nil); err != nil {
+	// With a compromised key, the old intermediate is revoked in the same
+	// transaction: the next 'ca crl-request' lists it for the root to sign.
+	var revoked *store.Certificate
+	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
+		revoked = caRecord(old, root)
+		revoked.Revoked, revoked.RevokedAt, revoked.Reason = true, now, code
+	}
+	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, revoked); err != nil {
 		os.Remove(final)
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
 	os.Remove(filepath.Join(a.pendingDir(), id+".key"))
+	// On record as the root's, so that it can be revoked on the root's CRL.
+	imported := &generation{rec: rec, cert: cert}
+	if err := a.o.Store.PutCertificate(ctx, caRecord(imported, root)); err != nil {
+		a.o.Logger.Warn("the imported intermediate is not on record as the root's certificate", "generation", id, "err", err)
+	}
 	if err := a.Reload(ctx); err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func crashChild(t *testing.T, dir, op, at string) {
 		if serr != nil {
 			t.Fatal(serr)
 		}
-		_, err = a.ImportIntermediate(context.Background(), cert)
+		_, err = a.ImportIntermediate(context.Background(), cert, "superseded")
 	default:
 		_, err = a.RolloverIntermediate(context.Background(), ECDSA, "test")
 	}

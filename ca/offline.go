@@ -1,10 +1,13 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -54,15 +57,26 @@ func ReadEncryptedKey(path string, passphrase []byte) (crypto.Signer, error) {
 	if blk == nil || blk.Type != "ENCRYPTED PRIVATE KEY" {
 		return nil, fmt.Errorf("%s: not an ENCRYPTED PRIVATE KEY PEM file", path)
 	}
-	k, err := pkcs8.ParsePKCS8PrivateKey(blk.Bytes, passphrase)
+	k, err := decryptPKCS8(blk.Bytes, passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot decrypt it (wrong passphrase?)", path)
+		return nil, fmt.Errorf("%s: cannot decrypt it (wrong passphrase, or not a key this program wrote)", path)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
 		return nil, fmt.Errorf("%s: not a signing key", path)
 	}
 	return s, nil
+}
+
+// decryptPKCS8 decrypts an encrypted PKCS#8 key; a malformed one (the
+// library does not check every length) is an error, not a panic.
+func decryptPKCS8(der, passphrase []byte) (k any, err error) {
+	defer func() {
+		if recover() != nil {
+			k, err = nil, errors.New("malformed encrypted key")
+		}
+	}()
+	return pkcs8.ParsePKCS8PrivateKey(der, passphrase)
 }
 
 // ExportRootKey takes the active root of hier offline: it signs the
@@ -98,9 +112,6 @@ func (a *Authority) ExportRootKey(ctx context.Context, hier, out string, passphr
 	if err != nil {
 		return GenerationInfo{}, fmt.Errorf("sign the root's CRL: %w", err)
 	}
-	if err := a.ImportCRL(ctx, crl); err != nil {
-		return GenerationInfo{}, err
-	}
 	enc, err := EncryptKey(root.key, passphrase)
 	if err != nil {
 		return GenerationInfo{}, err
@@ -125,10 +136,17 @@ func (a *Authority) ExportRootKey(ctx context.Context, hier, out string, passphr
 		os.Remove(out)
 		return GenerationInfo{}, fmt.Errorf("the exported key does not read back: %v; the key stays on the appliance", err)
 	}
-	if err := a.o.Store.ForgetKey(ctx, root.rec.ID, a.o.Clock()); err != nil {
+	// The last CRL and the key's departure are one transaction: a
+	// running appliance never signs a CRL after the one kept here.
+	if err := a.o.Store.ForgetKey(ctx, root.rec.ID, a.o.Clock(),
+		&store.StaticCRL{IssuerID: root.rec.ID, Number: crl.Number.Int64(), DER: crl.Raw, NextUpdate: crl.NextUpdate}); err != nil {
 		return GenerationInfo{}, err
 	}
-	if err := os.Remove(filepath.Join(a.o.DataDir, root.rec.KeyFile)); err != nil {
+	keyPath := filepath.Join(a.o.DataDir, root.rec.KeyFile)
+	if err := os.Remove(keyPath); err != nil {
+		return GenerationInfo{}, fmt.Errorf("the key is exported and off the record, but %s could not be removed: remove it by hand: %w", keyPath, err)
+	}
+	if err := SyncDir(filepath.Dir(keyPath)); err != nil {
 		return GenerationInfo{}, err
 	}
 	if err := a.Reload(ctx); err != nil {
@@ -146,7 +164,10 @@ func (a *Authority) ExportRootKey(ctx context.Context, hier, out string, passphr
 // CRLRequestDoc is what the offline root needs to sign a CRL: the next
 // CRL number and the certificates to list.
 type CRLRequestDoc struct {
-	Issuer  string       `json:"issuer"`
+	Issuer string `json:"issuer"`
+	// RootSHA256 is the SHA-256 of the root's certificate: the root that
+	// must sign the CRL.
+	RootSHA256 string       `json:"root_sha256"`
 	Number  int64        `json:"number"`
 	Revoked []CRLRevoked `json:"revoked"`
 }
@@ -164,7 +185,11 @@ func (a *Authority) CRLRequest(ctx context.Context, issuerID string) (*CRLReques
 	if err != nil {
 		return nil, err
 	}
-	doc := &CRLRequestDoc{Issuer: issuerID, Number: n}
+	cert, ok := a.CACertificate(issuerID)
+	if !ok {
+		return nil, fmt.Errorf("no CA generation %q", issuerID)
+	}
+	doc := &CRLRequestDoc{Issuer: issuerID, Number: n, RootSHA256: fingerprintOf(cert)}
 	err = a.o.Store.Revocations(ctx, issuerID, func(r store.Revocation) error {
 		doc.Revoked = append(doc.Revoked, CRLRevoked{Serial: r.Serial.Text(16), RevokedAt: r.RevokedAt, Reason: r.Reason})
 		return nil
@@ -180,6 +205,9 @@ func (d *CRLRequestDoc) Marshal() ([]byte, error) { return json.MarshalIndent(d,
 func SignCRL(req *CRLRequestDoc, rootCert *x509.Certificate, rootKey crypto.Signer, validity time.Duration, now time.Time) (*x509.RevocationList, error) {
 	if !publicKeysEqual(rootKey.Public(), rootCert.PublicKey) {
 		return nil, errors.New("the root key does not match the root certificate")
+	}
+	if req.RootSHA256 != fingerprintOf(rootCert) {
+		return nil, fmt.Errorf("the request is for %s (SHA-256 %s), not this root certificate", req.Issuer, req.RootSHA256)
 	}
 	tmpl := &x509.RevocationList{Number: big.NewInt(req.Number), ThisUpdate: now, NextUpdate: now.Add(validity)}
 	for _, r := range req.Revoked {
@@ -201,18 +229,46 @@ func SignCRL(req *CRLRequestDoc, rootCert *x509.Certificate, rootKey crypto.Sign
 // publish at the root's CRL URL: it must be signed by a root of this CA
 // and carry a number greater than the one published.
 func (a *Authority) ImportCRL(ctx context.Context, crl *x509.RevocationList) error {
+	now := a.o.Clock()
 	for _, g := range a.Generations() {
-		if g.Role != RoleRoot || crl.CheckSignatureFrom(g.Cert) != nil {
+		if g.Role != RoleRoot || g.KeyHeld || !bytes.Equal(crl.RawIssuer, g.Cert.RawSubject) || crl.CheckSignatureFrom(g.Cert) != nil {
 			continue
 		}
-		if crl.Number == nil || !crl.Number.IsInt64() {
+		switch {
+		case crl.Number == nil || !crl.Number.IsInt64():
 			return errors.New("the CRL has no usable CRL number")
+		case crl.NextUpdate.IsZero() || !now.Before(crl.NextUpdate):
+			return fmt.Errorf("the CRL expired (nextUpdate %s)", crl.NextUpdate.UTC().Format(time.RFC3339))
+		case crl.ThisUpdate.After(now.Add(time.Hour)):
+			return fmt.Errorf("the CRL starts in the future (thisUpdate %s)", crl.ThisUpdate.UTC().Format(time.RFC3339))
 		}
-		if err := a.o.Store.PutStaticCRL(ctx, g.ID, crl.Number.Int64(), crl.Raw, crl.NextUpdate); err != nil {
+		// It lists every revocation on record for that root.
+		listed := map[string]bool{}
+		for _, e := range crl.RevokedCertificateEntries {
+			listed[e.SerialNumber.Text(16)] = true
+		}
+		var missing string
+		if err := a.o.Store.Revocations(ctx, g.ID, func(r store.Revocation) error {
+			if !listed[r.Serial.Text(16)] && missing == "" {
+				missing = r.Serial.Text(16)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if missing != "" {
+			return fmt.Errorf("the CRL does not list %s, which %s revoked: sign the CRL of a new 'ca crl-request'", missing, g.ID)
+		}
+		if err := a.o.Store.PutStaticCRL(ctx, &store.StaticCRL{IssuerID: g.ID, Number: crl.Number.Int64(), DER: crl.Raw, NextUpdate: crl.NextUpdate}); err != nil {
 			return err
 		}
 		a.o.Logger.Info("root CRL imported", "root", g.ID, "number", crl.Number, "next_update", crl.NextUpdate)
 		return nil
 	}
-	return errors.New("the CRL is not signed by a root of this CA")
+	return errors.New("the CRL is not signed by a root of this CA whose key is offline")
+}
+
+func fingerprintOf(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -49,6 +49,8 @@ func CheckConfig(ctx context.Context, cfg *config.Config) error {
 	}
 	if cfg.CA.RootKey == "offline" {
 		keys, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca", "*-root-*.key"))
+		set, _ := filepath.Glob(filepath.Join(cfg.DataDir, "ca", "orphaned", "*-root-*.key*"))
+		keys = append(keys, set...)
 		for _, k := range keys {
 			errs = append(errs, fmt.Errorf("%s: ca.root_key is offline, but %s holds a root key: take it off the appliance with 'nmos-certs ca export-root-key'", cfg.Source, k))
 		}

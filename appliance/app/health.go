@@ -80,13 +80,15 @@ func (a *App) readiness(ctx context.Context) []readyCheck {
 		if g.Role != ca.RoleRoot || g.KeyHeld || g.State == "retired" {
 			continue
 		}
-		if _, number, next, err := a.store.StaticCRL(ctx, g.ID); err == nil {
-			var crlErr error
-			if left := next.Sub(a.o.Clock()); left < 30*24*time.Hour {
-				crlErr = fmt.Errorf("CRL %d of the offline root expires %s: sign the next (ca crl-request, ca sign-crl, ca import-crl)", number, next.UTC().Format(time.RFC3339))
-			}
-			check("offline root CRL "+g.ID, crlErr)
+		_, number, next, err := a.store.StaticCRL(ctx, g.ID)
+		var crlErr error
+		switch {
+		case err != nil:
+			crlErr = fmt.Errorf("no CRL is published for the offline root: sign one where its key is (ca crl-request, ca sign-crl, ca import-crl)")
+		case next.Sub(a.o.Clock()) < 30*24*time.Hour:
+			crlErr = fmt.Errorf("CRL %d of the offline root expires %s: sign the next (ca crl-request, ca sign-crl, ca import-crl)", number, next.UTC().Format(time.RFC3339))
 		}
+		check("offline root CRL "+g.ID, crlErr)
 	}
 
 	var storeErr error

@@ -187,7 +187,7 @@ func (a *App) checkOfflineCRLs(ctx context.Context) {
 		}
 		_, number, next, err := a.store.StaticCRL(ctx, g.ID)
 		if err != nil {
-			continue
+			next = time.Time{} // none: as urgent as an expired one
 		}
 		if left := next.Sub(a.o.Clock()); left < 30*24*time.Hour && a.o.Clock().Sub(a.crlWarned[g.ID]) >= 24*time.Hour {
 			a.crlWarned[g.ID] = a.o.Clock()

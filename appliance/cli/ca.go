@@ -127,6 +127,7 @@ func caCommand() *cli.Command {
 				Usage: "the last step of an offline-root intermediate rollover: the certificate 'ca sign-intermediate' made becomes the active intermediate",
 				Flags: []cli.Flag{configFlag,
 					&cli.StringFlag{Name: "in", Usage: "the certificate, PEM `FILE`", Required: true},
+					&cli.StringFlag{Name: "reason", Value: "superseded", Usage: "RFC 5280 `REASON`: superseded, or keyCompromise, cACompromise (the old intermediate is revoked, for the root's next CRL)"},
 				},
 				Action: func(c *cli.Context) error {
 					certs, err := ca.ReadCertificates(c.String("in"))
@@ -134,7 +135,12 @@ func caCommand() *cli.Command {
 						return err
 					}
 					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
-						r, err := a.ImportIntermediate(ctx, certs[0])
+						reason, err := ca.ParseReason(c.String("reason"))
+						if err != nil {
+							return usageError("%v", err)
+						}
+						reasonName, _ := ca.ReasonName(reason)
+						r, err := a.ImportIntermediate(ctx, certs[0], reasonName)
 						if err != nil {
 							return err
 						}
@@ -333,6 +339,9 @@ func caCommand() *cli.Command {
 							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
 						}
 						if path := c.String("csr-out"); path != "" {
+							if c.IsSet("reason") {
+								return usageError("with --csr-out, give --reason to 'ca import-intermediate', which makes the rollover")
+							}
 							out, err := reserveOut(path)
 							if err != nil {
 								return err

@@ -446,8 +446,11 @@ func TestOfflineRootCeremony(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("sign-intermediate: %+v", r)
 	}
-	if r := run(t, "ca", "import-intermediate", "--in", rootPEM, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "no pending intermediate key") {
+	if r := run(t, "ca", "import-intermediate", "--in", rootPEM, "--config", cfg); r.code == 0 || !strings.Contains(r.stderr, "an intermediate here has path length 0") {
 		t.Fatalf("import of a certificate that is not the request's: %+v", r)
+	}
+	if r := run(t, "ca", "rollover", "intermediate", "--hierarchy", "ecdsa", "--csr-out", csr+"2", "--reason", "keyCompromise", "--config", cfg); r.code != 2 || !strings.Contains(r.stderr, "import-intermediate") {
+		t.Fatalf("--csr-out with --reason: %+v", r)
 	}
 	r = run(t, "ca", "import-intermediate", "--in", signed, "--config", cfg)
 	if r.code != 0 || !strings.Contains(r.stdout, "ecdsa-int-2 is active") || !strings.Contains(r.stdout, "ecdsa-int-1 is retiring") {

@@ -1134,8 +1134,13 @@ func (s *SQLite) RollGeneration(ctx context.Context, next *Generation, old strin
 }
 
 // ForgetKey implements Store.
-func (s *SQLite) ForgetKey(ctx context.Context, id string, at time.Time) error {
+func (s *SQLite) ForgetKey(ctx context.Context, id string, at time.Time, crl *StaticCRL) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if crl != nil {
+			if err := putStaticCRL(ctx, tx, crl); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE generations SET key_file = '' WHERE id = ? AND key_file <> ''`, id)
 		if err != nil {
 			return err
@@ -1148,27 +1153,35 @@ func (s *SQLite) ForgetKey(ctx context.Context, id string, at time.Time) error {
 }
 
 // PutStaticCRL implements Store.
-func (s *SQLite) PutStaticCRL(ctx context.Context, issuerID string, number int64, der []byte, nextUpdate time.Time) error {
+func (s *SQLite) PutStaticCRL(ctx context.Context, crl *StaticCRL) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		var have sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT number FROM static_crls WHERE issuer_id = ?`, issuerID).Scan(&have); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		if err := putStaticCRL(ctx, tx, crl); err != nil {
 			return err
 		}
-		if have.Valid && number <= have.Int64 {
-			return fmt.Errorf("CRL number %d is not greater than %d, the one published: %w", number, have.Int64, ErrConflict)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO static_crls (issuer_id, number, der, next_update) VALUES (?, ?, ?, ?)
-			ON CONFLICT (issuer_id) DO UPDATE SET number = excluded.number, der = excluded.der, next_update = excluded.next_update`,
-			issuerID, number, der, unix(nextUpdate)); err != nil {
-			return err
-		}
-		// The CRL numbers this appliance gives out stay ahead.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO crl_numbers (issuer_id, number) VALUES (?, ?)
-			ON CONFLICT (issuer_id) DO UPDATE SET number = max(number, excluded.number)`, issuerID, number); err != nil {
-			return err
-		}
-		return addEvent(ctx, tx, EventGenerations, issuerID, time.Now())
+		return addEvent(ctx, tx, EventGenerations, crl.IssuerID, time.Now())
 	})
+}
+
+// putStaticCRL keeps crl in tx: its number must be one the appliance gave
+// out (ca crl-request) and greater than the one published.
+func putStaticCRL(ctx context.Context, tx *sql.Tx, crl *StaticCRL) error {
+	var have, given sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT number FROM static_crls WHERE issuer_id = ?`, crl.IssuerID).Scan(&have); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if have.Valid && crl.Number <= have.Int64 {
+		return fmt.Errorf("CRL number %d is not greater than %d, the one published: %w", crl.Number, have.Int64, ErrConflict)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT number FROM crl_numbers WHERE issuer_id = ?`, crl.IssuerID).Scan(&given); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if !given.Valid || crl.Number > given.Int64 {
+		return fmt.Errorf("CRL number %d was never given out for %s: sign the CRL of a 'ca crl-request': %w", crl.Number, crl.IssuerID, ErrConflict)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO static_crls (issuer_id, number, der, next_update) VALUES (?, ?, ?, ?)
+		ON CONFLICT (issuer_id) DO UPDATE SET number = excluded.number, der = excluded.der, next_update = excluded.next_update`,
+		crl.IssuerID, crl.Number, crl.DER, unix(crl.NextUpdate))
+	return err
 }
 
 // StaticCRL implements Store.

@@ -144,6 +144,14 @@ type Binding struct {
 	Actor string
 }
 
+// StaticCRL is a CRL signed away from the appliance, for an issuer.
+type StaticCRL struct {
+	IssuerID   string
+	Number     int64
+	DER        []byte
+	NextUpdate time.Time
+}
+
 // NameBoundError is a certificate refused because another identity
 // holds one of its names.
 type NameBoundError struct {
@@ -270,12 +278,13 @@ type Store interface {
 	// a root rollover's overlap. ErrConflict when none is next.
 	ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error
 	// ForgetKey records that a generation's key is no longer held here
-	// (a root taken offline), with an EventGenerations.
-	ForgetKey(ctx context.Context, id string, at time.Time) error
+	// (a root taken offline), with an EventGenerations; crl, when not
+	// nil, is kept as the root's CRL in the same transaction.
+	ForgetKey(ctx context.Context, id string, at time.Time, crl *StaticCRL) error
 	// PutStaticCRL keeps a CRL signed away from the appliance (an offline
 	// root's) for it to publish; ErrConflict unless its number is greater
 	// than the one kept.
-	PutStaticCRL(ctx context.Context, issuerID string, number int64, der []byte, nextUpdate time.Time) error
+	PutStaticCRL(ctx context.Context, crl *StaticCRL) error
 	// StaticCRL returns the CRL kept for an issuer (ErrNotFound when none).
 	StaticCRL(ctx context.Context, issuerID string) (der []byte, number int64, nextUpdate time.Time, err error)
 	// DropGenerationKey records that a retired generation's key is gone.
