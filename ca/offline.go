@@ -168,8 +168,8 @@ type CRLRequestDoc struct {
 	// RootSHA256 is the SHA-256 of the root's certificate: the root that
 	// must sign the CRL.
 	RootSHA256 string       `json:"root_sha256"`
-	Number  int64        `json:"number"`
-	Revoked []CRLRevoked `json:"revoked"`
+	Number     int64        `json:"number"`
+	Revoked    []CRLRevoked `json:"revoked"`
 }
 
 // CRLRevoked is one entry of a CRL request.
