@@ -93,11 +93,7 @@ func caCommand() *cli.Command {
 					if (c.String("base-url") == "") != (c.String("root-id") == "") {
 						return usageError("--base-url and --root-id go together")
 					}
-					roots, err := ca.ReadCertificates(c.String("root-cert"))
-					if err != nil {
-						return err
-					}
-					key, err := readRootKey(c)
+					root, key, err := readRoot(c)
 					if err != nil {
 						return err
 					}
@@ -109,7 +105,7 @@ func caCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					cert, err := ca.SignIntermediate(req, roots[0], key, lifetime.D(), c.String("base-url"), c.String("root-id"), time.Now())
+					cert, err := ca.SignIntermediate(req, root, key, lifetime.D(), c.String("base-url"), c.String("root-id"), time.Now())
 					if err != nil {
 						out.discard()
 						return fmt.Errorf("not signed: %w", err)
@@ -236,11 +232,7 @@ func caCommand() *cli.Command {
 					if err != nil || validity <= 0 {
 						return usageError("--validity %q is not a duration (365d)", c.String("validity"))
 					}
-					roots, err := ca.ReadCertificates(c.String("root-cert"))
-					if err != nil {
-						return err
-					}
-					key, err := readRootKey(c)
+					root, key, err := readRoot(c)
 					if err != nil {
 						return err
 					}
@@ -256,7 +248,7 @@ func caCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					crl, err := ca.SignCRL(&req, roots[0], key, validity.D(), time.Now())
+					crl, err := ca.SignCRL(&req, root, key, validity.D(), time.Now())
 					if err != nil {
 						out.discard()
 						return err
@@ -549,14 +541,19 @@ func readPassphrase(path string) ([]byte, error) {
 	return []byte(line), nil
 }
 
-// readRootKey reads --root-key, decrypting it with --passphrase-file.
-func readRootKey(c *cli.Context) (crypto.Signer, error) {
+// readRoot reads --root-cert and --root-key, the key decrypted with
+// --passphrase-file.
+func readRoot(c *cli.Context) (*x509.Certificate, crypto.Signer, error) {
+	roots, err := ca.ReadCertificates(c.String("root-cert"))
+	if err != nil {
+		return nil, nil, err
+	}
 	var pass []byte
 	if p := c.String("passphrase-file"); p != "" {
-		var err error
 		if pass, err = readPassphrase(p); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return ca.ReadEncryptedKey(c.String("root-key"), pass)
+	key, err := ca.ReadEncryptedKey(c.String("root-key"), pass)
+	return roots[0], key, err
 }

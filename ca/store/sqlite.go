@@ -875,7 +875,12 @@ func (s *SQLite) ListCertificates(ctx context.Context, opt ListOptions) ([]*Cert
 
 // CountCertificates implements Store.
 func (s *SQLite) CountCertificates(ctx context.Context) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT issuer_id, n FROM certificate_counts WHERE n > 0`)
+	return s.countsByIssuer(ctx, `SELECT issuer_id, n FROM certificate_counts WHERE n > 0`)
+}
+
+// countsByIssuer runs a query whose rows are an issuer and a count.
+func (s *SQLite) countsByIssuer(ctx context.Context, q string, args ...any) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -1214,22 +1219,8 @@ func (s *SQLite) DropGenerationKey(ctx context.Context, id string, at time.Time)
 
 // ValidCounts implements Store.
 func (s *SQLite) ValidCounts(ctx context.Context, now time.Time) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT issuer_id, count(*) FROM certificates
+	return s.countsByIssuer(ctx, `SELECT issuer_id, count(*) FROM certificates
 		WHERE not_after > ? AND revoked = 0 AND profile <> 'ocsp' GROUP BY issuer_id`, unix(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, err
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
 }
 
 // LatestNotAfter implements Store.
