@@ -193,12 +193,7 @@ func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certifica
 	step("imported intermediate key in place")
 	// With a compromised key, the old intermediate is revoked in the same
 	// transaction: the next 'ca crl-request' lists it for the root to sign.
-	var revoked *store.Certificate
-	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
-		revoked = caRecord(old, root)
-		revoked.Revoked, revoked.RevokedAt, revoked.Reason = true, now, code
-	}
-	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, revoked); err != nil {
+	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, compromised(old, root, reason, now)); err != nil {
 		os.Remove(final)
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
@@ -211,15 +206,7 @@ func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certifica
 	if err := a.Reload(ctx); err != nil {
 		return nil, err
 	}
-	r := &Rollover{Hierarchy: hier, Reason: "offline root"}
-	for _, g := range a.Generations() {
-		switch g.ID {
-		case old.rec.ID:
-			r.Old = g
-		case id:
-			r.New = g
-		}
-	}
+	r := a.rolloverOf(hier, reason, old.rec.ID, id)
 	a.metrics.rollovers.WithLabelValues(hier, RoleIntermediate).Inc()
 	a.o.Logger.Warn("CA intermediate imported from the offline root", "hierarchy", hier, "old", old.rec.ID, "new", id, "new_sha256", r.New.Fingerprint)
 	return r, nil

@@ -88,27 +88,14 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	// With a compromised key, the root revokes the old intermediate in
 	// the same transaction, so that its CRL and OCSP say so: a crash
 	// cannot leave the rollover made and the revocation not.
-	var revoked *store.Certificate
-	if code, err := ParseReason(reason); err == nil && (code == 1 || code == 2) {
-		revoked = caRecord(old, root)
-		revoked.Revoked, revoked.RevokedAt, revoked.Reason = true, now, code
-	}
-	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, revoked); err != nil {
+	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, compromised(old, root, reason, now)); err != nil {
 		return nil, fmt.Errorf("record the rollover to %s: %w", id, err)
 	}
 	step("intermediate recorded")
 	if err := a.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("load the new generation %s: %w", id, err)
 	}
-	r := &Rollover{Hierarchy: hier, Reason: reason}
-	for _, g := range a.Generations() {
-		switch g.ID {
-		case old.rec.ID:
-			r.Old = g
-		case id:
-			r.New = g
-		}
-	}
+	r := a.rolloverOf(hier, reason, old.rec.ID, id)
 	a.metrics.rollovers.WithLabelValues(hier, RoleIntermediate).Inc()
 	a.o.Logger.LogAttrs(ctx, slog.LevelWarn, "CA intermediate rolled over",
 		slog.String("hierarchy", hier), slog.String("reason", reason),
@@ -169,6 +156,32 @@ func (a *Authority) setAsideOrphanKeys(recs []*store.Generation) {
 		}
 		a.o.Logger.Warn("a CA key file no generation names could not be set aside", "file", f, "err", err)
 	}
+}
+
+// compromised is, for a compromise reason (keyCompromise, cACompromise),
+// old's CA certificate as its root revokes it at now; nil otherwise.
+func compromised(old, root *generation, reason string, now time.Time) *store.Certificate {
+	code, err := ParseReason(reason)
+	if err != nil || (code != 1 && code != 2) {
+		return nil
+	}
+	c := caRecord(old, root)
+	c.Revoked, c.RevokedAt, c.Reason = true, now, code
+	return c
+}
+
+// rolloverOf describes, once reloaded, the rollover from oldID to newID.
+func (a *Authority) rolloverOf(hier, reason, oldID, newID string) *Rollover {
+	r := &Rollover{Hierarchy: hier, Reason: reason}
+	for _, g := range a.Generations() {
+		switch g.ID {
+		case oldID:
+			r.Old = g
+		case newID:
+			r.New = g
+		}
+	}
+	return r
 }
 
 // caRecord is the CA certificate of g as a certificate its root issued

@@ -158,9 +158,9 @@ func caCommand() *cli.Command {
 					&cli.StringFlag{Name: "crl-validity", Value: "365d", Usage: "validity of the root's last CRL signed here, `D`: sign the next before it ends"},
 				},
 				Action: func(c *cli.Context) error {
-					hier := strings.ToLower(c.String("hierarchy"))
-					if hier != ca.ECDSA && hier != ca.RSA {
-						return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+					hier, err := hierarchyFlag(c)
+					if err != nil {
+						return err
 					}
 					validity, err := config.ParseDuration(c.String("crl-validity"))
 					if err != nil || validity <= 0 {
@@ -326,9 +326,9 @@ func caCommand() *cli.Command {
 						&cli.StringFlag{Name: "csr-out", Usage: "with the root key offline: make the new intermediate's key and write its request to `FILE`, for 'ca sign-intermediate' where the root key is"},
 					},
 					Action: func(c *cli.Context) error {
-						hier := strings.ToLower(c.String("hierarchy"))
-						if hier != ca.ECDSA && hier != ca.RSA {
-							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+						hier, err := hierarchyFlag(c)
+						if err != nil {
+							return err
 						}
 						if path := c.String("csr-out"); path != "" {
 							if c.IsSet("reason") {
@@ -394,9 +394,9 @@ func caCommand() *cli.Command {
 						&cli.StringFlag{Name: "overlap", Usage: "how long the new root is published before it issues, `D` (30d, 0 for at once; default ca.root_rollover_overlap)"},
 					},
 					Action: func(c *cli.Context) error {
-						hier := strings.ToLower(c.String("hierarchy"))
-						if hier != ca.ECDSA && hier != ca.RSA {
-							return usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+						hier, err := hierarchyFlag(c)
+						if err != nil {
+							return err
 						}
 						cfg, err := loadConfig(c)
 						if err != nil {
@@ -556,4 +556,13 @@ func readRoot(c *cli.Context) (*x509.Certificate, crypto.Signer, error) {
 	}
 	key, err := ca.ReadEncryptedKey(c.String("root-key"), pass)
 	return roots[0], key, err
+}
+
+// hierarchyFlag is --hierarchy, ecdsa or rsa.
+func hierarchyFlag(c *cli.Context) (string, error) {
+	hier := strings.ToLower(c.String("hierarchy"))
+	if hier != ca.ECDSA && hier != ca.RSA {
+		return "", usageError("--hierarchy %q: want ecdsa or rsa", c.String("hierarchy"))
+	}
+	return hier, nil
 }

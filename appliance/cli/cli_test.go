@@ -51,6 +51,16 @@ func siteConfig(t *testing.T, extra string) (cfgPath, dir string) {
 	return cfgPath, dir
 }
 
+// initSite is siteConfig with its CA created (ca init).
+func initSite(t *testing.T, extra string) (cfgPath, dir string) {
+	t.Helper()
+	cfgPath, dir = siteConfig(t, extra)
+	if r := run(t, "ca", "init", "--config", cfgPath); r.code != 0 {
+		t.Fatal(r)
+	}
+	return cfgPath, dir
+}
+
 func needOpenSSL(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Fatal("openssl is not installed: install it (apt-get install openssl; .ci/run does) to run this test")
@@ -266,10 +276,7 @@ func TestCAAndCertsCommands(t *testing.T) {
 }
 
 func TestRequestsCommands(t *testing.T) {
-	cfg, _ := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, _ := initSite(t, "")
 	a, closeStore := openAuthority(t, cfg)
 	ctx := context.Background()
 	now := time.Now()
@@ -341,10 +348,7 @@ func TestRequestsCommands(t *testing.T) {
 // released.
 func TestOperatorCommandsAsDocumented(t *testing.T) {
 	needOpenSSL(t)
-	cfg, dir := siteConfig(t, "ca:\n  reserved_names: [\"*.infra.studio.example.test\"]\n")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "ca:\n  reserved_names: [\"*.infra.studio.example.test\"]\n")
 	count := func() int {
 		r := run(t, "certs", "list", "--config", cfg, "--limit", "0")
 		return strings.Count(r.stdout, "\n") - 1
@@ -516,10 +520,7 @@ func TestConfigCheckRunsServeChecks(t *testing.T) {
 		})
 	}
 	t.Run("too open", func(t *testing.T) {
-		cfg, cdir := siteConfig(t, "")
-		if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-			t.Fatal(r)
-		}
+		cfg, cdir := initSite(t, "")
 		data := filepath.Join(cdir, "data")
 		for _, tc := range []struct{ path, fix string }{
 			{data, "chmod 700"},
@@ -574,10 +575,7 @@ func TestConfigCheckRunsServeChecks(t *testing.T) {
 // moves the old one aside; a file that is not a backup changes nothing.
 func TestBackupRestore(t *testing.T) {
 	needOpenSSL(t)
-	cfg, dir := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "")
 	csr := opensslCSR(t, dir, "b1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=b1.studio.example.test", "")
 	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "b1.crt")); r.code != 0 {
 		t.Fatal(r)

@@ -84,10 +84,7 @@ func startAppClock(t *testing.T, cfgPath string, clock func() time.Time) (*app.A
 // certificates are listed and revoked in one command.
 func TestRolloverFromCLIBesideRunningAppliance(t *testing.T) {
 	needOpenSSL(t)
-	cfg, dir := siteConfig(t, "est:\n  manual_approval: true\n")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "est:\n  manual_approval: true\n")
 	csr := opensslCSR(t, dir, "old1", "-newkey ec -pkeyopt ec_paramgen_curve:P-256", "/CN=old1.studio.example.test", "")
 	if r := run(t, "certs", "issue", "--config", cfg, "--csr", csr, "--out", filepath.Join(dir, "old1.crt")); r.code != 0 {
 		t.Fatal(r)
@@ -189,10 +186,7 @@ func TestRolloverFromCLIBesideRunningAppliance(t *testing.T) {
 // ca.intermediate_rollover_at of their life (by its clock) rolls them over
 // at start, and says so in its metrics.
 func TestScheduledRollover(t *testing.T) {
-	cfg, _ := siteConfig(t, "ca:\n  intermediate_rollover_at: 60\n")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, _ := initSite(t, "ca:\n  intermediate_rollover_at: 60\n")
 	later := time.Now().Add(3*365*24*time.Hour + 30*24*time.Hour) // 62 % of 5 years
 	a := startApp(t, cfg, func() time.Time { return later })
 	deadline := time.Now().Add(10 * time.Second)
@@ -264,10 +258,7 @@ func readKeyFile(t *testing.T, path string) *ecdsa.PrivateKey {
 // hierarchy until the overlap ends.
 func TestRootRolloverBesideRunningAppliance(t *testing.T) {
 	needOpenSSL(t)
-	cfg, dir := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "")
 	a := startApp(t, cfg, nil)
 	if r := run(t, "ca", "rollover", "root", "--hierarchy", "ecdsa", "--overlap", "soon", "--config", cfg); r.code != 2 {
 		t.Fatalf("bad overlap: %+v", r)
@@ -334,10 +325,7 @@ func TestRootRolloverBesideRunningAppliance(t *testing.T) {
 // the intermediate and then the root of their hierarchy roll over (the
 // root with no overlap): not one request fails.
 func TestEnrollmentsThroughRollovers(t *testing.T) {
-	cfg, dir := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "")
 	// A manufacturer whose devices enroll.
 	mkey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	mtmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Maker Root"}, NotBefore: time.Now().Add(-time.Hour),
@@ -411,10 +399,7 @@ func TestEnrollmentsThroughRollovers(t *testing.T) {
 func TestOfflineRootCeremony(t *testing.T) {
 	needOpenSSL(t)
 	// A hierarchy made elsewhere: its root key stays in "vault".
-	src, srcDir := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", src); r.code != 0 {
-		t.Fatal(r)
-	}
+	src, srcDir := initSite(t, "")
 	vault := t.TempDir()
 	sa, closeSrc := openAuthority(t, src)
 	root, _ := sa.CACertificate("ecdsa-root-1")
@@ -484,10 +469,7 @@ func TestOfflineRootCeremony(t *testing.T) {
 // the number forward is refused.
 func TestExportRootKeyAndOfflineCRL(t *testing.T) {
 	needOpenSSL(t)
-	cfg, dir := siteConfig(t, "")
-	if r := run(t, "ca", "init", "--config", cfg); r.code != 0 {
-		t.Fatal(r)
-	}
+	cfg, dir := initSite(t, "")
 	pass := filepath.Join(dir, "pass")
 	os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600)
 	short := filepath.Join(dir, "short")
