@@ -484,7 +484,15 @@ func TestMetrics(t *testing.T) {
 		ask(t, "udp", s.Addr(), `nmos-certs\ 1._nmos-certs._tcp.`+zone, dns.TypeSRV)
 	}
 	ask(t, "udp", s.Addr(), "nope."+zone, dns.TypeA)
-	if got := counterValue(t, "coredns_dns_requests_total", map[string]string{"server": server, "type": "SRV", "proto": "udp"}); got != before+3 {
+	// CoreDNS counts a request once its answer is written, so the client
+	// may read the answer a moment before the count moves: wait for it.
+	labels := map[string]string{"server": server, "type": "SRV", "proto": "udp"}
+	got := counterValue(t, "coredns_dns_requests_total", labels)
+	for deadline := time.Now().Add(5 * time.Second); got < before+3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		got = counterValue(t, "coredns_dns_requests_total", labels)
+	}
+	if got != before+3 {
 		t.Errorf("coredns_dns_requests_total{type=SRV} went from %v to %v, want +3", before, got)
 	}
 	if got := counterValue(t, "coredns_dns_responses_total", map[string]string{"server": server, "rcode": "NXDOMAIN"}); got < 1 {
