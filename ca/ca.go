@@ -740,14 +740,20 @@ func (a *Authority) IssueResponderCert(ctx context.Context, issuerID string, pub
 	return cert, nil
 }
 
-// URLs for a generation.
-func (a *Authority) ocspURL() string { return strings.TrimSuffix(a.o.BaseURL, "/") + "/ocsp" }
-func (a *Authority) crlURL(id string) string {
-	return strings.TrimSuffix(a.o.BaseURL, "/") + "/crl/" + id + ".crl"
+// The appliance's URLs under its plain-HTTP base: the OCSP responder,
+// and the CRL and certificate of generation id. The offline ceremony
+// (SignIntermediate) names them from the base it is given.
+func ocspURLAt(base string) string { return strings.TrimSuffix(base, "/") + "/ocsp" }
+func crlURLAt(base, id string) string {
+	return strings.TrimSuffix(base, "/") + "/crl/" + id + ".crl"
 }
-func (a *Authority) issuerURL(id string) string {
-	return strings.TrimSuffix(a.o.BaseURL, "/") + "/ca/" + id + ".crt"
+func issuerURLAt(base, id string) string {
+	return strings.TrimSuffix(base, "/") + "/ca/" + id + ".crt"
 }
+
+func (a *Authority) ocspURL() string            { return ocspURLAt(a.o.BaseURL) }
+func (a *Authority) crlURL(id string) string    { return crlURLAt(a.o.BaseURL, id) }
+func (a *Authority) issuerURL(id string) string { return issuerURLAt(a.o.BaseURL, id) }
 
 // CRLURL is the URL where the CRL of generation id is published.
 func (a *Authority) CRLURL(id string) string { return a.crlURL(id) }

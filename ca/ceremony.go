@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -122,16 +121,12 @@ func SignIntermediate(csrPEM []byte, rootCert *x509.Certificate, rootKey crypto.
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
 	}
-	if base := strings.TrimSuffix(baseURL, "/"); base != "" {
-		tmpl.OCSPServer = []string{base + "/ocsp"}
-		tmpl.CRLDistributionPoints = []string{base + "/crl/" + rootID + ".crl"}
-		tmpl.IssuingCertificateURL = []string{base + "/ca/" + rootID + ".crt"}
+	if strings.TrimSuffix(baseURL, "/") != "" {
+		tmpl.OCSPServer = []string{ocspURLAt(baseURL)}
+		tmpl.CRLDistributionPoints = []string{crlURLAt(baseURL, rootID)}
+		tmpl.IssuingCertificateURL = []string{issuerURLAt(baseURL, rootID)}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, rootCert, req.PublicKey, rootKey)
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(der)
+	return (&generation{cert: rootCert, key: rootKey}).certify(tmpl, req.PublicKey)
 }
 
 // ImportIntermediate takes back the certificate the offline root signed

@@ -176,6 +176,13 @@ func (g *generation) signResponder(pub crypto.PublicKey, notBefore, notAfter tim
 		BasicConstraintsValid: true,
 		ExtraExtensions:       []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
 	}
+	return g.certify(tmpl, pub)
+}
+
+// certify signs tmpl for pub with g's key through crypto/x509: the
+// certificates the appliance makes itself (OCSP responders, link and
+// cross certificates), not leaves.
+func (g *generation) certify(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, g.cert, pub, g.key)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -513,18 +512,14 @@ func (a *Authority) linkCertificate(subject, issuer *generation, now time.Time) 
 		// verifiers take it for a self-signed one.
 		AuthorityKeyId: issuer.cert.SubjectKeyId,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer.cert, subject.cert.PublicKey, issuer.key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := issuer.certify(tmpl, subject.cert.PublicKey)
 	if err != nil {
 		return nil, err
 	}
 	id := fmt.Sprintf("%s-root-%d-by-%d", subject.rec.Hierarchy, subject.rec.Seq, issuer.rec.Seq)
 	return &generation{
 		rec: &store.Generation{ID: id, Hierarchy: subject.rec.Hierarchy, Role: RoleLink, Seq: subject.rec.Seq, ParentID: issuer.rec.ID,
-			State: store.StateActive, CertDER: der, CreatedAt: now},
+			State: store.StateActive, CertDER: cert.Raw, CreatedAt: now},
 		cert: cert, parent: issuer,
 	}, nil
 }
@@ -549,18 +544,14 @@ func (a *Authority) crossCertificate(inter, oldRoot *generation, now time.Time) 
 		CRLDistributionPoints: []string{a.crlURL(oldRoot.rec.ID)},
 		IssuingCertificateURL: []string{a.issuerURL(oldRoot.rec.ID)},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, oldRoot.cert, inter.cert.PublicKey, oldRoot.key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, err := oldRoot.certify(tmpl, inter.cert.PublicKey)
 	if err != nil {
 		return nil, err
 	}
 	id := fmt.Sprintf("%s-int-%d-by-root-%d", inter.rec.Hierarchy, inter.rec.Seq, oldRoot.rec.Seq)
 	return &generation{
 		rec: &store.Generation{ID: id, Hierarchy: inter.rec.Hierarchy, Role: RoleCross, Seq: inter.rec.Seq, ParentID: oldRoot.rec.ID,
-			State: store.StateActive, CertDER: der, CreatedAt: now},
+			State: store.StateActive, CertDER: cert.Raw, CreatedAt: now},
 		cert: cert, parent: oldRoot,
 	}, nil
 }
