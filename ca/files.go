@@ -79,28 +79,48 @@ func writeKey(path string, key crypto.Signer) error {
 }
 
 // writeNewKey stores a new CA generation's key as writeKey does, but
-// never over an existing file: two processes rolling over at once pick
-// the same generation ID, and the one that loses must not replace the
-// key of the one that wins. The file is written under a temporary name,
-// synced, then linked to path, which fails if path exists.
+// never over an existing file (see WriteNew): two processes rolling over
+// at once pick the same generation ID, and the one that loses must not
+// replace the key of the one that wins.
 func writeNewKey(path string, key crypto.Signer) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("encode key: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
+	err = WriteNew(path, 0o600, func(w io.Writer) error {
+		_, err := w.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		return err
+	})
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists and no generation names it yet: another rollover is under way, or one stopped (its key is set aside ten minutes later); try again then: %w", path, errKeyExists)
+	}
+	if err != nil {
+		return err
+	}
+	matchDirOwner(path)
+	return nil
+}
+
+// WriteNew creates path, mode perm, with what write puts in it, and never
+// over an existing file: the content goes to a temporary file in the same
+// directory, which is synced and then hard-linked to path (a link, unlike
+// a rename, fails with fs.ErrExist when path exists, even one that
+// appeared meanwhile); the directory is synced last. On failure nothing
+// is left behind.
+func WriteNew(path string, perm os.FileMode, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
-	err = f.Chmod(0o600)
+	err = f.Chmod(perm)
 	if err == nil {
-		_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		err = write(f)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -112,12 +132,8 @@ func writeNewKey(path string, key crypto.Signer) error {
 		return err
 	}
 	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s exists and no generation names it yet: another rollover is under way, or one stopped (its key is set aside ten minutes later); try again then: %w", path, errKeyExists)
-		}
 		return err
 	}
-	matchDirOwner(path)
 	return SyncDir(dir)
 }
 

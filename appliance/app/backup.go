@@ -53,8 +53,8 @@ type BackupInfo struct {
 }
 
 // Backup writes the data directory of cfg to the new file out (mode
-// 0600, written to a temporary file, synced and renamed; an existing out
-// is never replaced). The appliance may be running.
+// 0600, written to a temporary file, synced and linked into place; an
+// existing out is never replaced). The appliance may be running.
 func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, error) {
 	var info BackupInfo
 	if _, err := os.Lstat(out); err == nil {
@@ -89,66 +89,43 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, er
 		return info, err
 	}
 
-	f, err := os.CreateTemp(filepath.Dir(out), ".nmos-certs-backup-*.tar")
-	if err != nil {
-		return info, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return info, err
-	}
-	tw := tar.NewWriter(f)
-	manifest := fmt.Sprintf("%s\nversion: %s\ncreated: %s\ngenerations: %d\ncertificates: %d\n",
-		backupFormat, Version, time.Now().UTC().Format(time.RFC3339), info.Generations, info.Certificates)
-	err = tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(len(manifest)), ModTime: time.Now(), Typeflag: tar.TypeReg})
-	if err == nil {
-		_, err = io.WriteString(tw, manifest)
-	}
-	if err == nil {
-		err = addFile(tw, snapshot, DBFile)
-	}
-	for _, sub := range backupDirs {
-		if err != nil {
-			break
+	err = ca.WriteNew(out, 0o600, func(f io.Writer) error {
+		tw := tar.NewWriter(f)
+		manifest := fmt.Sprintf("%s\nversion: %s\ncreated: %s\ngenerations: %d\ncertificates: %d\n",
+			backupFormat, Version, time.Now().UTC().Format(time.RFC3339), info.Generations, info.Certificates)
+		if err := tw.WriteHeader(&tar.Header{Name: manifestName, Mode: 0o600, Size: int64(len(manifest)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+			return err
 		}
-		ents, rerr := os.ReadDir(filepath.Join(cfg.DataDir, sub))
-		if errors.Is(rerr, fs.ErrNotExist) {
-			continue
+		if _, err := io.WriteString(tw, manifest); err != nil {
+			return err
 		}
-		if rerr != nil {
-			err = rerr
-			break
+		if err := addFile(tw, snapshot, DBFile); err != nil {
+			return err
 		}
-		for _, e := range ents {
-			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+		for _, sub := range backupDirs {
+			ents, err := os.ReadDir(filepath.Join(cfg.DataDir, sub))
+			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			if err = addFile(tw, filepath.Join(cfg.DataDir, sub, e.Name()), sub+"/"+e.Name()); err != nil {
-				break
+			if err != nil {
+				return err
 			}
-			info.Files++
+			for _, e := range ents {
+				if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+					continue
+				}
+				if err := addFile(tw, filepath.Join(cfg.DataDir, sub, e.Name()), sub+"/"+e.Name()); err != nil {
+					return err
+				}
+				info.Files++
+			}
 		}
-	}
-	if err == nil {
-		err = tw.Close()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		return tw.Close()
+	})
 	if err != nil {
 		return info, fmt.Errorf("write backup: %w", err)
 	}
-	// A hard link, unlike a rename, refuses to replace a file that
-	// appeared meanwhile.
-	if err := os.Link(tmp, out); err != nil {
-		return info, fmt.Errorf("write backup: %w", err)
-	}
-	return info, ca.SyncDir(filepath.Dir(out))
+	return info, nil
 }
 
 func addFile(tw *tar.Writer, src, name string) error {
