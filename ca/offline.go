@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -116,20 +117,12 @@ func (a *Authority) ExportRootKey(ctx context.Context, hier, out string, passphr
 	if err != nil {
 		return GenerationInfo{}, err
 	}
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = WriteNew(out, 0o600, func(w io.Writer) error {
+		_, err := w.Write(enc)
+		return err
+	})
 	if err != nil {
 		return GenerationInfo{}, fmt.Errorf("write the exported key: %w", err)
-	}
-	_, err = f.Write(enc)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(out)
-		return GenerationInfo{}, err
 	}
 	back, err := ReadEncryptedKey(out, passphrase)
 	if err != nil || !publicKeysEqual(back.Public(), root.cert.PublicKey) {
