@@ -316,13 +316,10 @@ func (w *addressWindow) add(host string, now time.Time) {
 		w.times = map[string][]time.Time{}
 	}
 	if _, ok := w.times[host]; !ok && len(w.times) >= maxAddresses {
+		// Full: one address, any, makes room.
 		for h := range w.times {
-			if len(w.prune(h, now)) == 0 || len(w.times) >= maxAddresses {
-				delete(w.times, h)
-			}
-			if len(w.times) < maxAddresses {
-				break
-			}
+			delete(w.times, h)
+			break
 		}
 	}
 	w.times[host] = append(w.prune(host, now), now)
