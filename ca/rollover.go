@@ -20,6 +20,10 @@ import (
 // that must sign the new intermediate is offline.
 var ErrRootKeyNotHeld = errors.New("the root key is not held on this appliance (an offline root)")
 
+// ErrRootRolloverUnderWay is returned by RolloverRoot when the hierarchy's
+// last root rollover is still in its overlap.
+var ErrRootRolloverUnderWay = errors.New("already under way")
+
 // Rollover describes an intermediate rollover: the generation that
 // became active and the one that became retiring.
 type Rollover struct {
@@ -385,7 +389,7 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 	a.mu.RUnlock()
 	switch {
 	case pending:
-		return nil, fmt.Errorf("a %s root rollover is already under way: its new root becomes active at the end of its overlap", strings.ToUpper(hier))
+		return nil, fmt.Errorf("a %s root rollover is %w: its new root becomes active at the end of its overlap", strings.ToUpper(hier), ErrRootRolloverUnderWay)
 	case old == nil:
 		return nil, fmt.Errorf("no active %s root", strings.ToUpper(hier))
 	case old.key == nil:

@@ -151,7 +151,10 @@ type App struct {
 	// validLeaves are the valid certificates of each generation, counted
 	// by maintainCA.
 	validLeaves atomic.Pointer[map[string]int]
-	rollAt      float64 // ca.intermediate_rollover_at, as a share
+	// rollAt is the share of an intermediate's life after which it is
+	// rolled over (ca.intermediate_rollover_at, restart-only: read once,
+	// so that the loops do not read a.cfg, which a reload replaces).
+	rollAt float64
 	// Root rollover settings (restart-only), and when each hierarchy's
 	// due root rollover was last announced (maintainCA's goroutine only).
 	rootAt        float64

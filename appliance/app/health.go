@@ -76,19 +76,15 @@ func (a *App) readiness(ctx context.Context) []readyCheck {
 	check("tls certificates", tlsErr)
 
 	// An offline root's CRL, which only the root's key can sign again.
-	for _, g := range a.ca.Generations() {
-		if g.Role != ca.RoleRoot || g.KeyHeld || g.State == "retired" {
-			continue
-		}
-		_, number, next, err := a.store.StaticCRL(ctx, g.ID)
+	for _, c := range a.offlineRootCRLs(ctx) {
 		var crlErr error
 		switch {
-		case err != nil:
+		case c.err != nil:
 			crlErr = fmt.Errorf("no CRL is published for the offline root: sign one where its key is (ca crl-request, ca sign-crl, ca import-crl)")
-		case next.Sub(a.o.Clock()) < 30*24*time.Hour:
-			crlErr = fmt.Errorf("CRL %d of the offline root expires %s: sign the next (ca crl-request, ca sign-crl, ca import-crl)", number, next.UTC().Format(time.RFC3339))
+		case c.next.Sub(a.o.Clock()) < offlineCRLWarning:
+			crlErr = fmt.Errorf("CRL %d of the offline root expires %s: sign the next (ca crl-request, ca sign-crl, ca import-crl)", c.number, c.next.UTC().Format(time.RFC3339))
 		}
-		check("offline root CRL "+g.ID, crlErr)
+		check("offline root CRL "+c.root, crlErr)
 	}
 
 	var storeErr error
@@ -164,11 +160,9 @@ func (c *ownCertsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if c.a.ca != nil {
-		for _, g := range c.a.ca.Generations() {
-			if g.Role == ca.RoleRoot && !g.KeyHeld && g.State != "retired" {
-				if _, _, next, err := c.a.store.StaticCRL(context.Background(), g.ID); err == nil {
-					ch <- prometheus.MustNewConstMetric(c.crl, prometheus.GaugeValue, float64(next.Unix()), g.ID)
-				}
+		for _, crl := range c.a.offlineRootCRLs(context.Background()) {
+			if crl.err == nil {
+				ch <- prometheus.MustNewConstMetric(c.crl, prometheus.GaugeValue, float64(crl.next.Unix()), crl.root)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,11 +13,6 @@ import (
 
 	"github.com/nmos-certs/nmos-certs/ca"
 )
-
-// rolloverAt is the share of an intermediate's life after which it is
-// rolled over (ca.intermediate_rollover_at, a restart-only setting, read
-// once so that the loops do not read a.cfg, which a reload replaces).
-func (a *App) rolloverAt() float64 { return a.rollAt }
 
 // maintainCA rolls over, per hierarchy, an active intermediate that has
 // used ca.intermediate_rollover_at of its life, and retires the retiring
@@ -50,7 +46,7 @@ func (a *App) caChecks(ctx context.Context) {
 		if a.autoRoot {
 			r, err := a.ca.RolloverRoot(ctx, h, a.rootOverlap)
 			if err != nil {
-				if ctx.Err() == nil && !strings.Contains(err.Error(), "already under way") {
+				if ctx.Err() == nil && !errors.Is(err, ca.ErrRootRolloverUnderWay) {
 					a.log.Error("automatic root rollover failed", "hierarchy", h, "err", err)
 				}
 				continue
@@ -64,7 +60,7 @@ func (a *App) caChecks(ctx context.Context) {
 				"hierarchy", h, "life_used", used)
 		}
 	}
-	at := a.rolloverAt()
+	at := a.rollAt
 	for _, h := range ca.Hierarchies {
 		if used := a.ca.IntermediateLifeUsed(h); used >= at {
 			r, err := a.ca.RolloverIntermediate(ctx, h, "scheduled")
@@ -133,7 +129,7 @@ func (c *rolloverCollector) Collect(ch chan<- prometheus.Metric) {
 		if g.State != "active" {
 			continue
 		}
-		threshold := c.a.rolloverAt()
+		threshold := c.a.rollAt
 		if g.Role == ca.RoleRoot {
 			threshold = c.a.rootAt
 		}
@@ -178,21 +174,44 @@ func (a *App) crlHandler() http.Handler {
 	})
 }
 
-// checkOfflineCRLs warns, daily, about an offline root's CRL that
-// expires within 30 days: only the root's key can sign the next.
-func (a *App) checkOfflineCRLs(ctx context.Context) {
+// offlineCRLWarning is how long before an offline root's CRL expires the
+// appliance asks for the next (log, /readyz): only the root's key can
+// sign it.
+const offlineCRLWarning = 30 * 24 * time.Hour
+
+// offlineRootCRL is the CRL published for a root whose key is offline.
+type offlineRootCRL struct {
+	root   string
+	number int64
+	next   time.Time // zero when none is published
+	err    error     // why none could be read
+}
+
+// offlineRootCRLs returns the CRL of each root, not retired, whose key is
+// offline.
+func (a *App) offlineRootCRLs(ctx context.Context) []offlineRootCRL {
+	var out []offlineRootCRL
 	for _, g := range a.ca.Generations() {
 		if g.Role != ca.RoleRoot || g.KeyHeld || g.State == "retired" {
 			continue
 		}
-		_, number, next, err := a.store.StaticCRL(ctx, g.ID)
-		if err != nil {
-			next = time.Time{} // none: as urgent as an expired one
+		c := offlineRootCRL{root: g.ID}
+		if _, c.number, c.next, c.err = a.store.StaticCRL(ctx, g.ID); c.err != nil {
+			c.next = time.Time{} // none: as urgent as an expired one
 		}
-		if left := next.Sub(a.o.Clock()); left < 30*24*time.Hour && a.o.Clock().Sub(a.crlWarned[g.ID]) >= 24*time.Hour {
-			a.crlWarned[g.ID] = a.o.Clock()
+		out = append(out, c)
+	}
+	return out
+}
+
+// checkOfflineCRLs warns, daily, about an offline root's CRL that
+// expires within offlineCRLWarning.
+func (a *App) checkOfflineCRLs(ctx context.Context) {
+	for _, c := range a.offlineRootCRLs(ctx) {
+		if c.next.Sub(a.o.Clock()) < offlineCRLWarning && a.o.Clock().Sub(a.crlWarned[c.root]) >= 24*time.Hour {
+			a.crlWarned[c.root] = a.o.Clock()
 			a.log.Warn("the offline root's CRL expires soon: sign the next where the root key is (ca crl-request, ca sign-crl, ca import-crl)",
-				"root", g.ID, "number", number, "next_update", next)
+				"root", c.root, "number", c.number, "next_update", c.next)
 		}
 	}
 }
