@@ -9,7 +9,7 @@ GOBIN       := $(shell $(GO) env GOPATH)/bin
 STATICCHECK := $(GOBIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test lint unit tools bench bench-tools fuzz clean
+.PHONY: all build run test lint unit tools test-tools bench bench-tools fuzz clean deb deb-tools deb-test
 
 all: build
 
@@ -22,7 +22,9 @@ run: build
 	./$(BIN) serve
 
 ## test: formatting, vet, staticcheck and every test with the race detector
-test: lint unit
+## (installs the programs the tests run: openssl, dig, curl, promtool and
+## prometheus)
+test: lint test-tools unit
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -32,6 +34,20 @@ lint: tools
 	if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+# apt installs what is missing, as root or through sudo.
+APT_INSTALL = sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq
+
+test-tools:
+	@missing=""; \
+	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus; do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(APT_INSTALL) $$missing; \
+	fi
 
 tools:
 	@if ! $(STATICCHECK) -version 2>/dev/null | grep -q '$(STATICCHECK_VERSION:v%=%)'; then \
@@ -68,5 +84,38 @@ bench-tools:
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; \
 	fi
 
+## deb: Debian packages dist/nmos-certs_<version>_{amd64,arm64}.deb (nfpm)
+NFPM         := $(GOBIN)/nfpm
+NFPM_VERSION := v2.45.2
+# A Debian version that grows with every commit: 0.0~git<date>.<count>.<hash>.
+DEB_VERSION  ?= $(shell git log -1 --date=format:%Y%m%d --format=0.0~git%cd.$$(git rev-list --count HEAD 2>/dev/null).%h 2>/dev/null || echo 0.0~dev)
+DEB_ARCHS    ?= amd64 arm64
+
+deb: deb-tools
+	NFPM=$(NFPM) VERSION=$(VERSION) DEB_VERSION=$(DEB_VERSION) LDFLAGS='$(LDFLAGS)' bash image/deb/build.sh $(DEB_ARCHS)
+
+deb-tools:
+	@if ! $(GO) version -m $(NFPM) 2>/dev/null | grep -q 'nfpm/v2[[:space:]]*$(NFPM_VERSION)'; then \
+		echo "installing nfpm $(NFPM_VERSION)"; \
+		$(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION); \
+	fi
+
+## deb-test: the amd64 package in a fresh Debian 12 root (mmdebstrap):
+## install, config check, ca init, upgrade from an older package with the
+## CA and an edited config kept, remove and purge keep the CA; lintian.
+## About 2 minutes; .ci/run runs it.
+deb-test: DEB_ARCHS = amd64
+deb-test: deb
+	@missing=""; \
+	for pair in mmdebstrap:mmdebstrap lintian:lintian; do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
+	NFPM=$(NFPM) VERSION=$(VERSION)-old DEB_VERSION=0.0~0old LDFLAGS='$(LDFLAGS:$(VERSION)=$(VERSION)-old)' bash image/deb/build.sh amd64 >/dev/null
+	bash image/deb/test.sh dist/nmos-certs_0.0~0old_amd64.deb dist/nmos-certs_$(DEB_VERSION)_amd64.deb
+
+-include image/os/image.mk
+
 clean:
 	rm -f $(BIN)
+	rm -rf dist

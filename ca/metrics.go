@@ -56,6 +56,11 @@ func newMetrics(reg prometheus.Registerer, a *Authority) (*metrics, error) {
 		}
 		m.rollovers.WithLabelValues(h, RoleIntermediate)
 	}
+	// A rate over a series that appears only with its first refusal sees
+	// nothing: every reason is there at 0 from the start.
+	for _, code := range policy.Codes {
+		m.refusedTotal.WithLabelValues(code)
+	}
 	return m, nil
 }
 

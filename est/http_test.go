@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -293,6 +294,17 @@ func TestLogsAndMetrics(t *testing.T) {
 nmos_certs_est_pending_requests 1
 `
 	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "nmos_certs_est_pending_requests"); err != nil {
+		t.Error(err)
+	}
+	// The oldest waiting request's age follows the clock, for the alert
+	// on approvals left waiting.
+	f.clock.Advance(90 * time.Minute)
+	want = `
+# HELP nmos_certs_est_pending_oldest_age_seconds How long the oldest request still waiting for an operator's approval has waited (0 when none waits).
+# TYPE nmos_certs_est_pending_oldest_age_seconds gauge
+nmos_certs_est_pending_oldest_age_seconds 5400
+`
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "nmos_certs_est_pending_oldest_age_seconds"); err != nil {
 		t.Error(err)
 	}
 	// Every operation's series exists from the start.

@@ -26,7 +26,7 @@ const (
 	decisionPending  = "pending"
 )
 
-func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
+func newMetrics(reg prometheus.Registerer, pending func() (n, oldest float64)) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nmos_certs_est_requests_total",
@@ -63,12 +63,15 @@ func newMetrics(reg prometheus.Registerer, pending func() float64) *metrics {
 		}
 	}
 	if pending != nil {
-		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "nmos_certs_est_pending_requests",
-			Help: "Enrollment requests waiting for an operator's approval.",
-		}, pending)
-		// A server built again on reload takes the gauge over: the old
-		// one reads the approvals of the configuration being replaced.
+		g := &pendingCollector{
+			count: prometheus.NewDesc("nmos_certs_est_pending_requests",
+				"Enrollment requests waiting for an operator's approval.", nil, nil),
+			oldest: prometheus.NewDesc("nmos_certs_est_pending_oldest_age_seconds",
+				"How long the oldest request still waiting for an operator's approval has waited (0 when none waits).", nil, nil),
+			read: pending,
+		}
+		// A server built again on reload takes the gauges over: the old
+		// ones read the approvals of the configuration being replaced.
 		if err := reg.Register(g); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -93,4 +96,22 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		}
 	}
 	return c
+}
+
+// pendingCollector reports the approval queue's length and the age of its
+// oldest request from one read of the queue per scrape.
+type pendingCollector struct {
+	count, oldest *prometheus.Desc
+	read          func() (n, oldest float64)
+}
+
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.count
+	ch <- c.oldest
+}
+
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	n, oldest := c.read()
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, n)
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, oldest)
 }

@@ -236,22 +236,24 @@ func New(o Options) (*Server, error) {
 	}
 	s.csrattrs = base64Wrapped(csrAttrsDER(o.RequireChannelBinding))
 	s.trust.Store(o.Trust)
-	var pending func() float64
+	var pending func() (n, oldest float64)
 	if pl, ok := o.Approvals.(pendingLister); ok && o.Approvals != nil {
-		pending = func() float64 {
+		pending = func() (float64, float64) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			list, err := pl.ListPending(ctx, store.PendingWaiting)
 			if err != nil {
-				return math.NaN() // unknown, not zero
+				return math.NaN(), math.NaN() // unknown, not zero
 			}
-			now, n := s.now(), 0
+			now, n, oldest := s.now(), 0, time.Duration(0)
 			for _, p := range list {
 				if now.Before(p.ExpiresAt) {
 					n++
+					oldest = max(oldest, now.Sub(p.CreatedAt))
 				}
 			}
-			return float64(n)
+			// Whole seconds: the store keeps times to the second.
+			return float64(n), oldest.Truncate(time.Second).Seconds()
 		}
 	}
 	s.m = newMetrics(o.Registerer, pending)

@@ -563,6 +563,17 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
 			ch <- prometheus.MustNewConstMetric(spent, prometheus.CounterValue, s.Time.Seconds())
 		}})
 	}
+	if cl, ok := st.(interface {
+		CommitLatency() (map[float64]uint64, uint64, float64)
+	}); ok {
+		d := prometheus.NewDesc("nmos_certs_store_commit_duration_seconds",
+			"Time of the store's certificate transactions, from BEGIN to the WAL synced: how long a signed certificate waits to be durable.",
+			nil, nil)
+		reg.MustRegister(collectorFunc{descs: []*prometheus.Desc{d}, collect: func(ch chan<- prometheus.Metric) {
+			b, n, sum := cl.CommitLatency()
+			ch <- prometheus.MustNewConstHistogram(d, n, sum, b)
+		}})
+	}
 	cs, ok := st.(interface{ CommitStats() (commits, rows int64) })
 	if !ok {
 		return

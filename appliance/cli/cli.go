@@ -70,6 +70,10 @@ func New(stdout, stderr io.Writer) *cli.App {
 			namesCommand(),
 			backupCommand(),
 			restoreCommand(),
+			setupCommand(),
+			bannerCommand(),
+			completionCommand(),
+			manCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -34,6 +34,12 @@ const (
 	CodeNameBound     = "name_bound"
 )
 
+// Codes lists every refusal code, for series that exist before the first
+// refusal of their kind.
+var Codes = []string{CodeBadSignature, CodeWeakHash, CodeKeyType, CodeRSATooSmall, CodeCurve, CodeNoNames,
+	CodeWildcard, CodeIPAddress, CodeOutsideDomain, CodeBadName, CodeOtherNames, CodeKeyReused, CodeNameMismatch,
+	CodeReserved, CodeNameBound}
+
 // Refusal is a CSR the authority will not sign, with a reason a person
 // understands. It maps to HTTP 400 at the edge.
 type Refusal struct {

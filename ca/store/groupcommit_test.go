@@ -482,3 +482,38 @@ func TestWriterRecoversFromOpenTransaction(t *testing.T) {
 		t.Fatalf("%d rows, want 2", n)
 	}
 }
+
+// TestCommitLatency: every certificate transaction is timed once, and
+// the histogram's buckets are cumulative and end at its count.
+func TestCommitLatency(t *testing.T) {
+	s, _ := openTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 5 {
+		if err := s.PutCertificate(ctx, testCert(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commits, _ := s.CommitStats()
+	buckets, n, sum := s.CommitLatency()
+	if n != uint64(commits) || n == 0 || sum <= 0 {
+		t.Fatalf("%d observations summing %vs for %d commits", n, sum, commits)
+	}
+	prev := uint64(0)
+	for _, ub := range CommitBuckets {
+		if buckets[ub] < prev {
+			t.Fatalf("bucket %v: %d below the one before (%d)", ub, buckets[ub], prev)
+		}
+		prev = buckets[ub]
+	}
+	if prev > n {
+		t.Fatalf("last bucket %d above the count %d", prev, n)
+	}
+	var l latency
+	l.observe(700 * time.Microsecond) // in the 1 ms bucket, not the 0.5 ms one
+	l.observe(10 * time.Second)       // past every bucket
+	b, n, _ := l.snapshot()
+	if b[0.0005] != 0 || b[0.001] != 1 || b[CommitBuckets[len(CommitBuckets)-1]] != 1 || n != 2 {
+		t.Fatalf("buckets %v, count %d", b, n)
+	}
+}

@@ -59,6 +59,8 @@ type SQLite struct {
 	busy      atomic.Pointer[func() bool]
 	batches   atomic.Int64 // transactions committed by the writer
 	rows      atomic.Int64 // certificates they stored
+	// commitLatency times those transactions, BEGIN to WAL synced.
+	commitLatency latency
 }
 
 var _ Store = (*SQLite)(nil)
@@ -692,6 +694,7 @@ func (e *rowError) Unwrap() error { return e.err }
 // was committed: a *rowError when an INSERT failed, else the failure of
 // BEGIN or COMMIT.
 func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
+	start := time.Now()
 	if _, err := s.begin.ExecContext(ctx); err != nil {
 		// A transaction left open by a ROLLBACK that failed would
 		// refuse every BEGIN after it: end it, and try once more.
@@ -769,6 +772,7 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 	if err := s.ws.Sync(); err != nil {
 		return nil, err
 	}
+	s.commitLatency.observe(time.Since(start))
 	s.batches.Add(1)
 	s.rows.Add(int64(stored))
 	return errs, nil
