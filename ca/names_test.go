@@ -138,7 +138,7 @@ func TestNameBindingAuthority(t *testing.T) {
 		t.Fatalf("after revocation: %v", err)
 	}
 	// Released by an operator: B may have it.
-	if _, err := a.Store().ReleaseName(ctx, "cam1.studio.example.test", "operator", *now); err != nil {
+	if _, err := a.Store().ReleaseName(ctx, "cam1.studio.example.test", "operator", "cli", *now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "cam1.studio.example.test"), devB); err != nil {

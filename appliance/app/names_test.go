@@ -109,7 +109,7 @@ ca:
 		t.Fatalf("B took A's name: %v", err)
 	}
 	// Released by the operator: B may have it.
-	if _, err := a.store.ReleaseName(ctx, "cam1.studio.example.test", "operator test", time.Now()); err != nil {
+	if _, err := a.store.ReleaseName(ctx, "cam1.studio.example.test", "operator test", "cli", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := devB.Enroll(ctx, csrFor(t, newKey(t), "cam1.studio.example.test")); err != nil {

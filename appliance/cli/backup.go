@@ -87,7 +87,7 @@ func audit(ctx context.Context, c *cli.Context, action, target, detail string) {
 	if err == nil {
 		var st store.Store
 		if _, st, err = app.Open(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), time.Now, false); err == nil {
-			err = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: action, Target: target, Detail: detail})
+			err = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: action, Target: target, Detail: detail})
 			st.Close()
 		}
 	}

@@ -140,7 +140,7 @@ func caCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_imported", Target: r.New.ID,
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "intermediate_imported", Target: r.New.ID,
 							Detail: fmt.Sprintf("%s replaces %s; new SHA-256 %s", r.New.ID, r.Old.ID, r.New.Fingerprint)})
 						fmt.Fprintf(c.App.Writer, "%s is active (SHA-256 %s, valid until %s); %s is retiring\n",
 							r.New.ID, colonHex(r.New.Fingerprint), r.New.Cert.NotAfter.UTC().Format(time.RFC3339), r.Old.ID)
@@ -175,7 +175,7 @@ func caCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "root_key_exported", Target: g.ID, Detail: "written encrypted to " + c.String("out") + " and removed from the appliance"})
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "root_key_exported", Target: g.ID, Detail: "written encrypted to " + c.String("out") + " and removed from the appliance"})
 						fmt.Fprintf(c.App.Writer, "the key of %s is in %s (encrypted) and no longer on the appliance; its CRL is valid until %s: sign the next where the key is (ca crl-request, ca sign-crl, ca import-crl)\n",
 							g.ID, c.String("out"), time.Now().Add(validity.D()).UTC().Format(time.DateOnly))
 						return nil
@@ -283,7 +283,7 @@ func caCommand() *cli.Command {
 						if err := a.ImportCRL(ctx, crl); err != nil {
 							return err
 						}
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "crl_imported", Target: crl.Number.String(), Detail: "valid until " + crl.NextUpdate.UTC().Format(time.RFC3339)})
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "crl_imported", Target: crl.Number.String(), Detail: "valid until " + crl.NextUpdate.UTC().Format(time.RFC3339)})
 						fmt.Fprintf(c.App.Writer, "CRL %s published, valid until %s\n", crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339))
 						return nil
 					})
@@ -308,7 +308,7 @@ func caCommand() *cli.Command {
 						if err := a.DestroyKey(ctx, id); err != nil {
 							return err
 						}
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "ca_key_destroyed", Target: id, Detail: "the key of a retired generation"})
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "ca_key_destroyed", Target: id, Detail: "the key of a retired generation"})
 						fmt.Fprintf(c.App.Writer, "the key of %s is destroyed; its certificate stays on record\n", id)
 						return nil
 					})
@@ -347,7 +347,7 @@ func caCommand() *cli.Command {
 								if err := out.write(req); err != nil {
 									return err
 								}
-								_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_requested", Target: id, Detail: "request for the offline root written to " + path})
+								_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "intermediate_requested", Target: id, Detail: "request for the offline root written to " + path})
 								fmt.Fprintf(c.App.Writer, "the key of %s waits in the data directory; sign %s where the root key is:\n"+
 									"  nmos-certs ca sign-intermediate --root-cert ROOT.pem --root-key ROOT.key --csr %s --out %s.pem --base-url %s --root-id ROOT-ID\n"+
 									"then bring the certificate back: nmos-certs ca import-intermediate --in %s.pem\n", id, path, filepath.Base(path), id, cfgBaseURL(c), id)
@@ -364,7 +364,7 @@ func caCommand() *cli.Command {
 							if err != nil {
 								return err
 							}
-							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "intermediate_rollover", Target: r.New.ID,
+							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "intermediate_rollover", Target: r.New.ID,
 								Detail: fmt.Sprintf("%s replaces %s (reason %s); old SHA-256 %s, new SHA-256 %s", r.New.ID, r.Old.ID, reasonName, r.Old.Fingerprint, r.New.Fingerprint)})
 							fmt.Fprintf(c.App.Writer, "%s is active (SHA-256 %s, valid until %s); %s is retiring: it issues nothing new and answers for its certificates until the last expires\n",
 								r.New.ID, colonHex(r.New.Fingerprint), r.New.Cert.NotAfter.UTC().Format(time.RFC3339), r.Old.ID)
@@ -415,7 +415,7 @@ func caCommand() *cli.Command {
 							if err != nil {
 								return err
 							}
-							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "root_rollover", Target: r.NewRoot.ID,
+							_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "root_rollover", Target: r.NewRoot.ID,
 								Detail: fmt.Sprintf("%s succeeds %s from %s; new SHA-256 %s; links %s, %s; intermediate %s", r.NewRoot.ID, r.OldRoot.ID,
 									r.ActiveFrom.UTC().Format(time.RFC3339), r.NewRoot.Fingerprint, r.NewWithOld.ID, r.OldWithNew.ID, r.NewIntermediate.ID)})
 							w := c.App.Writer

@@ -121,7 +121,7 @@ func certsCommand() *cli.Command {
 							return fmt.Errorf("certificate %s was issued and recorded, but writing it failed: %w (get it with 'certs show --pem')", store.SerialKey(cert.SerialNumber), err)
 						}
 						written = true
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificate_issued",
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificate_issued",
 							Target: store.SerialKey(cert.SerialNumber), Detail: fmt.Sprintf("names %s, holder %s, reserved names allowed: %v", strings.Join(cert.DNSNames, ", "), holder, c.Bool("allow-reserved"))})
 						fmt.Fprintf(c.App.ErrWriter, "issued %s for %s, valid until %s\n", store.SerialKey(cert.SerialNumber),
 							strings.Join(cert.DNSNames, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
@@ -230,7 +230,7 @@ func certsCommand() *cli.Command {
 							return err
 						}
 						name, _ := ca.ReasonName(reason)
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificate_revoked",
+						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificate_revoked",
 							Target: store.SerialKey(serial), Detail: fmt.Sprintf("reason %s; names %s", name, strings.Join(x.SANs, ", "))})
 						fmt.Fprintf(c.App.Writer, "revoked %s (%s): %s\n", store.SerialKey(serial), name, strings.Join(x.SANs, ", "))
 						return nil
@@ -278,7 +278,7 @@ func revokeIssuer(c *cli.Context, gen string) error {
 			}
 			n++
 		}
-		_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "certificates_revoked", Target: gen,
+		_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificates_revoked", Target: gen,
 			Detail: fmt.Sprintf("every valid certificate of %s, %d, reason %s", gen, n, name)})
 		fmt.Fprintf(c.App.Writer, "revoked %d certificates of %s (%s)\n", n, gen, name)
 		return nil
@@ -323,7 +323,7 @@ func denyMany(c *cli.Context) error {
 				}
 				return err
 			}
-			_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "request_denied", Target: p.ID,
+			_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_denied", Target: p.ID,
 				Detail: fmt.Sprintf("bulk denial (all from %q, older than %q): %s %s; %s", c.String("all-from"), c.String("older-than"), p.Operation, p.Subject, p.Client)})
 			n++
 		}
@@ -346,7 +346,7 @@ func requestsCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Action: "request_" + string(st), Target: p.ID,
+				_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_" + string(st), Target: p.ID,
 					Detail: fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client)})
 				fmt.Fprintf(c.App.Writer, "%s %s: %s (%s); the device gets its answer at its next retry\n", p.ID, p.State, p.Subject, strings.Join(p.SANs, ", "))
 				return nil

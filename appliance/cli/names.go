@@ -76,7 +76,7 @@ func namesCommand() *cli.Command {
 						return usageError("%q is not a DNS name", c.Args().First())
 					}
 					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
-						b, err := st.ReleaseName(ctx, name, operator(), time.Now())
+						b, err := st.ReleaseName(ctx, name, operator(), "cli", time.Now())
 						if errors.Is(err, store.ErrNotFound) {
 							return fmt.Errorf("%s is not bound to any identity", name)
 						}

@@ -54,7 +54,7 @@ func (s *SQLite) bindNames(ctx context.Context, c *Certificate, taken []*NameBin
 			actor = "appliance"
 		}
 		detail := fmt.Sprintf("from %s to %s with certificate %s: %s", b.Holder, c.Holder, SerialKey(c.Serial), why)
-		if _, err := s.audit.ExecContext(ctx, unix(c.IssuedAt), actor, "name_transferred", b.Name, detail); err != nil {
+		if _, err := s.audit.ExecContext(ctx, unix(c.IssuedAt), actor, "name_transferred", b.Name, detail, ""); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
 	}
@@ -109,7 +109,7 @@ func (s *SQLite) NameBindings(ctx context.Context, f BindingFilter) ([]*NameBind
 }
 
 // ReleaseName implements Store.
-func (s *SQLite) ReleaseName(ctx context.Context, name, actor string, at time.Time) (*NameBinding, error) {
+func (s *SQLite) ReleaseName(ctx context.Context, name, actor, remote string, at time.Time) (*NameBinding, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func (s *SQLite) ReleaseName(ctx context.Context, name, actor string, at time.Ti
 	}
 	detail := fmt.Sprintf("released from %s (bound since %s, its certificates valid until %s)", b.Holder,
 		b.Since.Format(time.RFC3339), b.Expires.Format(time.RFC3339))
-	if _, err := tx.ExecContext(ctx, auditSQL, unix(at), actor, "name_released", name, detail); err != nil {
+	if _, err := tx.ExecContext(ctx, auditSQL, unix(at), actor, "name_released", name, detail, remote); err != nil {
 		return nil, err
 	}
 	if err := addEvent(ctx, tx, EventNameReleased, name, at); err != nil {
@@ -138,13 +138,13 @@ func (s *SQLite) ReleaseName(ctx context.Context, name, actor string, at time.Ti
 
 // AddAudit implements Store.
 func (s *SQLite) AddAudit(ctx context.Context, a *AuditRecord) error {
-	_, err := s.w.ExecContext(ctx, auditSQL, unix(a.At), a.Actor, a.Action, a.Target, a.Detail)
+	_, err := s.w.ExecContext(ctx, auditSQL, unix(a.At), a.Actor, a.Action, a.Target, a.Detail, a.Remote)
 	return err
 }
 
 // Audit implements Store.
 func (s *SQLite) Audit(ctx context.Context, limit int) ([]*AuditRecord, error) {
-	q := `SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC`
+	q := `SELECT id, at, actor, action, target, detail, remote FROM audit ORDER BY id DESC`
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
 	}
@@ -157,7 +157,7 @@ func (s *SQLite) Audit(ctx context.Context, limit int) ([]*AuditRecord, error) {
 	for rows.Next() {
 		var a AuditRecord
 		var at int64
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Target, &a.Detail); err != nil {
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Target, &a.Detail, &a.Remote); err != nil {
 			return nil, err
 		}
 		a.At = fromUnix(at)

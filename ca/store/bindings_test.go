@@ -55,10 +55,10 @@ func TestNameBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Released: another holder may take the name, and the release is audited.
-	if _, err := s.ReleaseName(ctx, "cam1-alt.studio.example.test", "operator alice (cli)", time.Unix(1_800_000_100, 0)); err != nil {
+	if _, err := s.ReleaseName(ctx, "cam1-alt.studio.example.test", "operator alice (cli)", "cli", time.Unix(1_800_000_100, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ReleaseName(ctx, "cam1-alt.studio.example.test", "x", time.Now()); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ReleaseName(ctx, "cam1-alt.studio.example.test", "x", "cli", time.Now()); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second release: %v", err)
 	}
 	if err := s.PutCertificate(ctx, boundCert(5, "device B", "cam1-alt.studio.example.test")); err != nil {

@@ -315,6 +315,29 @@ var migrations = []string{
 		der         BLOB NOT NULL,
 		next_update INTEGER NOT NULL
 	);`,
+	// Operator accounts and their sessions (the web UI); where each
+	// audited action came from.
+	`CREATE TABLE users (
+		name         TEXT PRIMARY KEY,
+		role         TEXT NOT NULL,
+		password     TEXT NOT NULL,
+		created_at   INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL,
+		failures     INTEGER NOT NULL,
+		locked_until INTEGER NOT NULL,
+		last_login   INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE sessions (
+		token_hash BLOB PRIMARY KEY,
+		user       TEXT NOT NULL,
+		csrf       TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		remote     TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX sessions_user ON sessions(user);
+	ALTER TABLE audit ADD COLUMN remote TEXT NOT NULL DEFAULT '';
+	CREATE INDEX audit_actor ON audit(actor);`,
 }
 
 // afterMigration are steps in Go that follow a migration, in its
@@ -455,7 +478,7 @@ const (
 			since = CASE WHEN holder = excluded.holder THEN since ELSE excluded.since END,
 			expires = CASE WHEN holder = excluded.holder THEN max(expires, excluded.expires) ELSE excluded.expires END,
 			holder = excluded.holder, serial = excluded.serial`
-	auditSQL = `INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)`
+	auditSQL = `INSERT INTO audit (at, actor, action, target, detail, remote) VALUES (?, ?, ?, ?, ?, ?)`
 )
 
 // ErrClosed is returned by PutCertificate once the store is closed.

@@ -190,6 +190,9 @@ type AuditRecord struct {
 	Action string
 	Target string
 	Detail string
+	// Remote is where the action came from: a web client's address, or
+	// "cli" for the command line on the appliance.
+	Remote string
 }
 
 // Event is a change that other processes sharing the store react to.
@@ -322,11 +325,44 @@ type Store interface {
 	// ReleaseName removes a name's binding, records an audit entry for
 	// actor and an EventNameReleased, in one transaction. ErrNotFound
 	// when the name is not bound.
-	ReleaseName(ctx context.Context, name, actor string, at time.Time) (*NameBinding, error)
+	ReleaseName(ctx context.Context, name, actor, remote string, at time.Time) (*NameBinding, error)
 	// AddAudit records an operator action.
 	AddAudit(ctx context.Context, a *AuditRecord) error
 	// Audit lists audit records, newest first (limit 0: all).
 	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
+
+	// PutUser creates an operator account (ErrConflict when the name is
+	// taken), with its audit record, in one transaction.
+	PutUser(ctx context.Context, u *User, audit *AuditRecord) error
+	// UpdateUser changes an account's password, role or lockout, with
+	// its audit record; a new password or role ends its sessions.
+	// ErrLastAdmin when the last admin would lose the role.
+	UpdateUser(ctx context.Context, name string, up UserUpdate, at time.Time, audit *AuditRecord) (*User, error)
+	// DeleteUser removes an account and its sessions, with its audit
+	// record. ErrLastAdmin for the last admin.
+	DeleteUser(ctx context.Context, name string, audit *AuditRecord) error
+	// User returns an account (ErrNotFound).
+	User(ctx context.Context, name string) (*User, error)
+	// Users lists the accounts by name.
+	Users(ctx context.Context) ([]*User, error)
+	// CountUsers counts the accounts.
+	CountUsers(ctx context.Context) (int, error)
+	// LoginFailed counts a failed sign-in of an account; the
+	// lockAfter-th in a row locks it for lockFor (audited).
+	LoginFailed(ctx context.Context, name string, at time.Time, lockAfter int, lockFor time.Duration, remote string) (*User, error)
+	// LoginSucceeded resets an account's failures, replaces its hash
+	// when rehash is not empty, and opens sess (when not nil), audited,
+	// in one transaction.
+	LoginSucceeded(ctx context.Context, name string, at time.Time, rehash string, sess *Session) error
+	// Session finds a session by its token's hash (ErrNotFound).
+	Session(ctx context.Context, tokenHash []byte) (*Session, error)
+	// TouchSession records a session's use.
+	TouchSession(ctx context.Context, tokenHash []byte, at time.Time) error
+	// DeleteSession ends a session, with its audit record when not nil.
+	DeleteSession(ctx context.Context, tokenHash []byte, audit *AuditRecord) error
+	// ExpireSessions ends the sessions idle since idleBefore or opened
+	// before createdBefore, and returns how many.
+	ExpireSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int, error)
 
 	// AddEvent records an event for the processes sharing the store.
 	AddEvent(ctx context.Context, kind, ref string, at time.Time) error
