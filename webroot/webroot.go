@@ -7,7 +7,7 @@ import (
 	"io/fs"
 )
 
-//go:embed static
+//go:embed static templates
 var files embed.FS
 
 // FS returns the UI's files, rooted at the directory that holds index.html.

@@ -321,11 +321,18 @@ func (a *App) Run(ctx context.Context) error {
 	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
 	a.serve("est", &a.estHandler)
 
+	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA}
 	if l := a.listeners["web"]; l != nil {
+		web, err := a.webHandler()
+		if err != nil {
+			a.closeListeners()
+			return fmt.Errorf("web: %w", err)
+		}
 		webTLS := est.TLSConfig(a.server.get)
 		webTLS.ClientAuth = tls.NoClientCert
 		a.listeners["web"] = tls.NewListener(l, webTLS)
-		a.serve("web", a.webHandler())
+		a.serve("web", web)
+		loops = append(loops, func(ctx context.Context) { web.ExpireSessions(ctx, time.Minute) })
 	}
 
 	httpMux := http.NewServeMux()
@@ -347,7 +354,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.o.Ready(a)
 	}
 
-	for _, loop := range []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA} {
+	for _, loop := range loops {
 		a.wg.Add(1)
 		go func() { defer a.wg.Done(); loop(ctx) }()
 	}

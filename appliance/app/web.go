@@ -1,9 +1,11 @@
 package app
 
 import (
-	"encoding/json"
-	"net"
-	"net/http"
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/ca"
@@ -11,10 +13,6 @@ import (
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/webroot"
 )
-
-// The operator UI of this version is read-only and has no login, so it
-// answers loopback clients only (and the configuration only lets it
-// listen on a loopback address). Decisions are made with the CLI.
 
 type webGeneration struct {
 	ID          string    `json:"id"`
@@ -56,42 +54,75 @@ type webStatus struct {
 	Certificates []webCertificate `json:"certificates"`
 }
 
-func loopbackOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			http.Error(w, "the operator UI answers loopback clients only", http.StatusForbidden)
-			return
-		}
-		h := w.Header()
-		h.Set("Strict-Transport-Security", "max-age=31536000")
-		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			h.Set("Allow", "GET, HEAD")
-			http.Error(w, "the operator UI is read-only", http.StatusMethodNotAllowed)
-			return
-		}
-		next.ServeHTTP(w, r)
+// webHandler is the operator UI (webroot) over this appliance: sign-in
+// against the store's accounts, and its actions through the same calls
+// and audit records as the CLI's.
+func (a *App) webHandler() (*webroot.Server, error) {
+	return webroot.New(webroot.Options{
+		Accounts: a.store,
+		Backend:  webBackend{a},
+		Logger:   a.log.With("component", "web"),
+		Clock:    a.o.Clock,
 	})
 }
 
-func (a *App) webHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", http.FileServerFS(webroot.FS()))
-	mux.HandleFunc("/api/v1/status", a.webStatus)
-	return loopbackOnly(mux)
+type webBackend struct{ a *App }
+
+func (b webBackend) Status(ctx context.Context) (any, error) { return b.a.status(ctx) }
+
+func (b webBackend) Decide(ctx context.Context, id string, approve bool, actor, remote string) error {
+	st := store.PendingDenied
+	if approve {
+		st = store.PendingApproved
+	}
+	p, err := b.a.store.DecidePending(ctx, id, st, actor, b.a.o.Clock())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no request %q: %w", id, webroot.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	return b.a.store.AddAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "request_" + string(st), Target: p.ID,
+		Detail: fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client)})
 }
 
-func (a *App) webStatus(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, remote string) error {
+	serial, ok := new(big.Int).SetString(strings.ToLower(strings.ReplaceAll(serialText, ":", "")), 16)
+	if !ok || serial.Sign() <= 0 {
+		return fmt.Errorf("serial %q: want hexadecimal: %w", serialText, webroot.ErrInvalid)
+	}
+	reason, err := ca.ParseReason(reasonName)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
+	}
+	x, err := b.a.ca.Revoke(ctx, serial, reason)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("no certificate with serial %s: %w", store.SerialKey(serial), webroot.ErrNotFound)
+	case errors.Is(err, store.ErrAlreadyRevoked):
+		return fmt.Errorf("certificate %s was already revoked", store.SerialKey(serial))
+	case err != nil:
+		return err
+	}
+	name, _ := ca.ReasonName(reason)
+	return b.a.store.AddAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "certificate_revoked",
+		Target: store.SerialKey(serial), Detail: fmt.Sprintf("reason %s; names %s", name, strings.Join(x.SANs, ", "))})
+}
+
+func (b webBackend) ReleaseName(ctx context.Context, name, actor, remote string) error {
+	_, err := b.a.store.ReleaseName(ctx, name, actor, remote, b.a.o.Clock())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s is not bound: %w", name, webroot.ErrNotFound)
+	}
+	return err
+}
+
+// status is the dashboard's data.
+func (a *App) status(ctx context.Context) (*webStatus, error) {
 	now := a.o.Clock()
 	counts, err := a.store.CountCertificates(ctx)
 	if err != nil {
-		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-		return
+		return nil, err
 	}
 	s := webStatus{Version: Version, Now: now.UTC(), Generations: []webGeneration{}, Pending: []webPending{}, Certificates: []webCertificate{}}
 	for _, g := range a.ca.Generations() {
@@ -103,8 +134,7 @@ func (a *App) webStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	pending, err := a.store.ListPending(ctx, store.PendingWaiting)
 	if err != nil {
-		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-		return
+		return nil, err
 	}
 	for _, p := range pending {
 		s.Pending = append(s.Pending, webPending{ID: p.ID, Operation: p.Operation, CreatedAt: p.CreatedAt, ExpiresAt: p.ExpiresAt,
@@ -112,8 +142,7 @@ func (a *App) webStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	certs, err := a.store.ListCertificates(ctx, store.ListOptions{Limit: 50})
 	if err != nil {
-		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-		return
+		return nil, err
 	}
 	for _, c := range certs {
 		status := "valid"
@@ -126,9 +155,7 @@ func (a *App) webStatus(w http.ResponseWriter, r *http.Request) {
 		s.Certificates = append(s.Certificates, webCertificate{Serial: store.SerialKey(c.Serial), Status: status, Issuer: c.IssuerID,
 			Key: c.KeyType, NotAfter: c.NotAfter, Names: nonNil(c.SANs), Identity: c.Identity})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(s)
+	return &s, nil
 }
 
 func nonNil(s []string) []string {

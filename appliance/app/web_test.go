@@ -1,13 +1,26 @@
 package app
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"net/http/cookiejar"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/globalsign/est"
+
+	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/webroot/auth"
 )
 
 func TestOperatorUI(t *testing.T) {
@@ -59,15 +72,142 @@ func TestOperatorUI(t *testing.T) {
 	}
 }
 
-func TestOperatorUILoopbackOnly(t *testing.T) {
-	h := loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
-	for addr, want := range map[string]int{"127.0.0.1:5000": 204, "[::1]:5000": 204, "192.0.2.7:5000": 403, "garbage": 403} {
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "/", nil)
-		req.RemoteAddr = addr
-		h.ServeHTTP(rec, req)
-		if rec.Code != want {
-			t.Errorf("%s: %d, want %d", addr, rec.Code, want)
+// TestOperatorUISignInFlow: over the web listener's TLS, with an account:
+// nothing without signing in; a device without a manufacturer
+// certificate waits (202), the operator approves it through the API and
+// the device's retry gets its certificate; the operator revokes it and
+// openssl's OCSP query says revoked; a viewer can do neither (403); a
+// cross-site POST is refused; sign-out ends the session.
+func TestOperatorUISignInFlow(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is not installed: install it (.ci/run does) to run this test")
+	}
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "est:\n  manual_approval: true\n  retry_after: 1s\n")
+	cfg.Listen.Web = "127.0.0.1:0"
+	a := start(t, cfg)
+	ctx := context.Background()
+	for name, role := range map[string]string{"otto": "operator", "vera": "viewer"} {
+		h, err := auth.Hash(name+" password 123", auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
 		}
+		if err := a.store.PutUser(ctx, &store.User{Name: name, Role: role, PasswordHash: h, CreatedAt: time.Now()}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "https://" + a.Addr("web").String()
+	browser := func() *http.Client {
+		jar, _ := cookiejar.New(nil)
+		return &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	send := func(c *http.Client, method, path, csrf, origin, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if strings.HasPrefix(body, "user=") {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	signIn := func(name string) (*http.Client, string) {
+		t.Helper()
+		c := browser()
+		if code, body := send(c, "GET", "/api/v1/status", "", "", ""); code != 401 {
+			t.Fatalf("status before sign-in: %d %s", code, body)
+		}
+		if code, _ := send(c, "POST", "/login", "", base, "user="+name+"&password="+name+"+password+123"); code != 303 {
+			t.Fatalf("sign-in of %s: %d", name, code)
+		}
+		_, body := send(c, "GET", "/api/v1/session", "", "", "")
+		var s struct{ CSRF string }
+		if err := json.Unmarshal([]byte(body), &s); err != nil || s.CSRF == "" {
+			t.Fatalf("session %s: %v", body, err)
+		}
+		return c, s.CSRF
+	}
+	otto, ottoCSRF := signIn("otto")
+	vera, veraCSRF := signIn("vera")
+
+	// A device without a manufacturer certificate waits.
+	client := &est.Client{Host: a.Addr("est").String(), InsecureSkipVerify: true}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := csrFor(t, key, "cam9.studio.example.test")
+	if _, err := client.Enroll(ctx, csr); !containsStatus(err, 202) {
+		var ra interface{ RetryAfter() int }
+		if !errors.As(err, &ra) {
+			t.Fatalf("first request: %v, want 202", err)
+		}
+	}
+	waiting, _ := a.store.ListPending(ctx, store.PendingWaiting)
+	if len(waiting) != 1 {
+		t.Fatalf("%d waiting", len(waiting))
+	}
+	id := waiting[0].ID
+	if _, body := send(vera, "GET", "/api/v1/status", "", "", ""); !strings.Contains(body, id) {
+		t.Fatalf("the viewer does not see request %s: %s", id, body)
+	}
+	if code, _ := send(vera, "POST", "/api/v1/requests/"+id+"/approve", veraCSRF, base, ""); code != 403 {
+		t.Fatalf("a viewer approved: %d", code)
+	}
+	if code, _ := send(otto, "POST", "/api/v1/requests/"+id+"/approve", ottoCSRF, "https://evil.example", ""); code != 403 {
+		t.Fatalf("a cross-site approval: %d", code)
+	}
+	if code, body := send(otto, "POST", "/api/v1/requests/"+id+"/approve", ottoCSRF, base, ""); code != 204 {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	cert, err := client.Enroll(ctx, csr)
+	if err != nil {
+		t.Fatalf("the retry after approval: %v", err)
+	}
+
+	// Revoke from the UI; openssl's OCSP query says revoked.
+	serial := store.SerialKey(cert.SerialNumber)
+	if code, _ := send(vera, "POST", "/api/v1/certificates/"+serial+"/revoke", veraCSRF, base, `{"reason":"keyCompromise"}`); code != 403 {
+		t.Fatalf("a viewer revoked: %d", code)
+	}
+	if code, body := send(otto, "POST", "/api/v1/certificates/"+serial+"/revoke", ottoCSRF, base, `{"reason":"keyCompromise"}`); code != 204 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	issuerCert, _ := a.Authority().CACertificate("ecdsa-int-1")
+	rootCert, _ := a.Authority().CACertificate("ecdsa-root-1")
+	leaf := writePEM(t, filepath.Join(dir, "leaf.pem"), cert)
+	issuer := writePEM(t, filepath.Join(dir, "int.pem"), issuerCert)
+	chain := writePEM(t, filepath.Join(dir, "chain.pem"), issuerCert, rootCert)
+	var out []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err = exec.Command("openssl", "ocsp", "-sha256", "-issuer", issuer, "-cert", leaf, "-url", "http://"+a.Addr("http").String()+"/ocsp", "-CAfile", chain).CombinedOutput()
+		if err == nil && strings.Contains(string(out), leaf+": revoked") && strings.Contains(string(out), "Reason: keyCompromise") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OCSP after the revocation: %v\n%s", err, out)
+		}
+	}
+	// Both actions are audited with the operator and the address.
+	_, body := send(vera, "GET", "/api/v1/audit", "", "", "")
+	for _, want := range []string{`"action":"request_approved","target":"` + id, `"action":"certificate_revoked","target":"` + serial, `"actor":"operator otto (web)"`, `"remote":"127.0.0.1"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("audit lacks %s:\n%s", want, body)
+		}
+	}
+	// Sign-out ends the session.
+	if code, _ := send(otto, "POST", "/logout", ottoCSRF, base, ""); code != 204 {
+		t.Fatalf("sign out: %d", code)
+	}
+	if code, _ := send(otto, "GET", "/api/v1/status", "", "", ""); code != 401 {
+		t.Fatalf("status after sign-out: %d", code)
 	}
 }

@@ -97,7 +97,7 @@ nmos-certs %s is serving the embedded default configuration (data in %s).
   DNS-SD   %s udp+tcp, zone %s
   OCSP/CRL http://%s/ocsp  http://%s/crl/
   metrics  http://%s/metrics
-  UI       https://%s/   (read-only, loopback only)
+  UI       https://%s/   (sign-in: nmos-certs users add NAME --role admin)
 
 Try it:
   curl -s http://%s/ca/ecdsa-root-1.pem

@@ -48,7 +48,7 @@ func (s setupAnswers) yaml(now time.Time) []byte {
 	b.WriteString("  http: \":80\"             # OCSP, CRLs and CA certificates\n")
 	b.WriteString("  dns: \":53\"              # unicast DNS-SD, UDP and TCP\n")
 	b.WriteString("  metrics: \":9153\"        # Prometheus /metrics\n")
-	b.WriteString("  web: 127.0.0.1:8444     # read-only operator UI, loopback only (SSH tunnel)\n\n")
+	b.WriteString("  web: \":8444\"            # operator UI with sign-in; loopback only until an account exists (nmos-certs users add)\n\n")
 	b.WriteString("est:\n")
 	fmt.Fprintf(&b, "  trusted_client_roots: [%s]\n", joinYAML(s.roots))
 	fmt.Fprintf(&b, "  manual_approval: %t\n", s.manual)

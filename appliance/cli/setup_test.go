@@ -90,7 +90,7 @@ func TestSetupInteractive(t *testing.T) {
 		len(cfg.EST.TrustedClientRoots) != 1 || cfg.EST.TrustedClientRoots[0] != root || cfg.EST.ManualApproval || cfg.DataDir != data {
 		t.Fatalf("written: %+v", cfg)
 	}
-	if cfg.Listen.EST != ":443" || cfg.Listen.DNS != ":53" || cfg.Listen.HTTP != ":80" || cfg.Listen.Web != "127.0.0.1:8444" {
+	if cfg.Listen.EST != ":443" || cfg.Listen.DNS != ":53" || cfg.Listen.HTTP != ":80" || cfg.Listen.Web != ":8444" {
 		t.Fatalf("listeners: %+v", cfg.Listen)
 	}
 	if r := run(t, "config", "check", out); r.code != 0 {

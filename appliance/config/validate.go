@@ -62,11 +62,6 @@ func (c *Config) Validate() error {
 			add(l.key, "%v", err)
 			continue
 		}
-		if l.key == "listen.web" {
-			if host, _, _ := net.SplitHostPort(l.val); !isLoopback(host) {
-				add(l.key, "the operator UI is read-only and has no login in this version, so it listens on a loopback address only (127.0.0.1, ::1 or localhost), got %q", l.val)
-			}
-		}
 		if other, dup := seen[l.val]; dup && Port(l.val) != 0 {
 			add(l.key, "%s is also used by %s", l.val, other)
 		}
@@ -358,14 +353,6 @@ func checkDNSName(name string) error {
 		}
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // InDomain reports whether name equals domain or lies below it.

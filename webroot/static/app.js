@@ -1,11 +1,41 @@
 "use strict";
-// Fills the tables from /api/v1/status and refreshes every 10 seconds.
+// Fills the tables from /api/v1/status every 10 seconds; operators get
+// approve, deny and revoke buttons, which call the API with the session's
+// CSRF token.
+
+let session = { role: "viewer", csrf: "" };
+const canOperate = () => session.role === "operator" || session.role === "admin";
 
 function cell(text, cls) {
   const td = document.createElement("td");
   td.textContent = text;
   if (cls) td.className = cls;
   return td;
+}
+
+function buttons(...specs) {
+  const td = document.createElement("td");
+  for (const [label, cls, action] of specs) {
+    const b = document.createElement("button");
+    b.textContent = label;
+    if (cls) b.className = cls;
+    b.addEventListener("click", () => action().then(loop, (e) => alert(e.message)));
+    td.append(b, " ");
+  }
+  return td;
+}
+
+async function post(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "X-CSRF-Token": session.csrf, "Content-Type": "application/json" },
+    body: body ? JSON.stringify(body) : "",
+  });
+  if (!res.ok) {
+    let msg = res.status + " " + res.statusText;
+    try { msg = (await res.json()).error || msg; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
 }
 
 function fill(id, rows, columns) {
@@ -30,7 +60,8 @@ const day = (s) => (s ? s.slice(0, 10) : "");
 const time = (s) => (s ? s.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "");
 
 async function refresh() {
-  const res = await fetch("api/v1/status", { cache: "no-store" });
+  const res = await fetch("/api/v1/status", { cache: "no-store" });
+  if (res.status === 401) { location.href = "/login"; return; }
   if (!res.ok) throw new Error(res.status + " " + res.statusText);
   const s = await res.json();
   document.getElementById("version").textContent = "version " + s.version;
@@ -42,11 +73,21 @@ async function refresh() {
   fill("pending", s.pending.map((p) => [
     cell(p.id, "mono"), cell(p.operation), cell(time(p.created_at)), cell(time(p.expires_at)),
     cell(p.subject), cell(p.names.join(", ")), cell(p.client),
-  ]), 7);
+    canOperate()
+      ? buttons(["Approve", "approve", () => post("/api/v1/requests/" + encodeURIComponent(p.id) + "/approve")],
+                ["Deny", "danger", () => post("/api/v1/requests/" + encodeURIComponent(p.id) + "/deny")])
+      : cell(""),
+  ]), 8);
   fill("certificates", s.certificates.map((c) => [
     cell(c.serial, "mono"), cell(c.status, "status-" + c.status), cell(c.issuer), cell(c.key),
     cell(day(c.not_after)), cell(c.names.join(", ")), cell(c.identity),
-  ]), 7);
+    canOperate() && c.status === "valid"
+      ? buttons(["Revoke", "danger revoke", () => {
+          const reason = prompt("Revoke " + c.serial + ": RFC 5280 reason", "keyCompromise");
+          return reason === null ? Promise.resolve() : post("/api/v1/certificates/" + encodeURIComponent(c.serial) + "/revoke", { reason });
+        }])
+      : cell(""),
+  ]), 8);
 }
 
 function loop() {
@@ -54,5 +95,18 @@ function loop() {
     document.getElementById("updated").textContent = "update failed: " + e.message;
   });
 }
-loop();
-setInterval(loop, 10000);
+
+async function start() {
+  const res = await fetch("/api/v1/session", { cache: "no-store" });
+  if (res.status === 401) { location.href = "/login"; return; }
+  if (res.ok) session = await res.json();
+  if (session.signed_in) {
+    document.getElementById("who").textContent = session.user + " (" + session.role + ")";
+    const out = document.getElementById("signout");
+    out.hidden = false;
+    out.addEventListener("click", () => post("/logout").then(() => { location.href = "/login"; }));
+  }
+  loop();
+  setInterval(loop, 10000);
+}
+start();
