@@ -22,8 +22,8 @@ run: build
 	./$(BIN) serve
 
 ## test: formatting, vet, staticcheck and every test with the race detector
-## (installs the programs the tests run: openssl, dig, curl, promtool and
-## prometheus)
+## (installs the programs the tests run: openssl, dig, curl, promtool,
+## prometheus and chromium)
 test: lint test-tools unit
 
 unit:
@@ -41,7 +41,7 @@ APT_INSTALL = sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 
 test-tools:
 	@missing=""; \
-	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus; do \
+	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus chromium:chromium; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -25,6 +25,43 @@ function buttons(...specs) {
   return td;
 }
 
+const reasons = ["unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation", "privilegeWithdrawn"];
+
+// revokeCell is a reason and a Revoke button that asks to be pressed
+// twice: the first press arms it, the second revokes.
+function revokeCell(serial) {
+  const td = document.createElement("td");
+  const sel = document.createElement("select");
+  sel.className = "reason";
+  sel.setAttribute("aria-label", "revocation reason for " + serial);
+  for (const r of reasons) {
+    const o = document.createElement("option");
+    o.value = o.textContent = r;
+    sel.append(o);
+  }
+  const b = document.createElement("button");
+  b.className = "danger revoke";
+  b.textContent = "Revoke";
+  b.addEventListener("click", () => {
+    if (!b.classList.contains("armed")) {
+      b.classList.add("armed");
+      b.textContent = "Confirm revoke";
+      return;
+    }
+    post("/api/v1/certificates/" + encodeURIComponent(serial) + "/revoke", { reason: sel.value })
+      .then(() => { paused = false; loop(); }, (e) => alert(e.message));
+  });
+  for (const el of [sel, b]) {
+    el.addEventListener("focus", () => { paused = true; });
+    el.addEventListener("blur", () => { paused = false; });
+  }
+  td.append(sel, " ", b);
+  return td;
+}
+
+// paused stops the refresh while an operator is choosing a reason.
+let paused = false;
+
 async function post(path, body) {
   const res = await fetch(path, {
     method: "POST",
@@ -81,16 +118,12 @@ async function refresh() {
   fill("certificates", s.certificates.map((c) => [
     cell(c.serial, "mono"), cell(c.status, "status-" + c.status), cell(c.issuer), cell(c.key),
     cell(day(c.not_after)), cell(c.names.join(", ")), cell(c.identity),
-    canOperate() && c.status === "valid"
-      ? buttons(["Revoke", "danger revoke", () => {
-          const reason = prompt("Revoke " + c.serial + ": RFC 5280 reason", "keyCompromise");
-          return reason === null ? Promise.resolve() : post("/api/v1/certificates/" + encodeURIComponent(c.serial) + "/revoke", { reason });
-        }])
-      : cell(""),
+    canOperate() && c.status === "valid" ? revokeCell(c.serial) : cell(""),
   ]), 8);
 }
 
 function loop() {
+  if (paused) return;
   refresh().catch((e) => {
     document.getElementById("updated").textContent = "update failed: " + e.message;
   });
