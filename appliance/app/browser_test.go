@@ -134,15 +134,19 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(chromedp.ID("signin")),
 		)
 	}
+	// waitText waits for sel to show want. A query that meets a page
+	// being replaced (a navigation, a redirect) is asked again.
 	waitText := func(what, sel, want string) {
 		t.Helper()
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			got := get(what, chromedp.Text(chromedp.CSS(sel)))
-			if strings.Contains(got, want) {
+			c, cancel := context.WithTimeout(bctx, 5*time.Second)
+			got, err := chromedp.Run(c, chromedp.Text(chromedp.CSS(sel)))
+			cancel()
+			if err == nil && strings.Contains(got, want) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: %q does not contain %q", what, got, want)
+				t.Fatalf("%s: %q does not contain %q (%v; %s)", what, got, want, err, page())
 			}
 		}
 	}

@@ -75,15 +75,13 @@ func (b webBackend) Decide(ctx context.Context, id string, approve bool, actor, 
 	if approve {
 		st = store.PendingApproved
 	}
-	p, err := b.a.store.DecidePending(ctx, id, st, actor, b.a.o.Clock())
+	// The audit record commits with the decision.
+	ctx = store.WithAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "request_" + string(st)})
+	_, err := b.a.store.DecidePending(ctx, id, st, actor, b.a.o.Clock())
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no request %q: %w", id, webroot.ErrNotFound)
 	}
-	if err != nil {
-		return err
-	}
-	return b.a.store.AddAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "request_" + string(st), Target: p.ID,
-		Detail: fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client)})
+	return err
 }
 
 func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, remote string) error {
@@ -95,18 +93,17 @@ func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, r
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
 	}
-	x, err := b.a.ca.Revoke(ctx, serial, reason)
+	name, _ := ca.ReasonName(reason)
+	// The audit record commits with the revocation.
+	ctx = store.WithAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "certificate_revoked", Detail: "reason " + name})
+	_, err = b.a.ca.Revoke(ctx, serial, reason)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("no certificate with serial %s: %w", store.SerialKey(serial), webroot.ErrNotFound)
 	case errors.Is(err, store.ErrAlreadyRevoked):
 		return fmt.Errorf("certificate %s was already revoked", store.SerialKey(serial))
-	case err != nil:
-		return err
 	}
-	name, _ := ca.ReasonName(reason)
-	return b.a.store.AddAudit(ctx, &store.AuditRecord{At: b.a.o.Clock(), Actor: actor, Remote: remote, Action: "certificate_revoked",
-		Target: store.SerialKey(serial), Detail: fmt.Sprintf("reason %s; names %s", name, strings.Join(x.SANs, ", "))})
+	return err
 }
 
 func (b webBackend) ReleaseName(ctx context.Context, name, actor, remote string) error {

@@ -220,6 +220,10 @@ func certsCommand() *cli.Command {
 						return usageError("%v", err)
 					}
 					return withCA(c, false, func(ctx context.Context, a *ca.Authority, st store.Store) error {
+						name, _ := ca.ReasonName(reason)
+						// The record commits with the revocation.
+						ctx = store.WithAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificate_revoked",
+							Detail: "reason " + name})
 						x, err := a.Revoke(ctx, serial, reason)
 						switch {
 						case errors.Is(err, store.ErrNotFound):
@@ -229,9 +233,6 @@ func certsCommand() *cli.Command {
 						case err != nil:
 							return err
 						}
-						name, _ := ca.ReasonName(reason)
-						_ = st.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificate_revoked",
-							Target: store.SerialKey(serial), Detail: fmt.Sprintf("reason %s; names %s", name, strings.Join(x.SANs, ", "))})
 						fmt.Fprintf(c.App.Writer, "revoked %s (%s): %s\n", store.SerialKey(serial), name, strings.Join(x.SANs, ", "))
 						return nil
 					})
@@ -273,7 +274,9 @@ func revokeIssuer(c *cli.Context, gen string) error {
 			if !time.Now().Before(x.NotAfter) {
 				continue
 			}
-			if _, err := a.Revoke(ctx, x.Serial, reason); err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
+			actx := store.WithAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "certificate_revoked",
+				Detail: fmt.Sprintf("reason %s; every valid certificate of %s", name, gen)})
+			if _, err := a.Revoke(actx, x.Serial, reason); err != nil && !errors.Is(err, store.ErrAlreadyRevoked) {
 				return fmt.Errorf("revoke %s: %w (%d revoked before it)", store.SerialKey(x.Serial), err, n)
 			}
 			n++
@@ -317,14 +320,14 @@ func denyMany(c *cli.Context) error {
 			if !before.IsZero() && !p.CreatedAt.Before(before) {
 				continue
 			}
-			if _, err := s.DecidePending(ctx, p.ID, store.PendingDenied, operator(), time.Now()); err != nil {
+			actx := store.WithAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_denied",
+				Detail: fmt.Sprintf("bulk denial (all from %q, older than %q)", c.String("all-from"), c.String("older-than"))})
+			if _, err := s.DecidePending(actx, p.ID, store.PendingDenied, operator(), time.Now()); err != nil {
 				if errors.Is(err, store.ErrConflict) {
 					continue // decided or expired meanwhile
 				}
 				return err
 			}
-			_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_denied", Target: p.ID,
-				Detail: fmt.Sprintf("bulk denial (all from %q, older than %q): %s %s; %s", c.String("all-from"), c.String("older-than"), p.Operation, p.Subject, p.Client)})
 			n++
 		}
 		fmt.Fprintf(c.App.Writer, "denied %d waiting requests\n", n)
@@ -339,6 +342,7 @@ func requestsCommand() *cli.Command {
 				return usageError("takes one request ID")
 			}
 			return withCA(c, false, func(ctx context.Context, a *ca.Authority, s store.Store) error {
+				ctx = store.WithAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_" + string(st)})
 				p, err := s.DecidePending(ctx, c.Args().First(), st, operator(), time.Now())
 				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("no request %q", c.Args().First())
@@ -346,8 +350,6 @@ func requestsCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				_ = s.AddAudit(ctx, &store.AuditRecord{At: time.Now(), Actor: operator(), Remote: "cli", Action: "request_" + string(st), Target: p.ID,
-					Detail: fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client)})
 				fmt.Fprintf(c.App.Writer, "%s %s: %s (%s); the device gets its answer at its next retry\n", p.ID, p.State, p.Subject, strings.Join(p.SANs, ", "))
 				return nil
 			})

@@ -950,6 +950,7 @@ func (s *SQLite) Revoke(ctx context.Context, serial *big.Int, at time.Time, reas
 	if c.Revoked {
 		return c, ErrAlreadyRevoked
 	}
+	var also []string // other certificates of the key, on keyCompromise
 	if _, err := tx.ExecContext(ctx, `UPDATE certificates SET revoked = 1, revoked_at = ?, reason = ? WHERE serial = ?`,
 		unix(at), reason, SerialKey(serial)); err != nil {
 		return nil, err
@@ -988,7 +989,21 @@ func (s *SQLite) Revoke(ctx context.Context, serial *big.Int, at time.Time, reas
 				if err := addEvent(ctx, tx, EventRevoked, o[1]+"/"+o[0], at); err != nil {
 					return nil, err
 				}
+				also = append(also, o[0])
 			}
+		}
+	}
+	if a := auditFrom(ctx); a != nil {
+		rec := *a
+		if rec.Target == "" {
+			rec.Target = SerialKey(serial)
+		}
+		rec.Detail = joinDetail(rec.Detail, "names "+strings.Join(c.SANs, ", "))
+		if len(also) > 0 {
+			rec.Detail = joinDetail(rec.Detail, "with the same key also revoked: "+strings.Join(also, ", "))
+		}
+		if err := addAuditTx(ctx, tx, &rec); err != nil {
+			return nil, err
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -1402,6 +1417,16 @@ func (s *SQLite) DecidePending(ctx context.Context, id string, st PendingState, 
 	}
 	if err := addEvent(ctx, tx, EventPendingDecided, id, at); err != nil {
 		return nil, err
+	}
+	if a := auditFrom(ctx); a != nil {
+		rec := *a
+		if rec.Target == "" {
+			rec.Target = id
+		}
+		rec.Detail = joinDetail(rec.Detail, fmt.Sprintf("%s %s (%s); %s", p.Operation, p.Subject, strings.Join(p.SANs, ", "), p.Client))
+		if err := addAuditTx(ctx, tx, &rec); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err

@@ -63,6 +63,29 @@ func scanUser(r scanner) (*User, error) {
 	return &u, nil
 }
 
+type auditKey struct{}
+
+// WithAudit returns ctx carrying an operator's audit record. The store's
+// operator actions (Revoke, DecidePending) write it in their own
+// transaction, so that the action and its record commit together or not
+// at all; the store fills Target when empty and appends what it read
+// (the certificate's names, the request's subject) to Detail.
+func WithAudit(ctx context.Context, a *AuditRecord) context.Context {
+	return context.WithValue(ctx, auditKey{}, a)
+}
+
+func auditFrom(ctx context.Context) *AuditRecord {
+	a, _ := ctx.Value(auditKey{}).(*AuditRecord)
+	return a
+}
+
+func joinDetail(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
 func addAuditTx(ctx context.Context, tx *sql.Tx, a *AuditRecord) error {
 	if a == nil {
 		return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -125,5 +126,53 @@ func TestUsersAndSessions(t *testing.T) {
 		if got2[k] != v {
 			t.Errorf("%s: %d audit records, want %d", k, got2[k], v)
 		}
+	}
+}
+
+// TestAuditWithAction: a record carried by WithAudit commits with the
+// revocation or the decision it describes, completed by the store, and
+// is not written when the action fails.
+func TestAuditWithAction(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0).UTC()
+	c := testCert(1)
+	if err := s.PutCertificate(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	rec := &AuditRecord{At: now, Actor: "operator otto (web)", Remote: "192.0.2.7", Action: "certificate_revoked", Detail: "reason keyCompromise"}
+	actx := WithAudit(ctx, rec)
+	if _, err := s.Revoke(actx, c.Serial, now, ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	// Failing actions leave no record.
+	if _, err := s.Revoke(actx, c.Serial, now, ReasonKeyCompromise); !errors.Is(err, ErrAlreadyRevoked) {
+		t.Fatal(err)
+	}
+	if _, err := s.Revoke(actx, testCert(99).Serial, now, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	p := &Pending{ID: "req1", Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: []byte{7}, Subject: "CN=cam", SANs: []string{"cam.studio.example.test"},
+		Client: "no client certificate", State: PendingWaiting, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.PutPending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	dctx := WithAudit(ctx, &AuditRecord{At: now, Actor: "operator otto (web)", Remote: "192.0.2.7", Action: "request_approved"})
+	if _, err := s.DecidePending(dctx, "req1", PendingApproved, "otto", now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DecidePending(dctx, "req1", PendingDenied, "otto", now); !errors.Is(err, ErrConflict) {
+		t.Fatal(err)
+	}
+	recs, _ := s.Audit(ctx, 0)
+	if len(recs) != 2 {
+		t.Fatalf("%d records: %+v", len(recs), recs)
+	}
+	d, r := recs[0], recs[1]
+	if r.Target != SerialKey(c.Serial) || r.Detail != "reason keyCompromise; names "+strings.Join(c.SANs, ", ") || r.Remote != "192.0.2.7" {
+		t.Errorf("revocation record %+v", r)
+	}
+	if d.Target != "req1" || d.Action != "request_approved" || !strings.Contains(d.Detail, "simpleenroll CN=cam (cam.studio.example.test); no client certificate") {
+		t.Errorf("decision record %+v", d)
 	}
 }
