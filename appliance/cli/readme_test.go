@@ -128,4 +128,29 @@ func TestReadmeTour(t *testing.T) {
 			t.Errorf("%s: printed nothing", cmd)
 		}
 	}
+
+	// docs/api.md's example, as one script, against the same appliance.
+	b, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "## Try it")
+	start := strings.Index(doc[i:], "```sh\n")
+	end := strings.Index(doc[i+start+6:], "```")
+	if i < 0 || start < 0 || end < 0 {
+		t.Fatal("docs/api.md has no example")
+	}
+	script := doc[i+start+6 : i+start+6+end]
+	c := exec.Command("bash", "-e", "-o", "pipefail", "-c", script)
+	c.Dir = dir
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docs/api.md's example: %v\n%s", err, out)
+	}
+	for _, want := range []string{"account alice added", "303\n", `"id":"ecdsa-root-1"`, `"action":"user_signed_in","target":"alice"`, "204\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("docs/api.md's example printed no %q:\n%s", want, out)
+		}
+	}
 }
