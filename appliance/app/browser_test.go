@@ -48,21 +48,8 @@ func chromium(t *testing.T) string {
 // with the right password; signing out ends the session.
 func TestBrowser(t *testing.T) {
 	exe := chromium(t)
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is not installed: install it (make test does) to run this test")
-	}
-	dir := t.TempDir()
-	cfg := testConfig(t, dir, "est:\n  manual_approval: true\n  retry_after: 1s\n")
-	cfg.Listen.Web = "127.0.0.1:0"
-	a := start(t, cfg)
+	a, dir := startWithAccounts(t, map[string]string{"otto": "operator", "vera": "viewer", "lena": "operator"})
 	ctx := context.Background()
-	cheap := auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1}
-	for name, role := range map[string]string{"otto": "operator", "vera": "viewer", "lena": "operator"} {
-		h, _ := auth.Hash(name+" password 123", cheap)
-		if err := a.store.PutUser(ctx, &store.User{Name: name, Role: role, PasswordHash: h, CreatedAt: time.Now()}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
 	base := "https://" + a.Addr("web").String()
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
 		t.Fatal(err)

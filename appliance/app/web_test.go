@@ -79,23 +79,8 @@ func TestOperatorUI(t *testing.T) {
 // openssl's OCSP query says revoked; a viewer can do neither (403); a
 // cross-site POST is refused; sign-out ends the session.
 func TestOperatorUISignInFlow(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is not installed: install it (.ci/run does) to run this test")
-	}
-	dir := t.TempDir()
-	cfg := testConfig(t, dir, "est:\n  manual_approval: true\n  retry_after: 1s\n")
-	cfg.Listen.Web = "127.0.0.1:0"
-	a := start(t, cfg)
+	a, dir := startWithAccounts(t, map[string]string{"otto": "operator", "vera": "viewer"})
 	ctx := context.Background()
-	for name, role := range map[string]string{"otto": "operator", "vera": "viewer"} {
-		h, err := auth.Hash(name+" password 123", auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.store.PutUser(ctx, &store.User{Name: name, Role: role, PasswordHash: h, CreatedAt: time.Now()}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
 	base := "https://" + a.Addr("web").String()
 	browser := func() *http.Client {
 		jar, _ := cookiejar.New(nil)
@@ -210,4 +195,29 @@ func TestOperatorUISignInFlow(t *testing.T) {
 	if code, _ := send(otto, "GET", "/api/v1/status", "", "", ""); code != 401 {
 		t.Fatalf("status after sign-out: %d", code)
 	}
+}
+
+// startWithAccounts runs an appliance that holds enrollments without a
+// manufacturer certificate for approval, with its web UI on loopback and
+// an account for each name (role by name; password "NAME password 123").
+func startWithAccounts(t *testing.T, accounts map[string]string) (*App, string) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is not installed: install it (make test does) to run this test")
+	}
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "est:\n  manual_approval: true\n  retry_after: 1s\n")
+	cfg.Listen.Web = "127.0.0.1:0"
+	a := start(t, cfg)
+	cheap := auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1} // the format of real hashes, cheaply
+	for name, role := range accounts {
+		h, err := auth.Hash(name+" password 123", cheap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.store.PutUser(context.Background(), &store.User{Name: name, Role: role, PasswordHash: h, CreatedAt: time.Now()}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, dir
 }

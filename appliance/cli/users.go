@@ -95,6 +95,24 @@ func usersCommand() *cli.Command {
 		}
 		return err
 	}
+	// onUser is the action of a command on one account NAME: fn does the
+	// change and returns what to print.
+	onUser := func(fn func(ctx context.Context, st store.Store, name string) (string, error)) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			name, err := userArg(c)
+			if err != nil {
+				return err
+			}
+			return withStore(c, func(ctx context.Context, st store.Store) error {
+				msg, err := fn(ctx, st, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, msg)
+				return nil
+			})
+		}
+	}
 	return &cli.Command{
 		Name:  "users",
 		Usage: "manage the operator accounts of the web UI (roles: viewer, operator, admin)",
@@ -167,19 +185,12 @@ func usersCommand() *cli.Command {
 				Usage:     "remove an account and end its sessions",
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{configFlag},
-				Action: func(c *cli.Context) error {
-					name, err := userArg(c)
-					if err != nil {
-						return err
+				Action: onUser(func(ctx context.Context, st store.Store, name string) (string, error) {
+					if err := st.DeleteUser(ctx, name, auditOf("user_removed", name, "")); err != nil {
+						return "", lastAdmin(err)
 					}
-					return withStore(c, func(ctx context.Context, st store.Store) error {
-						if err := st.DeleteUser(ctx, name, auditOf("user_removed", name, "")); err != nil {
-							return lastAdmin(err)
-						}
-						fmt.Fprintf(c.App.Writer, "account %s removed\n", name)
-						return nil
-					})
-				},
+					return "account " + name + " removed", nil
+				}),
 			},
 			{
 				Name:      "passwd",
@@ -236,19 +247,12 @@ func usersCommand() *cli.Command {
 				Usage:     "lift the lockout of an account that failed to sign in too often",
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{configFlag},
-				Action: func(c *cli.Context) error {
-					name, err := userArg(c)
-					if err != nil {
-						return err
+				Action: onUser(func(ctx context.Context, st store.Store, name string) (string, error) {
+					if _, err := st.UpdateUser(ctx, name, store.UserUpdate{Unlock: true}, time.Now(), auditOf("user_unlocked", name, "")); err != nil {
+						return "", err
 					}
-					return withStore(c, func(ctx context.Context, st store.Store) error {
-						if _, err := st.UpdateUser(ctx, name, store.UserUpdate{Unlock: true}, time.Now(), auditOf("user_unlocked", name, "")); err != nil {
-							return err
-						}
-						fmt.Fprintf(c.App.Writer, "%s unlocked\n", name)
-						return nil
-					})
-				},
+					return name + " unlocked", nil
+				}),
 			},
 		},
 	}
