@@ -29,6 +29,10 @@ type Accounts interface {
 	DeleteSession(ctx context.Context, tokenHash []byte, audit *store.AuditRecord) error
 	ExpireSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int, error)
 	Audit(ctx context.Context, limit int) ([]*store.AuditRecord, error)
+	PutUser(ctx context.Context, u *store.User, audit *store.AuditRecord) error
+	UpdateUser(ctx context.Context, name string, up store.UserUpdate, at time.Time, audit *store.AuditRecord) (*store.User, error)
+	DeleteUser(ctx context.Context, name string, audit *store.AuditRecord) error
+	NameBindings(ctx context.Context, f store.BindingFilter) ([]*store.NameBinding, error)
 }
 
 // Backend is what the pages show and do; appliance/app implements it
@@ -42,6 +46,23 @@ type Backend interface {
 	Revoke(ctx context.Context, serial, reason, actor, remote string) error
 	// ReleaseName frees a name bound to a holder.
 	ReleaseName(ctx context.Context, name, actor, remote string) error
+	// Config is the running configuration, secrets redacted, and the
+	// outcome of the last reload.
+	Config(ctx context.Context) (*ConfigView, error)
+	// Reload reads the configuration file again and applies it, as
+	// SIGHUP does.
+	Reload(ctx context.Context, actor, remote string) error
+}
+
+// ConfigView is what the config page shows.
+type ConfigView struct {
+	Source string `json:"source"`
+	// YAML is the running configuration with secrets redacted.
+	YAML       string    `json:"yaml"`
+	ReloadOK   bool      `json:"last_reload_ok"`
+	ReloadAt   time.Time `json:"last_reload_at"`
+	ReloadErr  string    `json:"last_reload_error,omitempty"`
+	Reloadable bool      `json:"reloadable"`
 }
 
 // Errors a Backend returns that the API maps to 4xx.
@@ -148,7 +169,14 @@ func (s *Server) table() []Route {
 		{"POST", "/api/v1/requests/{id}/deny", auth.Operator, s.apiDecide(false)},
 		{"POST", "/api/v1/certificates/{serial}/revoke", auth.Operator, s.apiRevoke},
 		{"POST", "/api/v1/names/{name}/release", auth.Operator, s.apiRelease},
+		{"GET", "/api/v1/names", auth.Viewer, s.apiNames},
+		{"GET", "/api/v1/config", auth.Admin, s.apiConfig},
+		{"POST", "/api/v1/config/reload", auth.Admin, s.apiReload},
 		{"GET", "/api/v1/users", auth.Admin, s.apiUsers},
+		{"POST", "/api/v1/users", auth.Admin, s.apiUserAdd},
+		{"POST", "/api/v1/users/{name}/role", auth.Admin, s.apiUserRole},
+		{"POST", "/api/v1/users/{name}/unlock", auth.Admin, s.apiUserUnlock},
+		{"POST", "/api/v1/users/{name}/remove", auth.Admin, s.apiUserRemove},
 	}
 }
 
@@ -495,6 +523,141 @@ func (s *Server) apiUsers(w http.ResponseWriter, r *http.Request, _ *Principal) 
 		out = append(out, j)
 	}
 	writeJSON(w, out)
+}
+
+type bindingJSON struct {
+	Name    string    `json:"name"`
+	Holder  string    `json:"holder"`
+	Since   time.Time `json:"since"`
+	Expires time.Time `json:"expires"`
+	Serial  string    `json:"serial"`
+}
+
+func (s *Server) apiNames(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	bs, err := s.o.Accounts.NameBindings(r.Context(), store.BindingFilter{Name: r.URL.Query().Get("name"), Holder: r.URL.Query().Get("identity"), Limit: 1000})
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	out := make([]bindingJSON, 0, len(bs))
+	for _, b := range bs {
+		j := bindingJSON{Name: b.Name, Holder: b.Holder, Since: b.Since, Expires: b.Expires}
+		if b.Serial != nil {
+			j.Serial = store.SerialKey(b.Serial)
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.Config(r.Context())
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) apiReload(w http.ResponseWriter, r *http.Request, p *Principal) {
+	if err := s.o.Backend.Reload(r.Context(), "operator "+p.User+" (web)", p.Remote); err != nil {
+		backendError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readJSON decodes a small JSON body into v, or answers 400.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		apiError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) userAudit(p *Principal, action, target, detail string) *store.AuditRecord {
+	return &store.AuditRecord{At: s.o.Clock(), Actor: "operator " + p.User + " (web)", Remote: p.Remote, Action: action, Target: target, Detail: detail}
+}
+
+// accountError maps a store error on an account to a status.
+func accountError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		apiError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrLastAdmin):
+		apiError(w, http.StatusConflict, err.Error())
+	default:
+		apiError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}
+
+func (s *Server) apiUserAdd(w http.ResponseWriter, r *http.Request, p *Principal) {
+	var body struct{ Name, Role, Password string }
+	if !readJSON(w, r, &body) {
+		return
+	}
+	role, err := auth.ParseRole(body.Role)
+	if err == nil {
+		err = auth.CheckUserName(body.Name)
+	}
+	if err == nil {
+		err = auth.CheckPassword(body.Password)
+	}
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h, err := auth.Hash(body.Password, s.o.Hash)
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "cannot hash the password")
+		return
+	}
+	u := &store.User{Name: body.Name, Role: string(role), PasswordHash: h, CreatedAt: s.o.Clock()}
+	if err := s.o.Accounts.PutUser(r.Context(), u, s.userAudit(p, "user_added", body.Name, "role "+string(role))); err != nil {
+		accountError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (s *Server) apiUserRole(w http.ResponseWriter, r *http.Request, p *Principal) {
+	var body struct{ Role string }
+	if !readJSON(w, r, &body) {
+		return
+	}
+	role, err := auth.ParseRole(body.Role)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	name := r.PathValue("name")
+	if _, err := s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Role: string(role)}, s.o.Clock(), s.userAudit(p, "user_role", name, "role "+string(role))); err != nil {
+		accountError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) apiUserUnlock(w http.ResponseWriter, r *http.Request, p *Principal) {
+	name := r.PathValue("name")
+	if _, err := s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Unlock: true}, s.o.Clock(), s.userAudit(p, "user_unlocked", name, "")); err != nil {
+		accountError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) apiUserRemove(w http.ResponseWriter, r *http.Request, p *Principal) {
+	name := r.PathValue("name")
+	if err := s.o.Accounts.DeleteUser(r.Context(), name, s.userAudit(p, "user_removed", name, "")); err != nil {
+		accountError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // ExpireSessions ends timed-out sessions every interval until ctx ends.

@@ -57,6 +57,13 @@ func (b *fakeBackend) ReleaseName(_ context.Context, name, actor, remote string)
 	b.record(call{"release", name, actor, remote})
 	return nil
 }
+func (b *fakeBackend) Config(context.Context) (*ConfigView, error) {
+	return &ConfigView{Source: "/etc/nmos-certs/nmos-certs.yaml", YAML: "domain: studio.example.test\n", ReloadOK: true, Reloadable: true}, nil
+}
+func (b *fakeBackend) Reload(_ context.Context, actor, remote string) error {
+	b.record(call{"reload", "", actor, remote})
+	return nil
+}
 
 type fixture struct {
 	t   *testing.T
@@ -214,7 +221,11 @@ func TestSignInAndRoles(t *testing.T) {
 			}
 			continue
 		}
-		path := strings.NewReplacer("{id}", "r1", "{serial}", "0a1b", "{name}", "cam1.studio.example.test", "{$}", "").Replace(rt.Pattern)
+		name := "cam1.studio.example.test"
+		if strings.HasPrefix(rt.Pattern, "/api/v1/users/") {
+			name = "ada" // the admin herself; each call changes nothing for good
+		}
+		path := strings.NewReplacer("{id}", "r1", "{serial}", "0a1b", "{name}", name, "{$}", "").Replace(rt.Pattern)
 		// No session.
 		rec := f.do(req{method: rt.Method, path: path})
 		if rt.Method == "GET" && !strings.HasPrefix(path, "/api/") {
@@ -227,8 +238,20 @@ func TestSignInAndRoles(t *testing.T) {
 		if rec.Header().Get("Content-Security-Policy") == "" || rec.Header().Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s: headers %v", key, rec.Header())
 		}
-		if key == "POST /logout" {
-			continue // it would end the sessions; TestSessionTimeouts signs out
+		switch key {
+		case "POST /logout", "POST /api/v1/users/{name}/role", "POST /api/v1/users/{name}/remove", "POST /api/v1/users":
+			// They would end sessions or change accounts mid-table;
+			// TestSessionTimeouts and TestUserAdmin use them. Only the
+			// role check is asked here, of a role below.
+			for _, role := range auth.Roles {
+				if !role.Allows(rt.Role) {
+					s := sessions[role]
+					if rec := f.do(req{method: rt.Method, path: path, cookie: s[0], csrf: s[1], body: `{}`}); rec.Code != http.StatusForbidden {
+						t.Errorf("%s as %s: %d, want 403", key, role, rec.Code)
+					}
+				}
+			}
+			continue
 		}
 		for _, role := range auth.Roles {
 			s := sessions[role]
@@ -396,5 +419,67 @@ func TestSessionTimeouts(t *testing.T) {
 	}
 	if status(c) != 401 {
 		t.Fatal("alive after a password change")
+	}
+}
+
+// TestUserAdmin: an admin manages accounts through the API, each change
+// audited under the admin's name; the last admin stays; bad input is 400.
+func TestUserAdmin(t *testing.T) {
+	f := newFixture(t)
+	f.addUser("ada", "admin", "admin password 12")
+	c, csrf := f.login("ada", "admin password 12")
+	post := func(path, body string) int {
+		return f.do(req{method: "POST", path: path, cookie: c, csrf: csrf, body: body}).Code
+	}
+	for body, want := range map[string]int{
+		`{"name":"bob","role":"operator","password":"bob password 12"}`: 201,
+		`{"name":"bob","role":"viewer","password":"bob password 12"}`:   409,
+		`{"name":"Bob","role":"viewer","password":"bob password 12"}`:   400,
+		`{"name":"carl","role":"root","password":"carl password 12"}`:   400,
+		`{"name":"carl","role":"viewer","password":"short"}`:            400,
+		`{"name":"carl","role":"viewer","password":"x","extra":1}`:      400,
+		`not json`: 400,
+	} {
+		if got := post("/api/v1/users", body); got != want {
+			t.Errorf("add %s: %d, want %d", body, got, want)
+		}
+	}
+	if got := post("/api/v1/users/ada/role", `{"role":"viewer"}`); got != 409 {
+		t.Errorf("demote the last admin: %d", got)
+	}
+	if got := post("/api/v1/users/ada/remove", ``); got != 409 {
+		t.Errorf("remove the last admin: %d", got)
+	}
+	if got := post("/api/v1/users/nobody/unlock", ``); got != 404 {
+		t.Errorf("unlock nobody: %d", got)
+	}
+	if got := post("/api/v1/users/bob/role", `{"role":"admin"}`); got != 204 {
+		t.Errorf("promote bob: %d", got)
+	}
+	f.login("bob", "bob password 12")
+	if got := post("/api/v1/users/bob/remove", ``); got != 204 {
+		t.Errorf("remove bob: %d", got)
+	}
+	rec := f.do(req{method: "GET", path: "/api/v1/users", cookie: c})
+	if rec.Code != 200 || strings.Contains(rec.Body.String(), "bob") || !strings.Contains(rec.Body.String(), `"name":"ada"`) {
+		t.Fatalf("users: %d %s", rec.Code, rec.Body)
+	}
+	recs, _ := f.st.Audit(context.Background(), 0)
+	var got []string
+	for _, r := range recs {
+		if strings.HasPrefix(r.Action, "user_") && r.Action != "user_signed_in" {
+			got = append(got, r.Action+" "+r.Target+" by "+r.Actor)
+		}
+	}
+	want := "user_removed bob by operator ada (web),user_role bob by operator ada (web),user_added bob by operator ada (web)"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("audit %v", got)
+	}
+	// Config and reload are the admin's; the reload is the backend's.
+	if rec := f.do(req{method: "GET", path: "/api/v1/config", cookie: c}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"reloadable":true`) {
+		t.Fatalf("config: %d %s", rec.Code, rec.Body)
+	}
+	if got := post("/api/v1/config/reload", ``); got != 204 || len(f.be.calls) != 1 || f.be.calls[0].what != "reload" {
+		t.Fatalf("reload: %d %+v", got, f.be.calls)
 	}
 }

@@ -166,13 +166,17 @@ type App struct {
 	mu        sync.Mutex
 	lastEvent int64
 
-	reloadMu  sync.Mutex
-	reloads   *reloadMetrics
-	trustMu   sync.Mutex
-	trust     *est.Trust
-	trustStop context.CancelFunc
-	runCtx    context.Context
-	wg        sync.WaitGroup
+	reloadMu sync.Mutex
+	reloads  *reloadMetrics
+	// lastReload and lastReloadErr are the last reload's time and
+	// failure ("" when it applied), under reloadMu.
+	lastReload    time.Time
+	lastReloadErr string
+	trustMu       sync.Mutex
+	trust         *est.Trust
+	trustStop     context.CancelFunc
+	runCtx        context.Context
+	wg            sync.WaitGroup
 }
 
 // New builds every component from cfg. Nothing listens yet.

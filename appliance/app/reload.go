@@ -87,6 +87,7 @@ func (a *App) ReloadFile(ctx context.Context, path string) error {
 		a.reloadMu.Lock()
 		defer a.reloadMu.Unlock()
 		a.reloads.ok.Set(0)
+		a.lastReload, a.lastReloadErr = a.o.Clock(), err.Error()
 		a.log.Error("configuration reload failed; the running configuration is unchanged", "err", err)
 		return err
 	}
@@ -103,7 +104,9 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	defer func() {
+		a.lastReload, a.lastReloadErr = a.o.Clock(), ""
 		if err != nil {
+			a.lastReloadErr = err.Error()
 			a.reloads.ok.Set(0)
 			a.log.Error("configuration reload failed; the running configuration is unchanged", "err", err)
 			return

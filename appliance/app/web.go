@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
@@ -104,6 +105,41 @@ func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, r
 		return fmt.Errorf("certificate %s was already revoked", store.SerialKey(serial))
 	}
 	return err
+}
+
+func (b webBackend) Config(ctx context.Context) (*webroot.ConfigView, error) {
+	a := b.a
+	a.reloadMu.Lock()
+	cfg, at, failed := a.cfg, a.lastReload, a.lastReloadErr
+	a.reloadMu.Unlock()
+	y, err := cfg.Redacted()
+	if err != nil {
+		return nil, err
+	}
+	return &webroot.ConfigView{Source: cfg.Source, YAML: y, ReloadOK: failed == "", ReloadAt: at, ReloadErr: failed,
+		Reloadable: cfg.Source != config.EmbeddedSource}, nil
+}
+
+func (b webBackend) Reload(ctx context.Context, actor, remote string) error {
+	a := b.a
+	a.reloadMu.Lock()
+	src := a.cfg.Source
+	a.reloadMu.Unlock()
+	if src == config.EmbeddedSource {
+		return fmt.Errorf("the appliance serves the embedded default configuration: there is no file to reload")
+	}
+	err := a.ReloadFile(ctx, src)
+	rec := &store.AuditRecord{At: a.o.Clock(), Actor: actor, Remote: remote, Action: "config_reloaded", Target: src, Detail: "applied"}
+	if err != nil {
+		rec.Action, rec.Detail = "config_reload_failed", err.Error()
+	}
+	if aerr := a.store.AddAudit(ctx, rec); aerr != nil && err == nil {
+		return aerr
+	}
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
+	}
+	return nil
 }
 
 func (b webBackend) ReleaseName(ctx context.Context, name, actor, remote string) error {

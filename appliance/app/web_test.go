@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/globalsign/est"
 
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/webroot/auth"
 )
@@ -220,4 +222,88 @@ func startWithAccounts(t *testing.T, accounts map[string]string) (*App, string) 
 		}
 	}
 	return a, dir
+}
+
+// TestOperatorUIConfigReload: an admin reads the running configuration
+// and reloads the file from the UI; a broken file is refused with its
+// reason and the running configuration stays; both are audited.
+func TestOperatorUIConfigReload(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nmos-certs.yaml")
+	base := testConfig(t, dir, "")
+	y := "data_dir: " + base.DataDir + "\nlisten:\n  est: 127.0.0.1:0\n  http: 127.0.0.1:0\n  dns: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n  web: 127.0.0.1:0\ndns:\n  advertise:\n    - port: 8443\n"
+	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, cfg)
+	h, _ := auth.Hash("ada password 123", auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1})
+	if err := a.store.PutUser(context.Background(), &store.User{Name: "ada", Role: "admin", PasswordHash: h, CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ui := "https://" + a.Addr("web").String()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(method, p, csrf, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, ui+p, strings.NewReader(body))
+		req.Header.Set("Origin", ui)
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		if strings.HasPrefix(body, "user=") {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := send("POST", "/login", "", "user=ada&password=ada+password+123"); code != 303 {
+		t.Fatalf("sign-in: %d", code)
+	}
+	_, sess := send("GET", "/api/v1/session", "", "")
+	var s struct{ CSRF string }
+	json.Unmarshal([]byte(sess), &s)
+
+	_, body := send("GET", "/api/v1/config", "", "")
+	var v struct {
+		Source, YAML string
+		OK           bool   `json:"last_reload_ok"`
+		Error        string `json:"last_reload_error"`
+		Reloadable   bool
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Source != path || !v.Reloadable || !strings.Contains(v.YAML, "retry_after: 30s") {
+		t.Fatalf("config: %v %s", err, body)
+	}
+	os.WriteFile(path, []byte(y+"est:\n  retry_after: 45s\n"), 0o644)
+	if code, body := send("POST", "/api/v1/config/reload", s.CSRF, ""); code != 204 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	_, body = send("GET", "/api/v1/config", "", "")
+	json.Unmarshal([]byte(body), &v)
+	if !strings.Contains(v.YAML, "retry_after: 45s") || !v.OK {
+		t.Fatalf("after the reload: %s", body)
+	}
+	os.WriteFile(path, []byte(y+"est:\n  retry_after: soon\n"), 0o644)
+	code, body := send("POST", "/api/v1/config/reload", s.CSRF, "")
+	if code != 400 || !strings.Contains(body, "est.retry_after") {
+		t.Fatalf("a broken file: %d %s", code, body)
+	}
+	_, body = send("GET", "/api/v1/config", "", "")
+	json.Unmarshal([]byte(body), &v)
+	if v.OK || !strings.Contains(v.Error, "est.retry_after") || !strings.Contains(v.YAML, "retry_after: 45s") {
+		t.Fatalf("after a failed reload: %s", body)
+	}
+	_, body = send("GET", "/api/v1/audit", "", "")
+	if !strings.Contains(body, `"action":"config_reloaded"`) || !strings.Contains(body, `"action":"config_reload_failed"`) {
+		t.Fatalf("audit: %s", body)
+	}
 }

@@ -91,7 +91,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 func loadConfig(c *cli.Context) (*config.Config, error) {
 	path := c.String("config")
 	if path == "" {
-		return config.Load(nil, "embedded default")
+		return config.Load(nil, config.EmbeddedSource)
 	}
 	cfg, err := config.LoadFile(path)
 	if err != nil {

@@ -5,9 +5,15 @@ package config
 
 import (
 	"net"
+	"regexp"
 	"strconv"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
+
+// EmbeddedSource is the Source of the embedded default configuration.
+const EmbeddedSource = "embedded default"
 
 // Config is the whole configuration file.
 type Config struct {
@@ -237,6 +243,9 @@ type Duration time.Duration
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
+// MarshalYAML writes the duration as the file would ("90d", "30s").
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
 func (d Duration) String() string {
 	td := time.Duration(d)
 	if td != 0 && td%(24*time.Hour) == 0 {
@@ -277,4 +286,33 @@ func Port(addr string) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// secretKey matches the keys whose values Redacted hides.
+var secretKey = regexp.MustCompile(`(?i)(password|passphrase|secret|token|dsn|private)`)
+
+// Redacted returns the configuration as YAML, with the value of every key
+// that may hold a secret (a password, a DSN, a token) replaced, for pages
+// and logs.
+func (c *Config) Redacted() (string, error) {
+	var n yaml.Node
+	if err := n.Encode(c); err != nil {
+		return "", err
+	}
+	redact(&n)
+	b, err := yaml.Marshal(&n)
+	return string(b), err
+}
+
+func redact(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k, v := n.Content[i], n.Content[i+1]; secretKey.MatchString(k.Value) && v.Kind == yaml.ScalarNode && v.Value != "" {
+				v.Value, v.Tag, v.Style = "(redacted)", "!!str", 0
+			}
+		}
+	}
+	for _, c := range n.Content {
+		redact(c)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // keyPaths lists every configuration key as a dotted path, with lists
@@ -243,5 +245,37 @@ func TestCheckFilesKEK(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "0102030405") {
 		t.Errorf("CheckFiles shows key material: %s", err)
+	}
+}
+
+// TestRedacted: the running configuration as YAML reads back as the same
+// configuration, with the values of secret-looking keys hidden.
+func TestRedacted(t *testing.T) {
+	cfg, err := Load([]byte("domain: facility.example\nhostname: est.facility.example\naddresses: [192.0.2.1]\nca:\n  leaf_lifetime: 60d\n"), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(y, "leaf_lifetime: 60d") || !strings.Contains(y, "domain: facility.example") {
+		t.Fatalf("redacted:\n%s", y)
+	}
+	back, err := Load([]byte(y), "redacted.yaml")
+	if err != nil {
+		t.Fatalf("the redacted YAML does not load: %v\n%s", err, y)
+	}
+	if back.CA.LeafLifetime != cfg.CA.LeafLifetime || back.Domain != cfg.Domain || back.Listen != cfg.Listen {
+		t.Fatalf("read back %+v", back)
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte("store:\n  dsn: postgres://u:hunter2@db/x\n  password_file: /etc/pw\nlog:\n  level: info\n"), &n); err != nil {
+		t.Fatal(err)
+	}
+	redact(&n)
+	out, _ := yaml.Marshal(&n)
+	if strings.Contains(string(out), "hunter2") || strings.Contains(string(out), "/etc/pw") || !strings.Contains(string(out), "level: info") {
+		t.Fatalf("redact:\n%s", out)
 	}
 }
