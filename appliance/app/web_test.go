@@ -84,49 +84,8 @@ func TestOperatorUISignInFlow(t *testing.T) {
 	a, dir := startWithAccounts(t, map[string]string{"otto": "operator", "vera": "viewer"})
 	ctx := context.Background()
 	base := "https://" + a.Addr("web").String()
-	browser := func() *http.Client {
-		jar, _ := cookiejar.New(nil)
-		return &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	send := func(c *http.Client, method, path, csrf, origin, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if csrf != "" {
-			req.Header.Set("X-CSRF-Token", csrf)
-		}
-		if origin != "" {
-			req.Header.Set("Origin", origin)
-		}
-		if strings.HasPrefix(body, "user=") {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	signIn := func(name string) (*http.Client, string) {
-		t.Helper()
-		c := browser()
-		if code, body := send(c, "GET", "/api/v1/status", "", "", ""); code != 401 {
-			t.Fatalf("status before sign-in: %d %s", code, body)
-		}
-		if code, _ := send(c, "POST", "/login", "", base, "user="+name+"&password="+name+"+password+123"); code != 303 {
-			t.Fatalf("sign-in of %s: %d", name, code)
-		}
-		_, body := send(c, "GET", "/api/v1/session", "", "", "")
-		var s struct{ CSRF string }
-		if err := json.Unmarshal([]byte(body), &s); err != nil || s.CSRF == "" {
-			t.Fatalf("session %s: %v", body, err)
-		}
-		return c, s.CSRF
-	}
-	otto, ottoCSRF := signIn("otto")
-	vera, veraCSRF := signIn("vera")
+	otto := newUISession(t, base, "otto")
+	vera := newUISession(t, base, "vera")
 
 	// A device without a manufacturer certificate waits.
 	client := &est.Client{Host: a.Addr("est").String(), InsecureSkipVerify: true}
@@ -143,16 +102,16 @@ func TestOperatorUISignInFlow(t *testing.T) {
 		t.Fatalf("%d waiting", len(waiting))
 	}
 	id := waiting[0].ID
-	if _, body := send(vera, "GET", "/api/v1/status", "", "", ""); !strings.Contains(body, id) {
+	if _, body := vera.send("GET", "/api/v1/status", "", ""); !strings.Contains(body, id) {
 		t.Fatalf("the viewer does not see request %s: %s", id, body)
 	}
-	if code, _ := send(vera, "POST", "/api/v1/requests/"+id+"/approve", veraCSRF, base, ""); code != 403 {
+	if code, _ := vera.send("POST", "/api/v1/requests/"+id+"/approve", base, ""); code != 403 {
 		t.Fatalf("a viewer approved: %d", code)
 	}
-	if code, _ := send(otto, "POST", "/api/v1/requests/"+id+"/approve", ottoCSRF, "https://evil.example", ""); code != 403 {
+	if code, _ := otto.send("POST", "/api/v1/requests/"+id+"/approve", "https://evil.example", ""); code != 403 {
 		t.Fatalf("a cross-site approval: %d", code)
 	}
-	if code, body := send(otto, "POST", "/api/v1/requests/"+id+"/approve", ottoCSRF, base, ""); code != 204 {
+	if code, body := otto.send("POST", "/api/v1/requests/"+id+"/approve", base, ""); code != 204 {
 		t.Fatalf("approve: %d %s", code, body)
 	}
 	cert, err := client.Enroll(ctx, csr)
@@ -162,10 +121,10 @@ func TestOperatorUISignInFlow(t *testing.T) {
 
 	// Revoke from the UI; openssl's OCSP query says revoked.
 	serial := store.SerialKey(cert.SerialNumber)
-	if code, _ := send(vera, "POST", "/api/v1/certificates/"+serial+"/revoke", veraCSRF, base, `{"reason":"keyCompromise"}`); code != 403 {
+	if code, _ := vera.send("POST", "/api/v1/certificates/"+serial+"/revoke", base, `{"reason":"keyCompromise"}`); code != 403 {
 		t.Fatalf("a viewer revoked: %d", code)
 	}
-	if code, body := send(otto, "POST", "/api/v1/certificates/"+serial+"/revoke", ottoCSRF, base, `{"reason":"keyCompromise"}`); code != 204 {
+	if code, body := otto.send("POST", "/api/v1/certificates/"+serial+"/revoke", base, `{"reason":"keyCompromise"}`); code != 204 {
 		t.Fatalf("revoke: %d %s", code, body)
 	}
 	issuerCert, _ := a.Authority().CACertificate("ecdsa-int-1")
@@ -184,17 +143,17 @@ func TestOperatorUISignInFlow(t *testing.T) {
 		}
 	}
 	// Both actions are audited with the operator and the address.
-	_, body := send(vera, "GET", "/api/v1/audit", "", "", "")
+	_, body := vera.send("GET", "/api/v1/audit", "", "")
 	for _, want := range []string{`"action":"request_approved","target":"` + id, `"action":"certificate_revoked","target":"` + serial, `"actor":"operator otto (web)"`, `"remote":"127.0.0.1"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("audit lacks %s:\n%s", want, body)
 		}
 	}
 	// Sign-out ends the session.
-	if code, _ := send(otto, "POST", "/logout", ottoCSRF, base, ""); code != 204 {
+	if code, _ := otto.send("POST", "/logout", base, ""); code != 204 {
 		t.Fatalf("sign out: %d", code)
 	}
-	if code, _ := send(otto, "GET", "/api/v1/status", "", "", ""); code != 401 {
+	if code, _ := otto.send("GET", "/api/v1/status", "", ""); code != 401 {
 		t.Fatalf("status after sign-out: %d", code)
 	}
 }
@@ -245,35 +204,9 @@ func TestOperatorUIConfigReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	ui := "https://" + a.Addr("web").String()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	send := func(method, p, csrf, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, ui+p, strings.NewReader(body))
-		req.Header.Set("Origin", ui)
-		if csrf != "" {
-			req.Header.Set("X-CSRF-Token", csrf)
-		}
-		if strings.HasPrefix(body, "user=") {
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, _ := send("POST", "/login", "", "user=ada&password=ada+password+123"); code != 303 {
-		t.Fatalf("sign-in: %d", code)
-	}
-	_, sess := send("GET", "/api/v1/session", "", "")
-	var s struct{ CSRF string }
-	json.Unmarshal([]byte(sess), &s)
-
-	_, body := send("GET", "/api/v1/config", "", "")
+	ada := newUISession(t, ui, "ada")
+	send := func(method, p, body string) (int, string) { t.Helper(); return ada.send(method, p, ui, body) }
+	_, body := send("GET", "/api/v1/config", "")
 	var v struct {
 		Source, YAML string
 		OK           bool   `json:"last_reload_ok"`
@@ -284,26 +217,78 @@ func TestOperatorUIConfigReload(t *testing.T) {
 		t.Fatalf("config: %v %s", err, body)
 	}
 	os.WriteFile(path, []byte(y+"est:\n  retry_after: 45s\n"), 0o644)
-	if code, body := send("POST", "/api/v1/config/reload", s.CSRF, ""); code != 204 {
+	if code, body := send("POST", "/api/v1/config/reload", ""); code != 204 {
 		t.Fatalf("reload: %d %s", code, body)
 	}
-	_, body = send("GET", "/api/v1/config", "", "")
+	_, body = send("GET", "/api/v1/config", "")
 	json.Unmarshal([]byte(body), &v)
 	if !strings.Contains(v.YAML, "retry_after: 45s") || !v.OK {
 		t.Fatalf("after the reload: %s", body)
 	}
 	os.WriteFile(path, []byte(y+"est:\n  retry_after: soon\n"), 0o644)
-	code, body := send("POST", "/api/v1/config/reload", s.CSRF, "")
+	code, body := send("POST", "/api/v1/config/reload", "")
 	if code != 400 || !strings.Contains(body, "est.retry_after") {
 		t.Fatalf("a broken file: %d %s", code, body)
 	}
-	_, body = send("GET", "/api/v1/config", "", "")
+	_, body = send("GET", "/api/v1/config", "")
 	json.Unmarshal([]byte(body), &v)
 	if v.OK || !strings.Contains(v.Error, "est.retry_after") || !strings.Contains(v.YAML, "retry_after: 45s") {
 		t.Fatalf("after a failed reload: %s", body)
 	}
-	_, body = send("GET", "/api/v1/audit", "", "")
+	_, body = send("GET", "/api/v1/audit", "")
 	if !strings.Contains(body, `"action":"config_reloaded"`) || !strings.Contains(body, `"action":"config_reload_failed"`) {
 		t.Fatalf("audit: %s", body)
 	}
+}
+
+// uiSession is a client of the operator UI signed in as one account
+// (password "NAME password 123"), keeping its cookie and CSRF token, and
+// not following redirects.
+type uiSession struct {
+	t          *testing.T
+	base, csrf string
+	c          *http.Client
+}
+
+func newUISession(t *testing.T, base, name string) *uiSession {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	u := &uiSession{t: t, base: base, c: &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	if code, body := u.send("GET", "/api/v1/status", "", ""); code != 401 {
+		t.Fatalf("status before sign-in: %d %s", code, body)
+	}
+	if code, _ := u.send("POST", "/login", base, "user="+name+"&password="+name+"+password+123"); code != 303 {
+		t.Fatalf("sign-in of %s: %d", name, code)
+	}
+	_, body := u.send("GET", "/api/v1/session", "", "")
+	var s struct{ CSRF string }
+	if err := json.Unmarshal([]byte(body), &s); err != nil || s.CSRF == "" {
+		t.Fatalf("session %s: %v", body, err)
+	}
+	u.csrf = s.CSRF
+	return u
+}
+
+// send makes a request with the session's cookie and CSRF token, and
+// Origin when not empty; a body starting "user=" is a form.
+func (u *uiSession) send(method, path, origin, body string) (int, string) {
+	u.t.Helper()
+	req, _ := http.NewRequest(method, u.base+path, strings.NewReader(body))
+	if u.csrf != "" {
+		req.Header.Set("X-CSRF-Token", u.csrf)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	if strings.HasPrefix(body, "user=") {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := u.c.Do(req)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -78,6 +78,15 @@ func readPassword(c *cli.Context) (string, error) {
 	return pw, nil
 }
 
+// newPasswordHash reads a new password (readPassword) and hashes it.
+func newPasswordHash(c *cli.Context) (string, error) {
+	pw, err := readPassword(c)
+	if err != nil {
+		return "", err
+	}
+	return auth.Hash(pw, auth.Default)
+}
+
 func usersCommand() *cli.Command {
 	userArg := func(c *cli.Context) (string, error) {
 		if c.NArg() != 1 {
@@ -132,11 +141,7 @@ func usersCommand() *cli.Command {
 					if err != nil {
 						return usageError("%v", err)
 					}
-					pw, err := readPassword(c)
-					if err != nil {
-						return err
-					}
-					h, err := auth.Hash(pw, auth.Default)
+					h, err := newPasswordHash(c)
 					if err != nil {
 						return err
 					}
@@ -202,11 +207,7 @@ func usersCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					pw, err := readPassword(c)
-					if err != nil {
-						return err
-					}
-					h, err := auth.Hash(pw, auth.Default)
+					h, err := newPasswordHash(c)
 					if err != nil {
 						return err
 					}
