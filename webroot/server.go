@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -46,12 +47,36 @@ type Backend interface {
 	Revoke(ctx context.Context, serial, reason, actor, remote string) error
 	// ReleaseName frees a name bound to a holder.
 	ReleaseName(ctx context.Context, name, actor, remote string) error
+	// Certificate is one certificate's record and PEM (ErrNotFound).
+	Certificate(ctx context.Context, serial string) (*CertificateView, error)
 	// Config is the running configuration, secrets redacted, and the
 	// outcome of the last reload.
 	Config(ctx context.Context) (*ConfigView, error)
 	// Reload reads the configuration file again and applies it, as
 	// SIGHUP does.
 	Reload(ctx context.Context, actor, remote string) error
+}
+
+// CertificateView is a certificate's detail.
+type CertificateView struct {
+	Serial    string     `json:"serial"`
+	Status    string     `json:"status"` // valid, revoked or expired
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	Issuer    string     `json:"issuer"`
+	Subject   string     `json:"subject"`
+	Names     []string   `json:"names"`
+	Key       string     `json:"key"`
+	NotBefore time.Time  `json:"not_before"`
+	NotAfter  time.Time  `json:"not_after"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	Identity  string     `json:"identity"`
+	Holder    string     `json:"holder"`
+	Profile   string     `json:"profile"`
+	PEM       string     `json:"pem"`
+	// ChainPEM is the certificate, its issuer and the issuer's chain up
+	// to the root.
+	ChainPEM string `json:"chain_pem"`
 }
 
 // ConfigView is what the config page shows.
@@ -169,6 +194,8 @@ func (s *Server) table() []Route {
 		{"POST", "/api/v1/requests/{id}/deny", auth.Operator, s.apiDecide(false)},
 		{"POST", "/api/v1/certificates/{serial}/revoke", auth.Operator, s.apiRevoke},
 		{"POST", "/api/v1/names/{name}/release", auth.Operator, s.apiRelease},
+		{"GET", "/api/v1/certificates/{serial}", auth.Viewer, s.apiCertificate},
+		{"GET", "/api/v1/certificates/{serial}/pem", auth.Viewer, s.apiCertificatePEM},
 		{"GET", "/api/v1/names", auth.Viewer, s.apiNames},
 		{"GET", "/api/v1/config", auth.Admin, s.apiConfig},
 		{"POST", "/api/v1/config/reload", auth.Admin, s.apiReload},
@@ -523,6 +550,32 @@ func (s *Server) apiUsers(w http.ResponseWriter, r *http.Request, _ *Principal) 
 		out = append(out, j)
 	}
 	writeJSON(w, out)
+}
+
+func (s *Server) apiCertificate(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.Certificate(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+// apiCertificatePEM downloads the certificate (?chain=1: with its chain)
+// as a PEM file.
+func (s *Server) apiCertificatePEM(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.Certificate(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	body, name := v.PEM, v.Serial+".pem"
+	if r.URL.Query().Get("chain") == "1" {
+		body, name = v.ChainPEM, v.Serial+"-chain.pem"
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	_, _ = io.WriteString(w, body)
 }
 
 type bindingJSON struct {

@@ -57,6 +57,12 @@ func (b *fakeBackend) ReleaseName(_ context.Context, name, actor, remote string)
 	b.record(call{"release", name, actor, remote})
 	return nil
 }
+func (b *fakeBackend) Certificate(_ context.Context, serial string) (*CertificateView, error) {
+	if serial != "0a1b" {
+		return nil, ErrNotFound
+	}
+	return &CertificateView{Serial: serial, Status: "valid", PEM: "-----BEGIN CERTIFICATE-----\nleaf\n", ChainPEM: "-----BEGIN CERTIFICATE-----\nleaf\nchain\n"}, nil
+}
 func (b *fakeBackend) Config(context.Context) (*ConfigView, error) {
 	return &ConfigView{Source: "/etc/nmos-certs/nmos-certs.yaml", YAML: "domain: studio.example.test\n", ReloadOK: true, Reloadable: true}, nil
 }

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -105,6 +107,41 @@ func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, r
 		return fmt.Errorf("certificate %s was already revoked", store.SerialKey(serial))
 	}
 	return err
+}
+
+func (b webBackend) Certificate(ctx context.Context, serialText string) (*webroot.CertificateView, error) {
+	serial, ok := new(big.Int).SetString(strings.ToLower(strings.ReplaceAll(serialText, ":", "")), 16)
+	if !ok || serial.Sign() <= 0 {
+		return nil, fmt.Errorf("serial %q: want hexadecimal: %w", serialText, webroot.ErrInvalid)
+	}
+	c, err := b.a.store.Certificate(ctx, serial)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no certificate with serial %s: %w", store.SerialKey(serial), webroot.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := &webroot.CertificateView{Serial: store.SerialKey(c.Serial), Status: "valid", Issuer: c.IssuerID, Subject: c.Subject, Names: nonNil(c.SANs),
+		Key: c.KeyType, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt, Identity: c.Identity, Holder: c.Holder, Profile: c.Profile}
+	switch {
+	case c.Revoked:
+		v.Status = "revoked"
+		at := c.RevokedAt
+		v.RevokedAt = &at
+		v.Reason, _ = ca.ReasonName(c.Reason)
+	case !b.a.o.Clock().Before(c.NotAfter):
+		v.Status = "expired"
+	}
+	block := func(der []byte) string {
+		return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	}
+	v.PEM, v.ChainPEM = block(c.DER), block(c.DER)
+	if x, err := x509.ParseCertificate(c.DER); err == nil {
+		for _, p := range b.a.ca.ChainFor(x) {
+			v.ChainPEM += block(p.Raw)
+		}
+	}
+	return v, nil
 }
 
 func (b webBackend) Config(ctx context.Context) (*webroot.ConfigView, error) {

@@ -142,8 +142,32 @@ func TestOperatorUISignInFlow(t *testing.T) {
 			t.Fatalf("OCSP after the revocation: %v\n%s", err, out)
 		}
 	}
+	// The certificate's detail says revoked, and its PEM and chain
+	// download as files.
+	_, body := vera.send("GET", "/api/v1/certificates/"+serial, "", "")
+	var detail struct {
+		Status, Reason, PEM string
+		Chain               string `json:"chain_pem"`
+		Names               []string
+	}
+	if err := json.Unmarshal([]byte(body), &detail); err != nil || detail.Status != "revoked" || detail.Reason != "keyCompromise" ||
+		len(detail.Names) != 1 || detail.Names[0] != "cam9.studio.example.test" {
+		t.Fatalf("detail: %v %s", err, body)
+	}
+	if n := strings.Count(detail.Chain, "BEGIN CERTIFICATE"); n != 3 || !strings.HasPrefix(detail.Chain, detail.PEM) {
+		t.Fatalf("chain of %d certificates:\n%s", n, detail.Chain)
+	}
+	if code, pemBody := vera.send("GET", "/api/v1/certificates/"+serial+"/pem?chain=1", "", ""); code != 200 || pemBody != detail.Chain {
+		t.Fatalf("chain download: %d", code)
+	}
+	if code, _ := vera.send("GET", "/api/v1/certificates/00ff/pem", "", ""); code != 404 {
+		t.Fatalf("a serial never issued: %d", code)
+	}
+	if code, _ := vera.send("GET", "/api/v1/certificates/not-hex", "", ""); code != 400 {
+		t.Fatalf("a serial that is not hexadecimal: %d", code)
+	}
 	// Both actions are audited with the operator and the address.
-	_, body := vera.send("GET", "/api/v1/audit", "", "")
+	_, body = vera.send("GET", "/api/v1/audit", "", "")
 	for _, want := range []string{`"action":"request_approved","target":"` + id, `"action":"certificate_revoked","target":"` + serial, `"actor":"operator otto (web)"`, `"remote":"127.0.0.1"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("audit lacks %s:\n%s", want, body)
