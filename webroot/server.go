@@ -499,7 +499,7 @@ func (s *Server) apiRevoke(w http.ResponseWriter, r *http.Request, p *Principal)
 		Reason string `json:"reason"`
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil && err.Error() != "EOF" {
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 		apiError(w, http.StatusBadRequest, "want a JSON body {\"reason\": \"keyCompromise\"}")
 		return
 	}

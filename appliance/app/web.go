@@ -6,8 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"strings"
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
@@ -88,9 +86,9 @@ func (b webBackend) Decide(ctx context.Context, id string, approve bool, actor, 
 }
 
 func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, remote string) error {
-	serial, ok := new(big.Int).SetString(strings.ToLower(strings.ReplaceAll(serialText, ":", "")), 16)
-	if !ok || serial.Sign() <= 0 {
-		return fmt.Errorf("serial %q: want hexadecimal: %w", serialText, webroot.ErrInvalid)
+	serial, err := store.ParseSerial(serialText)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
 	}
 	reason, err := ca.ParseReason(reasonName)
 	if err != nil {
@@ -110,9 +108,9 @@ func (b webBackend) Revoke(ctx context.Context, serialText, reasonName, actor, r
 }
 
 func (b webBackend) Certificate(ctx context.Context, serialText string) (*webroot.CertificateView, error) {
-	serial, ok := new(big.Int).SetString(strings.ToLower(strings.ReplaceAll(serialText, ":", "")), 16)
-	if !ok || serial.Sign() <= 0 {
-		return nil, fmt.Errorf("serial %q: want hexadecimal: %w", serialText, webroot.ErrInvalid)
+	serial, err := store.ParseSerial(serialText)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
 	}
 	c, err := b.a.store.Certificate(ctx, serial)
 	if errors.Is(err, store.ErrNotFound) {

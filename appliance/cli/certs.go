@@ -31,9 +31,8 @@ func operator() string {
 
 // parseSerial accepts hex serials with or without colons or 0x.
 func parseSerial(s string) (*big.Int, error) {
-	h := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(strings.TrimSpace(s), ":", ""), "0x"))
-	n, ok := new(big.Int).SetString(h, 16)
-	if !ok || h == "" || n.Sign() <= 0 {
+	n, err := store.ParseSerial(s)
+	if err != nil {
 		return nil, usageError("%q is not a certificate serial (hex, as 'certs list' shows it)", s)
 	}
 	return n, nil

@@ -440,6 +440,17 @@ func parseSerial(s string) (*big.Int, error) {
 	return n, nil
 }
 
+// ParseSerial reads a serial as an operator writes it: hexadecimal, any
+// case, with or without colons or a 0x prefix. It must be positive.
+func ParseSerial(s string) (*big.Int, error) {
+	h := strings.ToLower(strings.TrimPrefix(strings.ReplaceAll(strings.TrimSpace(s), ":", ""), "0x"))
+	n, ok := new(big.Int).SetString(h, 16)
+	if !ok || h == "" || n.Sign() <= 0 {
+		return nil, fmt.Errorf("%q is not a certificate serial (hexadecimal)", s)
+	}
+	return n, nil
+}
+
 func unix(t time.Time) int64 { return t.Unix() }
 
 func fromUnix(n int64) time.Time { return time.Unix(n, 0).UTC() }
