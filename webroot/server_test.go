@@ -437,17 +437,21 @@ func TestUserAdmin(t *testing.T) {
 	post := func(path, body string) int {
 		return f.do(req{method: "POST", path: path, cookie: c, csrf: csrf, body: body}).Code
 	}
-	for body, want := range map[string]int{
-		`{"name":"bob","role":"operator","password":"bob password 12"}`: 201,
-		`{"name":"bob","role":"viewer","password":"bob password 12"}`:   409,
-		`{"name":"Bob","role":"viewer","password":"bob password 12"}`:   400,
-		`{"name":"carl","role":"root","password":"carl password 12"}`:   400,
-		`{"name":"carl","role":"viewer","password":"short"}`:            400,
-		`{"name":"carl","role":"viewer","password":"x","extra":1}`:      400,
-		`not json`: 400,
+	// In order: the second bob finds the name taken.
+	for _, c := range []struct {
+		body string
+		want int
+	}{
+		{`{"name":"bob","role":"operator","password":"bob password 12"}`, 201},
+		{`{"name":"bob","role":"viewer","password":"bob password 12"}`, 409},
+		{`{"name":"Bob","role":"viewer","password":"bob password 12"}`, 400},
+		{`{"name":"carl","role":"root","password":"carl password 12"}`, 400},
+		{`{"name":"carl","role":"viewer","password":"short"}`, 400},
+		{`{"name":"carl","role":"viewer","password":"x","extra":1}`, 400},
+		{`not json`, 400},
 	} {
-		if got := post("/api/v1/users", body); got != want {
-			t.Errorf("add %s: %d, want %d", body, got, want)
+		if got := post("/api/v1/users", c.body); got != c.want {
+			t.Errorf("add %s: %d, want %d", c.body, got, c.want)
 		}
 	}
 	if got := post("/api/v1/users/ada/role", `{"role":"viewer"}`); got != 409 {
