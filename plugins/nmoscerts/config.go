@@ -46,6 +46,9 @@ type Config struct {
 	// plugins before this one that look at the response message (log, cache,
 	// dnstap, rewrite) see no message; use it in chains without them.
 	Prepacked bool
+	// Serial is the SOA serial; 0 means the current time in seconds, so a
+	// zone rebuilt on reload gets a newer serial.
+	Serial uint32
 }
 
 // Service is one DNS-SD advertisement (RFC 6763): a PTR from its service type

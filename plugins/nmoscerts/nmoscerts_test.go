@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
@@ -52,6 +53,8 @@ func newTestHandler(t testing.TB, corefile string) *NMOSCerts {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
+	// A fixed serial: handlers built a second apart must answer alike.
+	cfg.Serial = 1
 	n, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -398,5 +401,30 @@ func TestRecords(t *testing.T) {
 	rrs[0].Header().Ttl = 1
 	if n.Records()[0].Header().Ttl != 60 {
 		t.Error("Records exposes the served records")
+	}
+}
+
+func TestSOASerial(t *testing.T) {
+	cfg, err := parse(caddy.NewTestController("dns", testCorefile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serialOf := func(cfg Config) uint32 {
+		t.Helper()
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Records()[0].(*dns.SOA).Serial
+	}
+	cfg.Serial = 7
+	if got := serialOf(cfg); got != 7 {
+		t.Errorf("configured serial 7 served as %d", got)
+	}
+	cfg.Serial = 0
+	before := uint32(time.Now().Unix())
+	got := serialOf(cfg)
+	if after := uint32(time.Now().Unix()); got < before || got > after {
+		t.Errorf("serial %d is not the clock's seconds (%d..%d)", got, before, after)
 	}
 }

@@ -121,9 +121,13 @@ func buildZone(cfg Config) (*zone, error) {
 	}
 
 	// Zone apex: SOA and NS. The SOA minimum is the negative-caching TTL.
+	serial := cfg.Serial
+	if serial == 0 {
+		serial = uint32(time.Now().Unix())
+	}
 	soa := &dns.SOA{
 		Hdr: hdr(origin, dns.TypeSOA), Ns: host, Mbox: "hostmaster." + origin,
-		Serial: uint32(time.Now().Unix()), Refresh: 7200, Retry: 1800, Expire: 1209600, Minttl: ttl,
+		Serial: serial, Refresh: 7200, Retry: 1800, Expire: 1209600, Minttl: ttl,
 	}
 	b.add(soa)
 	b.add(&dns.NS{Hdr: hdr(origin, dns.TypeNS), Ns: host})
