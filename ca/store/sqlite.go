@@ -42,7 +42,8 @@ type SQLite struct {
 	// COMMIT again and starts a goroutine for every transaction.
 	wc                      *sql.Conn
 	begin, commit, rollback *sql.Stmt
-	insert, keyUsedInTx     *sql.Stmt
+	insert, insertName      *sql.Stmt
+	keyUsedInTx             *sql.Stmt
 	binding, bind, audit    *sql.Stmt
 	keyUsed                 *sql.Stmt // KeyUsed's query, prepared on the readers
 
@@ -118,7 +119,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		sql  string
 	}{
 		{&s.begin, "BEGIN IMMEDIATE"}, {&s.commit, "COMMIT"}, {&s.rollback, "ROLLBACK"},
-		{&s.insert, insertCertSQL}, {&s.keyUsedInTx, keyUsedSQL},
+		{&s.insert, insertCertSQL}, {&s.insertName, insertNameSQL}, {&s.keyUsedInTx, keyUsedSQL},
 		{&s.binding, bindingSQL}, {&s.bind, bindSQL}, {&s.audit, auditSQL},
 	} {
 		if *st.stmt, err = s.wc.PrepareContext(ctx, st.sql); err != nil {
@@ -153,7 +154,7 @@ func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.writeDone
 	var errs []error
-	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.insert, s.keyUsedInTx, s.keyUsed} {
+	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.insert, s.insertName, s.keyUsedInTx, s.keyUsed} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -338,12 +339,26 @@ var migrations = []string{
 	CREATE INDEX sessions_user ON sessions(user);
 	ALTER TABLE audit ADD COLUMN remote TEXT NOT NULL DEFAULT '';
 	CREATE INDEX audit_actor ON audit(actor);`,
+	// The operator's certificate search: an index of names (filled in
+	// Go, here for the certificates stored before and by the writer
+	// after), and indexes whose order within a value is the table's, so
+	// that a page of results reads only its rows.
+	`CREATE TABLE certificate_names (
+		name TEXT NOT NULL,
+		cert INTEGER NOT NULL,
+		PRIMARY KEY (name, cert)
+	) WITHOUT ROWID;
+	CREATE INDEX certificates_identity ON certificates(identity);
+	CREATE INDEX certificates_issuer ON certificates(issuer_id);
+	CREATE INDEX certificates_issued ON certificates(issued_at);
+	CREATE INDEX certificates_revoked_order ON certificates(revoked) WHERE revoked = 1;`,
 }
 
 // afterMigration are steps in Go that follow a migration, in its
 // transaction, by the migration's number.
 var afterMigration = map[int]func(context.Context, *sql.Tx) error{
 	3: bindExisting,
+	8: indexNames,
 }
 
 // bindExisting gives the device certificates issued before names were
@@ -769,6 +784,13 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 		}
 		_, err := s.insert.ExecContext(ctx, SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
 			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews)
+		if err == nil {
+			for _, n := range c.SANs {
+				if _, err := s.insertName.ExecContext(ctx, normName(n), SerialKey(c.Serial)); err != nil {
+					return nil, &rowError{err}
+				}
+			}
+		}
 		if err == nil && c.Bind != nil {
 			if err = s.bindNames(ctx, c, takeOver); err != nil {
 				// The INSERT stands in a transaction that now fails whole.

@@ -345,6 +345,14 @@ func TestMigrationsKeepData(t *testing.T) {
 	if fmt.Sprint(bound) != fmt.Sprint(want) {
 		t.Fatalf("bindings after migration %v, want %v", bound, want)
 	}
+	// The names index holds the old rows' names as well as the new one's.
+	page, err := s.SearchCertificates(ctx, CertificateQuery{Name: "ALT.studio.example.test."})
+	if err != nil || len(page.Certificates) != 4 || page.Certificates[0].Serial.Cmp(testCert(3).Serial) != 0 {
+		t.Fatalf("search by a shared name after migration: %v %+v", err, page)
+	}
+	if page, err := s.SearchCertificates(ctx, CertificateQuery{Name: "n2.studio.example.test"}); err != nil || len(page.Certificates) != 1 {
+		t.Fatalf("search by a migrated certificate's own name: %v %+v", err, page)
+	}
 	// The key index still refuses a key of the old rows.
 	dup := testCert(9)
 	dup.SPKIHash = testCert(0).SPKIHash

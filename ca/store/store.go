@@ -245,6 +245,10 @@ type Store interface {
 	CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error)
 	// ListCertificates lists certificates, newest first.
 	ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error)
+	// SearchCertificates is the operator's search, a page at a time.
+	SearchCertificates(ctx context.Context, q CertificateQuery) (*CertificatePage, error)
+	// CountIssuedSince counts the certificates issued from since on.
+	CountIssuedSince(ctx context.Context, since time.Time) (int, error)
 	// CountCertificates counts certificates by issuer.
 	CountCertificates(ctx context.Context) (map[string]int, error)
 	// KeyUsed reports whether a public key (SHA-256 of its SPKI) was
@@ -330,6 +334,8 @@ type Store interface {
 	AddAudit(ctx context.Context, a *AuditRecord) error
 	// Audit lists audit records, newest first (limit 0: all).
 	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
+	// SearchAudit finds audit records, newest first.
+	SearchAudit(ctx context.Context, q AuditQuery) ([]*AuditRecord, error)
 
 	// PutUser creates an operator account (ErrConflict when the name is
 	// taken), with its audit record, in one transaction.
