@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -365,4 +366,29 @@ func (p *Publisher) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// ServeContent writes Last-Modified and answers If-None-Match,
 	// If-Modified-Since, HEAD and ranges.
 	http.ServeContent(w, req, "", doc.thisUpdate, bytes.NewReader(body))
+}
+
+// CRLInfo describes the CRL published for one issuer.
+type CRLInfo struct {
+	IssuerID               string
+	Number                 int64
+	Entries                int
+	ThisUpdate, NextUpdate time.Time
+}
+
+// Published lists the CRL each issuer publishes now, by issuer; an issuer
+// whose first CRL is not built yet is left out.
+func (p *Publisher) Published() []CRLInfo {
+	m := p.issuers.Load()
+	if m == nil {
+		return nil
+	}
+	var out []CRLInfo
+	for id, ci := range *m {
+		if d := ci.doc.Load(); d != nil {
+			out = append(out, CRLInfo{IssuerID: id, Number: d.number, Entries: d.entries, ThisUpdate: d.thisUpdate, NextUpdate: d.nextUpdate})
+		}
+	}
+	slices.SortFunc(out, func(a, b CRLInfo) int { return strings.Compare(a.IssuerID, b.IssuerID) })
+	return out
 }

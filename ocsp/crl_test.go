@@ -93,6 +93,16 @@ func TestCRL(t *testing.T) {
 	if len(crl.RevokedCertificateEntries) != len(revoked) {
 		t.Fatalf("%d entries, want %d", len(crl.RevokedCertificateEntries), len(revoked))
 	}
+	// Published describes the CRL served.
+	var info *CRLInfo
+	for _, i := range pub.Published() {
+		if i.IssuerID == p.ecInt.id {
+			info = &i
+		}
+	}
+	if info == nil || info.Number != 2 || info.Entries != len(revoked) || !info.ThisUpdate.Equal(crl.ThisUpdate) || !info.NextUpdate.Equal(crl.NextUpdate) {
+		t.Errorf("Published says %+v of CRL %s with %d entries", info, crl.Number, len(revoked))
+	}
 	for _, e := range crl.RevokedCertificateEntries {
 		want, ok := revoked[e.SerialNumber.String()]
 		if !ok || e.ReasonCode != want {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,64 +31,11 @@ type Accounts interface {
 	DeleteSession(ctx context.Context, tokenHash []byte, audit *store.AuditRecord) error
 	ExpireSessions(ctx context.Context, idleBefore, createdBefore time.Time) (int, error)
 	Audit(ctx context.Context, limit int) ([]*store.AuditRecord, error)
+	SearchAudit(ctx context.Context, q store.AuditQuery) ([]*store.AuditRecord, error)
 	PutUser(ctx context.Context, u *store.User, audit *store.AuditRecord) error
 	UpdateUser(ctx context.Context, name string, up store.UserUpdate, at time.Time, audit *store.AuditRecord) (*store.User, error)
 	DeleteUser(ctx context.Context, name string, audit *store.AuditRecord) error
 	NameBindings(ctx context.Context, f store.BindingFilter) ([]*store.NameBinding, error)
-}
-
-// Backend is what the pages show and do; appliance/app implements it
-// with the same calls the CLI makes, each writing its audit record.
-type Backend interface {
-	// Status is the dashboard's data, as JSON.
-	Status(ctx context.Context) (any, error)
-	// Decide approves or denies a waiting enrollment request.
-	Decide(ctx context.Context, id string, approve bool, actor, remote string) error
-	// Revoke revokes a certificate with an RFC 5280 reason name.
-	Revoke(ctx context.Context, serial, reason, actor, remote string) error
-	// ReleaseName frees a name bound to a holder.
-	ReleaseName(ctx context.Context, name, actor, remote string) error
-	// Certificate is one certificate's record and PEM (ErrNotFound).
-	Certificate(ctx context.Context, serial string) (*CertificateView, error)
-	// Config is the running configuration, secrets redacted, and the
-	// outcome of the last reload.
-	Config(ctx context.Context) (*ConfigView, error)
-	// Reload reads the configuration file again and applies it, as
-	// SIGHUP does.
-	Reload(ctx context.Context, actor, remote string) error
-}
-
-// CertificateView is a certificate's detail.
-type CertificateView struct {
-	Serial    string     `json:"serial"`
-	Status    string     `json:"status"` // valid, revoked or expired
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	Reason    string     `json:"reason,omitempty"`
-	Issuer    string     `json:"issuer"`
-	Subject   string     `json:"subject"`
-	Names     []string   `json:"names"`
-	Key       string     `json:"key"`
-	NotBefore time.Time  `json:"not_before"`
-	NotAfter  time.Time  `json:"not_after"`
-	IssuedAt  time.Time  `json:"issued_at"`
-	Identity  string     `json:"identity"`
-	Holder    string     `json:"holder"`
-	Profile   string     `json:"profile"`
-	PEM       string     `json:"pem"`
-	// ChainPEM is the certificate, its issuer and the issuer's chain up
-	// to the root.
-	ChainPEM string `json:"chain_pem"`
-}
-
-// ConfigView is what the config page shows.
-type ConfigView struct {
-	Source string `json:"source"`
-	// YAML is the running configuration with secrets redacted.
-	YAML       string    `json:"yaml"`
-	ReloadOK   bool      `json:"last_reload_ok"`
-	ReloadAt   time.Time `json:"last_reload_at"`
-	ReloadErr  string    `json:"last_reload_error,omitempty"`
-	Reloadable bool      `json:"reloadable"`
 }
 
 // Errors a Backend returns that the API maps to 4xx.
@@ -122,7 +70,7 @@ type Server struct {
 	verify chan struct{}
 	mux    *http.ServeMux
 	routes []Route
-	login  *template.Template
+	pages  *template.Template
 }
 
 // Route is one endpoint of the UI and the least role that may use it.
@@ -164,7 +112,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, limiter: auth.NewLimiter(o.Clock), verify: make(chan struct{}, 2), mux: http.NewServeMux()}
 	var err error
-	if s.login, err = template.ParseFS(files, "templates/login.html"); err != nil {
+	if s.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
 	s.routes = s.table()
@@ -185,18 +133,46 @@ func (s *Server) table() []Route {
 		{"POST", "/login", "", s.loginPost},
 		{"GET", "/style.css", "", serveStatic},
 		{"POST", "/logout", auth.Viewer, s.logout},
-		{"GET", "/{$}", auth.Viewer, serveStatic},
-		{"GET", "/app.js", auth.Viewer, serveStatic},
+
+		// Pages, and the forms they post.
+		{"GET", "/{$}", auth.Viewer, s.dashboardPage},
+		{"GET", "/requests", auth.Viewer, s.requestsPage},
+		{"POST", "/requests/decide", auth.Operator, s.decideForm},
+		{"GET", "/certificates", auth.Viewer, s.certificatesPage},
+		{"GET", "/certificates/{serial}", auth.Viewer, s.certificatePage},
+		{"GET", "/certificates/{serial}/revoke", auth.Operator, s.revokePage},
+		{"POST", "/certificates/{serial}/revoke", auth.Operator, s.revokeForm},
+		{"GET", "/names", auth.Viewer, s.namesPage},
+		{"GET", "/names/{name}/release", auth.Operator, s.releasePage},
+		{"POST", "/names/{name}/release", auth.Operator, s.releaseForm},
+		{"GET", "/ca", auth.Viewer, s.caPage},
+		{"GET", "/ca/rollover", auth.Admin, s.rolloverPage},
+		{"POST", "/ca/rollover", auth.Admin, s.rolloverForm},
+		{"GET", "/audit", auth.Viewer, s.auditPage},
+		{"GET", "/config", auth.Admin, s.configPage},
+		{"POST", "/config/reload", auth.Admin, s.reloadForm},
+		{"GET", "/users", auth.Admin, s.usersPage},
+		{"POST", "/users", auth.Admin, s.userAddForm},
+		{"POST", "/users/{name}/role", auth.Admin, s.userRoleForm},
+		{"POST", "/users/{name}/unlock", auth.Admin, s.userUnlockForm},
+		{"POST", "/users/{name}/remove", auth.Admin, s.userRemoveForm},
+
+		// The API under them.
 		{"GET", "/api/v1/session", auth.Viewer, s.apiSession},
 		{"GET", "/api/v1/status", auth.Viewer, s.apiStatus},
 		{"GET", "/api/v1/audit", auth.Viewer, s.apiAudit},
+		{"GET", "/api/v1/requests", auth.Viewer, s.apiPending},
 		{"POST", "/api/v1/requests/{id}/approve", auth.Operator, s.apiDecide(true)},
 		{"POST", "/api/v1/requests/{id}/deny", auth.Operator, s.apiDecide(false)},
-		{"POST", "/api/v1/certificates/{serial}/revoke", auth.Operator, s.apiRevoke},
-		{"POST", "/api/v1/names/{name}/release", auth.Operator, s.apiRelease},
+		{"GET", "/api/v1/certificates", auth.Viewer, s.apiCertificates},
 		{"GET", "/api/v1/certificates/{serial}", auth.Viewer, s.apiCertificate},
 		{"GET", "/api/v1/certificates/{serial}/pem", auth.Viewer, s.apiCertificatePEM},
+		{"POST", "/api/v1/certificates/{serial}/revoke", auth.Operator, s.apiRevoke},
 		{"GET", "/api/v1/names", auth.Viewer, s.apiNames},
+		{"POST", "/api/v1/names/{name}/release", auth.Operator, s.apiRelease},
+		{"GET", "/api/v1/ca", auth.Viewer, s.apiCA},
+		{"GET", "/api/v1/ca/rollover", auth.Admin, s.apiRolloverPlan},
+		{"POST", "/api/v1/ca/rollover", auth.Admin, s.apiRollover},
 		{"GET", "/api/v1/config", auth.Admin, s.apiConfig},
 		{"POST", "/api/v1/config/reload", auth.Admin, s.apiReload},
 		{"GET", "/api/v1/users", auth.Admin, s.apiUsers},
@@ -256,6 +232,10 @@ func sameOrigin(r *http.Request) bool {
 func (s *Server) guard(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		state := r.Method != http.MethodGet && r.Method != http.MethodHead
+		if state {
+			// Forms and JSON bodies here are small.
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		}
 		if state && !sameOrigin(r) {
 			apiError(w, http.StatusForbidden, "cross-site request refused")
 			return
@@ -343,7 +323,7 @@ type loginView struct {
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, _ *Principal) {
 	n, _ := s.o.Accounts.CountUsers(r.Context())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = s.login.Execute(w, loginView{NoUsers: n == 0})
+	_ = s.pages.ExecuteTemplate(w, "login.html", loginView{NoUsers: n == 0})
 }
 
 // failedLogin is the one answer to every refused sign-in: it does not
@@ -356,7 +336,7 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request, _ *Principal)
 	render := func(code int, msg string) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(code)
-		_ = s.login.Execute(w, loginView{Error: msg})
+		_ = s.pages.ExecuteTemplate(w, "login.html", loginView{Error: msg})
 	}
 	if ok, wait := s.limiter.Allow(remote); !ok {
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
@@ -451,6 +431,7 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request, _ *Principal)
 }
 
 type auditJSON struct {
+	ID     int64     `json:"id"`
 	At     time.Time `json:"at"`
 	Actor  string    `json:"actor"`
 	Action string    `json:"action"`
@@ -459,17 +440,77 @@ type auditJSON struct {
 	Remote string    `json:"remote"`
 }
 
+// apiAudit lists audit records, newest first: ?q= text to find,
+// ?before= an id for the next page, ?limit= (at most 500).
 func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, _ *Principal) {
-	recs, err := s.o.Accounts.Audit(r.Context(), 200)
+	q := r.URL.Query()
+	before, _ := strconv.ParseInt(q.Get("before"), 10, 64)
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	if limit <= 0 || limit > 500 {
+		limit = 200
+	}
+	recs, err := s.o.Accounts.SearchAudit(r.Context(), store.AuditQuery{Text: q.Get("q"), Before: before, Limit: limit})
 	if err != nil {
 		apiError(w, http.StatusServiceUnavailable, "store unavailable")
 		return
 	}
 	out := make([]auditJSON, 0, len(recs))
-	for _, a := range recs {
-		out = append(out, auditJSON{a.At, a.Actor, a.Action, a.Target, a.Detail, a.Remote})
+	for i, a := range recs {
+		if i == limit {
+			break
+		}
+		out = append(out, auditJSON{a.ID, a.At, a.Actor, a.Action, a.Target, a.Detail, a.Remote})
 	}
 	writeJSON(w, out)
+}
+
+func (s *Server) apiPending(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.Pending(r.Context())
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) apiCertificates(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.Certificates(r.Context(), searchFrom(r))
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) apiCA(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.CA(r.Context())
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) apiRolloverPlan(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	v, err := s.o.Backend.RolloverPlan(r.Context(), r.URL.Query().Get("hierarchy"), r.URL.Query().Get("kind"))
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, v)
+}
+
+func (s *Server) apiRollover(w http.ResponseWriter, r *http.Request, p *Principal) {
+	var body struct{ Hierarchy, Kind string }
+	if !readJSON(w, r, &body) {
+		return
+	}
+	msg, err := s.o.Backend.Rollover(r.Context(), body.Hierarchy, body.Kind, webActor(p), p.Remote)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, map[string]string{"result": msg})
 }
 
 // backendError maps a Backend error to a status.
@@ -486,7 +527,7 @@ func backendError(w http.ResponseWriter, err error) {
 
 func (s *Server) apiDecide(approve bool) func(http.ResponseWriter, *http.Request, *Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p *Principal) {
-		if err := s.o.Backend.Decide(r.Context(), r.PathValue("id"), approve, "operator "+p.User+" (web)", p.Remote); err != nil {
+		if err := s.o.Backend.Decide(r.Context(), r.PathValue("id"), approve, webActor(p), p.Remote); err != nil {
 			backendError(w, err)
 			return
 		}
@@ -506,7 +547,7 @@ func (s *Server) apiRevoke(w http.ResponseWriter, r *http.Request, p *Principal)
 	if body.Reason == "" {
 		body.Reason = "unspecified"
 	}
-	if err := s.o.Backend.Revoke(r.Context(), r.PathValue("serial"), body.Reason, "operator "+p.User+" (web)", p.Remote); err != nil {
+	if err := s.o.Backend.Revoke(r.Context(), r.PathValue("serial"), body.Reason, webActor(p), p.Remote); err != nil {
 		backendError(w, err)
 		return
 	}
@@ -514,7 +555,7 @@ func (s *Server) apiRevoke(w http.ResponseWriter, r *http.Request, p *Principal)
 }
 
 func (s *Server) apiRelease(w http.ResponseWriter, r *http.Request, p *Principal) {
-	if err := s.o.Backend.ReleaseName(r.Context(), r.PathValue("name"), "operator "+p.User+" (web)", p.Remote); err != nil {
+	if err := s.o.Backend.ReleaseName(r.Context(), r.PathValue("name"), webActor(p), p.Remote); err != nil {
 		backendError(w, err)
 		return
 	}
@@ -529,11 +570,10 @@ type userJSON struct {
 	LockedUntil *time.Time `json:"locked_until,omitempty"`
 }
 
-func (s *Server) apiUsers(w http.ResponseWriter, r *http.Request, _ *Principal) {
+func (s *Server) users(r *http.Request) ([]userJSON, error) {
 	users, err := s.o.Accounts.Users(r.Context())
 	if err != nil {
-		apiError(w, http.StatusServiceUnavailable, "store unavailable")
-		return
+		return nil, err
 	}
 	out := make([]userJSON, 0, len(users))
 	now := s.o.Clock()
@@ -548,6 +588,15 @@ func (s *Server) apiUsers(w http.ResponseWriter, r *http.Request, _ *Principal) 
 			j.LockedUntil = &t
 		}
 		out = append(out, j)
+	}
+	return out, nil
+}
+
+func (s *Server) apiUsers(w http.ResponseWriter, r *http.Request, _ *Principal) {
+	out, err := s.users(r)
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "store unavailable")
+		return
 	}
 	writeJSON(w, out)
 }
@@ -613,7 +662,7 @@ func (s *Server) apiConfig(w http.ResponseWriter, r *http.Request, _ *Principal)
 }
 
 func (s *Server) apiReload(w http.ResponseWriter, r *http.Request, p *Principal) {
-	if err := s.o.Backend.Reload(r.Context(), "operator "+p.User+" (web)", p.Remote); err != nil {
+	if err := s.o.Backend.Reload(r.Context(), webActor(p), p.Remote); err != nil {
 		backendError(w, err)
 		return
 	}
@@ -648,33 +697,64 @@ func accountError(w http.ResponseWriter, err error) {
 	}
 }
 
+// addUser, setRole, unlockUser and removeUser are the users page's and
+// the API's account changes, each audited in its transaction. Their
+// errors wrap ErrInvalid or the store's.
+func (s *Server) addUser(r *http.Request, p *Principal, name, roleName, password string) error {
+	role, err := auth.ParseRole(roleName)
+	if err == nil {
+		err = auth.CheckUserName(name)
+	}
+	if err == nil {
+		err = auth.CheckPassword(password)
+	}
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	h, err := auth.Hash(password, s.o.Hash)
+	if err != nil {
+		return fmt.Errorf("cannot hash the password: %w", err)
+	}
+	u := &store.User{Name: name, Role: string(role), PasswordHash: h, CreatedAt: s.o.Clock()}
+	return s.o.Accounts.PutUser(r.Context(), u, s.userAudit(p, "user_added", name, "role "+string(role)))
+}
+
+func (s *Server) setRole(r *http.Request, p *Principal, name, roleName string) error {
+	role, err := auth.ParseRole(roleName)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	_, err = s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Role: string(role)}, s.o.Clock(), s.userAudit(p, "user_role", name, "role "+string(role)))
+	return err
+}
+
+func (s *Server) unlockUser(r *http.Request, p *Principal, name string) error {
+	_, err := s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Unlock: true}, s.o.Clock(), s.userAudit(p, "user_unlocked", name, ""))
+	return err
+}
+
+func (s *Server) removeUser(r *http.Request, p *Principal, name string) error {
+	return s.o.Accounts.DeleteUser(r.Context(), name, s.userAudit(p, "user_removed", name, ""))
+}
+
+// accountStatus answers an account change's error.
+func accountStatus(w http.ResponseWriter, err error, ok int) {
+	switch {
+	case err == nil:
+		w.WriteHeader(ok)
+	case errors.Is(err, ErrInvalid):
+		apiError(w, http.StatusBadRequest, err.Error())
+	default:
+		accountError(w, err)
+	}
+}
+
 func (s *Server) apiUserAdd(w http.ResponseWriter, r *http.Request, p *Principal) {
 	var body struct{ Name, Role, Password string }
 	if !readJSON(w, r, &body) {
 		return
 	}
-	role, err := auth.ParseRole(body.Role)
-	if err == nil {
-		err = auth.CheckUserName(body.Name)
-	}
-	if err == nil {
-		err = auth.CheckPassword(body.Password)
-	}
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	h, err := auth.Hash(body.Password, s.o.Hash)
-	if err != nil {
-		apiError(w, http.StatusInternalServerError, "cannot hash the password")
-		return
-	}
-	u := &store.User{Name: body.Name, Role: string(role), PasswordHash: h, CreatedAt: s.o.Clock()}
-	if err := s.o.Accounts.PutUser(r.Context(), u, s.userAudit(p, "user_added", body.Name, "role "+string(role))); err != nil {
-		accountError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusCreated)
+	accountStatus(w, s.addUser(r, p, body.Name, body.Role, body.Password), http.StatusCreated)
 }
 
 func (s *Server) apiUserRole(w http.ResponseWriter, r *http.Request, p *Principal) {
@@ -682,35 +762,15 @@ func (s *Server) apiUserRole(w http.ResponseWriter, r *http.Request, p *Principa
 	if !readJSON(w, r, &body) {
 		return
 	}
-	role, err := auth.ParseRole(body.Role)
-	if err != nil {
-		apiError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	name := r.PathValue("name")
-	if _, err := s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Role: string(role)}, s.o.Clock(), s.userAudit(p, "user_role", name, "role "+string(role))); err != nil {
-		accountError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	accountStatus(w, s.setRole(r, p, r.PathValue("name"), body.Role), http.StatusNoContent)
 }
 
 func (s *Server) apiUserUnlock(w http.ResponseWriter, r *http.Request, p *Principal) {
-	name := r.PathValue("name")
-	if _, err := s.o.Accounts.UpdateUser(r.Context(), name, store.UserUpdate{Unlock: true}, s.o.Clock(), s.userAudit(p, "user_unlocked", name, "")); err != nil {
-		accountError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	accountStatus(w, s.unlockUser(r, p, r.PathValue("name")), http.StatusNoContent)
 }
 
 func (s *Server) apiUserRemove(w http.ResponseWriter, r *http.Request, p *Principal) {
-	name := r.PathValue("name")
-	if err := s.o.Accounts.DeleteUser(r.Context(), name, s.userAudit(p, "user_removed", name, "")); err != nil {
-		accountError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	accountStatus(w, s.removeUser(r, p, r.PathValue("name")), http.StatusNoContent)
 }
 
 // ExpireSessions ends timed-out sessions every interval until ctx ends.

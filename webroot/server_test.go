@@ -3,6 +3,7 @@ package webroot
 import (
 	"context"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,8 +33,45 @@ func (b *fakeBackend) record(c call) {
 	b.calls = append(b.calls, c)
 }
 
-func (b *fakeBackend) Status(context.Context) (any, error) {
-	return map[string]string{"version": "test"}, nil
+func (b *fakeBackend) Status(context.Context) (*StatusView, error) {
+	at := time.Unix(1_800_000_000, 0).UTC()
+	return &StatusView{Version: "test", Now: at,
+		Health:      []HealthView{{Name: "store", OK: true}, {Name: "dns", Detail: "not serving"}},
+		Generations: []GenerationView{{ID: "ecdsa-int-1", Role: "intermediate", State: "active", RolloverDue: true, NotAfter: at.Add(24 * time.Hour)}},
+		Pending:     pendingFixture(at), Issued24h: 17, Refused24h: 3, RefusedSince: at.Add(-time.Hour),
+		CRLs:         []CRLView{{Issuer: "ecdsa-int-1", Number: 42, Stale: true, URL: "http://est.example/crl/ecdsa-int-1.crl"}},
+		RecentErrors: []LogView{{At: at, Level: "WARN", Message: "the store is slow <b>"}},
+	}, nil
+}
+
+// pendingFixture is a request whose subject a hostile device chose.
+func pendingFixture(at time.Time) []PendingView {
+	return []PendingView{{ID: "r1", Operation: "simpleenroll", CreatedAt: at.Add(-90 * time.Minute), ExpiresAt: at.Add(time.Hour),
+		Subject: `CN=<script>alert(1)</script>`, Names: []string{"cam1.studio.example.test"}, Client: "no client certificate", Remote: "192.0.2.50",
+		Key: "ECDSA P-256", KeyFingerprint: "ab12", Conflicts: []ConflictView{{Name: "cam1.studio.example.test", Holder: "vendor X serial 9"}}}}
+}
+
+func (b *fakeBackend) Pending(context.Context) ([]PendingView, error) {
+	return pendingFixture(time.Unix(1_800_000_000, 0).UTC()), nil
+}
+func (b *fakeBackend) Certificates(_ context.Context, q CertificateSearch) (*CertificateList, error) {
+	if q.Status == "bogus" {
+		return nil, ErrInvalid
+	}
+	return &CertificateList{Certificates: []CertificateRow{{Serial: "0a1b", Status: "valid", Names: []string{"cam1.studio.example.test"}}}, Next: "77"}, nil
+}
+func (b *fakeBackend) CA(context.Context) (*CAView, error) {
+	return &CAView{Hierarchies: []HierarchyView{{Name: "ecdsa", Generations: []GenerationView{{ID: "ecdsa-root-1", Role: "root", State: "active", KeyHeld: true}}}}}, nil
+}
+func (b *fakeBackend) RolloverPlan(_ context.Context, hier, kind string) (*RolloverPlan, error) {
+	if hier != "ecdsa" {
+		return nil, ErrInvalid
+	}
+	return &RolloverPlan{Hierarchy: hier, Kind: kind, Steps: []string{"a new " + kind}, Possible: kind == "intermediate", Why: "not in the test"}, nil
+}
+func (b *fakeBackend) Rollover(_ context.Context, hier, kind, actor, remote string) (string, error) {
+	b.record(call{"rollover", hier + " " + kind, actor, remote})
+	return "rolled", nil
 }
 func (b *fakeBackend) Decide(_ context.Context, id string, approve bool, actor, remote string) error {
 	if id == "missing" {
@@ -218,6 +256,12 @@ func TestSignInAndRoles(t *testing.T) {
 		sessions[role] = [2]string{c, x}
 		f.advance(time.Second)
 	}
+	// A name bound, for the release page.
+	if err := f.st.PutCertificate(context.Background(), &store.Certificate{Serial: big.NewInt(0x0a1b), IssuerID: "ecdsa-int-1", Subject: "CN=cam1",
+		SANs: []string{"cam1.studio.example.test"}, KeyType: "ECDSA P-256", SPKIHash: []byte("k1"), NotBefore: f.now, NotAfter: f.now.Add(time.Hour),
+		IssuedAt: f.now, Identity: "vendor", Profile: "leaf", DER: []byte{0x30}, Holder: "vendor", Bind: &store.Binding{}}); err != nil {
+		t.Fatal(err)
+	}
 	public := map[string]bool{"GET /login": true, "POST /login": true, "GET /style.css": true}
 	for _, rt := range f.srv.Routes() {
 		key := rt.Method + " " + rt.Pattern
@@ -228,7 +272,7 @@ func TestSignInAndRoles(t *testing.T) {
 			continue
 		}
 		name := "cam1.studio.example.test"
-		if strings.HasPrefix(rt.Pattern, "/api/v1/users/") {
+		if strings.HasPrefix(rt.Pattern, "/api/v1/users/") || strings.HasPrefix(rt.Pattern, "/users/") {
 			name = "ada" // the admin herself; each call changes nothing for good
 		}
 		path := strings.NewReplacer("{id}", "r1", "{serial}", "0a1b", "{name}", name, "{$}", "").Replace(rt.Pattern)
@@ -245,7 +289,8 @@ func TestSignInAndRoles(t *testing.T) {
 			t.Errorf("%s: headers %v", key, rec.Header())
 		}
 		switch key {
-		case "POST /logout", "POST /api/v1/users/{name}/role", "POST /api/v1/users/{name}/remove", "POST /api/v1/users":
+		case "POST /logout", "POST /api/v1/users/{name}/role", "POST /api/v1/users/{name}/remove", "POST /api/v1/users",
+			"POST /users/{name}/role", "POST /users/{name}/remove", "POST /users":
 			// They would end sessions or change accounts mid-table;
 			// TestSessionTimeouts and TestUserAdmin use them. Only the
 			// role check is asked here, of a role below.
@@ -261,7 +306,17 @@ func TestSignInAndRoles(t *testing.T) {
 		}
 		for _, role := range auth.Roles {
 			s := sessions[role]
-			rec := f.do(req{method: rt.Method, path: path, cookie: s[0], csrf: s[1], body: `{"reason":"superseded"}`})
+			r := req{method: rt.Method, path: path, cookie: s[0], csrf: s[1], body: `{"reason":"superseded"}`}
+			switch {
+			case rt.Method == "POST" && !strings.HasPrefix(path, "/api/"):
+				// The pages' forms.
+				r.form = url.Values{"id": {"r1"}, "decision": {"approve"}, "reason": {"superseded"}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}}
+			case key == "POST /api/v1/ca/rollover":
+				r.body = `{"hierarchy":"ecdsa","kind":"intermediate"}`
+			case key == "GET /ca/rollover" || key == "GET /api/v1/ca/rollover":
+				r.path += "?hierarchy=ecdsa&kind=intermediate"
+			}
+			rec := f.do(r)
 			allowed := role.Allows(rt.Role)
 			if allowed && rec.Code >= 400 {
 				t.Errorf("%s as %s: %d %s", key, role, rec.Code, rec.Body)

@@ -129,12 +129,16 @@ type Options struct {
 
 // App is a running appliance.
 type App struct {
-	cfg   *config.Config
-	o     Options
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	ca    *ca.Authority
-	store store.Store
+	// recent keeps the last warnings and errors; refused samples the
+	// refused-requests counter (the dashboard's figures).
+	recent  *recentLog
+	refused refusedSamples
+	cfg     *config.Config
+	o       Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	ca      *ca.Authority
+	store   store.Store
 
 	server     *serverCerts
 	estHandler estHandler
@@ -195,7 +199,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if err := CheckConfig(ctx, cfg); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, o: o, log: o.Logger, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{},
+	// The dashboard shows the last warnings and errors logged.
+	recent := &recentLog{max: 20}
+	o.Logger = slog.New(recentHandler{next: o.Logger.Handler(), log: recent})
+	a := &App{cfg: cfg, o: o, log: o.Logger, recent: recent, reg: prometheus.NewRegistry(), listeners: map[string]net.Listener{},
 		rollAt: float64(cfg.CA.IntermediateRolloverAt) / 100, rootAt: float64(cfg.CA.RootRolloverAt) / 100,
 		rootOverlap: cfg.CA.RootRolloverOverlap.D(), autoRoot: cfg.CA.AutoRootRollover, rootAnnounced: map[string]time.Time{}, crlWarned: map[string]time.Time{}}
 	a.reg.MustRegister(buildInfo())
@@ -325,7 +332,8 @@ func (a *App) Run(ctx context.Context) error {
 	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
 	a.serve("est", &a.estHandler)
 
-	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA}
+	a.refused.add(a.o.Clock(), a.refusedTotal())
+	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused}
 	if l := a.listeners["web"]; l != nil {
 		web, err := a.webHandler()
 		if err != nil {

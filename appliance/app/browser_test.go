@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,11 +18,19 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/globalsign/est"
 
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/webroot/auth"
 )
+
+// sha256Sum is the SHA-256 of key's SubjectPublicKeyInfo.
+func sha256Sum(key *ecdsa.PrivateKey) []byte {
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	sum := sha256.Sum256(der)
+	return sum[:]
+}
 
 // screenshotDir is where the browser test leaves a picture of each page
 // (dist/ is build output, kept out of git).
@@ -48,7 +58,7 @@ func chromium(t *testing.T) string {
 // with the right password; signing out ends the session.
 func TestBrowser(t *testing.T) {
 	exe := chromium(t)
-	a, dir := startWithAccounts(t, map[string]string{"otto": "operator", "vera": "viewer", "lena": "operator"})
+	a, dir := startWithAccounts(t, map[string]string{"otto": "operator", "vera": "viewer", "lena": "operator", "ada": "admin"})
 	ctx := context.Background()
 	base := "https://" + a.Addr("web").String()
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
@@ -137,7 +147,6 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 	}
-	reload := func() { run("reload", chromedp.Reload()) }
 
 	// Not signed in: the UI sends the browser to the sign-in page.
 	run("open the UI", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("signin")))
@@ -161,15 +170,17 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("%d waiting", len(waiting))
 	}
 	id := waiting[0].ID
-	reload()
+	run("the requests page", chromedp.Navigate(base+"/requests"))
 	waitText("the request on the page", "#pending tbody", id)
-	shot("dashboard-pending")
+	// What the operator compares with the device: its key's fingerprint.
+	waitText("the key's fingerprint", "#req-"+id, fmt.Sprintf("SHA-256 %x", sha256Sum(key)))
+	shot("requests")
 
 	// A page on another site posts an approval with the operator's
 	// browser: refused (the SameSite cookie stays home, and there is no
 	// CSRF token), and the request still waits.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/api/v1/requests/%s/approve"></form><script>document.getElementById("f").submit()</script>`, base, id)
+		fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/requests/decide?id=%s"><input name="decision" value="approve"></form><script>document.getElementById("f").submit()</script>`, base, id)
 	}))
 	defer evil.Close()
 	run("the forged approval", chromedp.Navigate(evil.URL), chromedp.Sleep(time.Second))
@@ -181,29 +192,41 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the forged POST was answered %q", forged)
 	}
 
-	// The operator approves on the page; the device's retry gets its
-	// certificate.
-	run("back to the UI", chromedp.Navigate(base+"/"))
+	// The operator approves with the keyboard: the first Tab reaches the
+	// skip link, then the row's Approve button takes focus and Enter
+	// presses it. The device's retry gets its certificate.
+	run("back to the requests", chromedp.Navigate(base+"/requests"))
 	waitText("the request again", "#pending tbody", id)
-	run("approve", chromedp.Click(chromedp.CSS(`#pending tbody button.approve`)))
-	waitText("the request decided", "#pending tbody", "none")
+	run("tab", chromedp.KeyEvent(kb.Tab))
+	if f := get("the focus", chromedp.Evaluate[string](`document.activeElement.className`)); f != "skip" {
+		t.Fatalf("the first Tab went to %q, not the skip link", f)
+	}
+	run("approve by keyboard", chromedp.Focus(chromedp.CSS(`#req-`+id+` button.approve`)), chromedp.KeyEvent(kb.Enter))
+	waitText("the approval said", "#flash", "Approved 1 request(s)")
+	waitText("nothing waits", "main", "No request is waiting")
 	cert, err := client.Enroll(ctx, csr)
 	if err != nil {
 		t.Fatalf("the device's retry after the approval: %v", err)
 	}
 	serial := store.SerialKey(cert.SerialNumber)
 
-	// The operator revokes it on the page (choose the reason, press
-	// twice); openssl's OCSP query says revoked.
-	reload()
-	waitText("the certificate on the page", "#certificates tbody", serial)
-	row := fmt.Sprintf(`//table[@id="certificates"]//tr[td[1][normalize-space()="%s"]]`, serial)
-	run("revoke",
-		chromedp.SetValue(chromedp.Search(row+`//select`), "keyCompromise"),
-		chromedp.Click(chromedp.Search(row+`//button`)),
-		chromedp.Click(chromedp.Search(row+`//button`)),
-	)
-	shot("dashboard-revoked")
+	// The operator finds it by name, opens it and revokes it (a reason,
+	// then the confirmation page); the page and openssl's OCSP query say
+	// revoked.
+	run("search", chromedp.Navigate(base+"/certificates"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "CAM7.studio.example.test"),
+		chromedp.Click(chromedp.ID("search")))
+	waitText("the search result", "#certificates tbody", serial)
+	shot("certificates")
+	run("the certificate", chromedp.Click(chromedp.Search(`//a[normalize-space()="`+serial+`"]`)))
+	waitText("its OCSP answer", "#ocsp", "good")
+	run("revoke", chromedp.Click(chromedp.ID("revoke")), chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.SetValue(chromedp.ID("reason"), "keyCompromise"))
+	shot("revoke")
+	run("confirm the revocation", chromedp.Click(chromedp.ID("confirm")))
+	waitText("revoked on the page", "#status", "revoked")
+	waitText("OCSP on the page", "#ocsp", "revoked (keyCompromise)")
+	shot("certificate")
 	issuerCert, _ := a.Authority().CACertificate("ecdsa-int-1")
 	rootCert, _ := a.Authority().CACertificate("ecdsa-root-1")
 	leaf := writePEM(t, filepath.Join(dir, "leaf.pem"), cert)
@@ -218,7 +241,25 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("OCSP after revoking on the page: %v\n%s", err, out)
 		}
 	}
-	waitText("the certificate revoked on the page", "#certificates tbody", "revoked")
+	run("names", chromedp.Navigate(base+"/names"))
+	waitText("the name bound", "#names tbody", "cam7.studio.example.test")
+	shot("names")
+	run("audit", chromedp.Navigate(base+"/audit?q="+serial))
+	waitText("the revocation audited", "#audit tbody", "certificate_revoked")
+	waitText("by whom", "#audit tbody", "operator otto (web)")
+	shot("audit")
+	run("dashboard", chromedp.Navigate(base+"/"))
+	waitText("services", "#health", "store")
+	shot("dashboard")
+
+	// On a phone's screen the page fits its width (wide tables scroll in
+	// their own box).
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(base+"/requests"))
+	if over := get("the page's width", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); over != "0" {
+		t.Fatalf("on a phone the page is %s pixels wider than the screen", over)
+	}
+	shot("phone-requests")
+	run("laptop", chromedp.EmulateViewport(1280, 900))
 
 	// Signing out ends the session.
 	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))
@@ -236,10 +277,12 @@ func TestBrowser(t *testing.T) {
 	}
 	signIn("vera", "vera password 123")
 	waitText("viewer", "#who", "vera (viewer)")
+	run("the viewer's requests", chromedp.Navigate(base+"/requests"))
 	waitText("the request for the viewer", "#pending tbody", waiting[0].ID)
 	c, cancel := context.WithTimeout(bctx, 30*time.Second)
-	nButtons, err1 := chromedp.Run(c, chromedp.Evaluate[int](`document.querySelectorAll("#pending button, #certificates button").length`))
-	status, err2 := chromedp.Run(c, chromedp.Evaluate[int](fmt.Sprintf(`fetch("/api/v1/requests/%s/approve", {method: "POST", headers: {"X-CSRF-Token": session.csrf}}).then(r => r.status)`, waiting[0].ID), chromedp.EvalAwaitPromise))
+	nButtons, err1 := chromedp.Run(c, chromedp.Evaluate[int](`document.querySelectorAll("main button, main input[type=checkbox]").length`))
+	status, err2 := chromedp.Run(c, chromedp.Evaluate[int](fmt.Sprintf(`fetch("/api/v1/session").then(r => r.json()).then(s =>
+		fetch("/api/v1/requests/%s/approve", {method: "POST", headers: {"X-CSRF-Token": s.csrf}})).then(r => r.status)`, waiting[0].ID), chromedp.EvalAwaitPromise))
 	cancel()
 	if err1 != nil || err2 != nil {
 		t.Fatalf("the viewer's page: %v %v", err1, err2)
@@ -247,7 +290,46 @@ func TestBrowser(t *testing.T) {
 	if nButtons != 0 || status != 403 {
 		t.Fatalf("the viewer has %d buttons, and the API answered the viewer's approval %d", nButtons, status)
 	}
-	shot("dashboard-viewer")
+	shot("requests-viewer")
+	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))
+
+	// The admin rolls the ECDSA intermediate over from the CA page,
+	// through the confirmation that says what will happen; the page
+	// then lists the new generation as active. Then the config and
+	// users pages.
+	signIn("ada", "ada password 123")
+	waitText("admin", "#who", "ada (admin)")
+	run("the CA page", chromedp.Navigate(base+"/ca"))
+	waitText("the generations", "#gen-ecdsa", "ecdsa-int-1")
+	shot("ca")
+	run("roll over", chromedp.Click(chromedp.ID("roll-ecdsa-intermediate")), chromedp.WaitVisible(chromedp.ID("confirm")))
+	waitText("what will happen", "#steps", "retires when its last certificate expires")
+	shot("rollover")
+	run("confirm the rollover", chromedp.Click(chromedp.ID("confirm")))
+	waitText("the rollover said", "#flash", "Rollover made")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		c, cancel := context.WithTimeout(bctx, 10*time.Second)
+		got := ""
+		err := chromedp.Do(c, chromedp.Reload())
+		if err == nil {
+			got, err = chromedp.Run(c, chromedp.Text(chromedp.ID("gen-ecdsa")))
+		}
+		cancel()
+		if err == nil && strings.Contains(got, "ecdsa-int-2") && strings.Contains(got, "retiring") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new intermediate is not listed: %q %v", got, err)
+		}
+	}
+	if g, ok := a.Authority().CACertificate("ecdsa-int-2"); !ok || g == nil {
+		t.Fatal("the CA has no ecdsa-int-2 after the rollover")
+	}
+	run("config", chromedp.Navigate(base+"/config"), chromedp.WaitVisible(chromedp.ID("yaml")))
+	shot("config")
+	run("users", chromedp.Navigate(base+"/users"), chromedp.WaitVisible(chromedp.ID("users")))
+	waitText("the accounts", "#users", "lena")
+	shot("users")
 	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))
 
 	// Five wrong passwords lock lena; the right one is then refused too.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/webroot"
 	"github.com/nmos-certs/nmos-certs/webroot/auth"
 )
 
@@ -43,19 +44,29 @@ func TestOperatorUI(t *testing.T) {
 		return resp, string(b)
 	}
 	resp, body := fetch("GET", "/")
-	if resp.StatusCode != 200 || !strings.Contains(body, "<title>nmos-certs</title>") || resp.Header.Get("Content-Security-Policy") == "" {
+	if resp.StatusCode != 200 || !strings.Contains(body, "<title>Dashboard: nmos-certs</title>") || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("index: %d %q", resp.StatusCode, body[:min(len(body), 200)])
 	}
 	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Fatal("UI not served over TLS 1.2+")
 	}
-	for _, asset := range []string{"/app.js", "/style.css"} {
+	// The dashboard as a loopback viewer before any account exists: every
+	// service is up and the CA and CRLs are listed.
+	for _, want := range []string{`ok</span> store`, `ok</span> dns`, "ecdsa-int-1", "/crl/ecdsa-int-1.crl", "TLS (ECDSA)", "OCSP responder for ecdsa-int-1"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the dashboard lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "failing</span>") {
+		t.Errorf("a service is failing on a healthy appliance")
+	}
+	for _, asset := range []string{"/style.css"} {
 		if resp, _ := fetch("GET", asset); resp.StatusCode != 200 {
 			t.Errorf("%s: %d", asset, resp.StatusCode)
 		}
 	}
 	resp, body = fetch("GET", "/api/v1/status")
-	var s webStatus
+	var s webroot.StatusView
 	if err := json.Unmarshal([]byte(body), &s); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("status: %d %v", resp.StatusCode, err)
 	}
