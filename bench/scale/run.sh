@@ -128,6 +128,49 @@ for _ in 1 2 3; do
 	done
 done
 
+# The operator UI's pages and searches: server time (first byte less
+# the time to send the request, over a kept TLS connection), median of
+# three. No account exists, so loopback reads as a viewer.
+ui_pages() {
+	local n="$1" half serial
+	half=$(printf '%07d' $((n / 2)))
+	serial=$(head -1 "$work/sample-$n.txt")
+	cat <<-PAGES
+		dashboard	/
+		requests	/requests
+		certificates, first page	/certificates
+		certificates, a page from the middle	/certificates?before=$((n / 2))
+		search by name	/certificates?name=node-$half.studio.example.test
+		search by name prefix	/certificates?name=node-00001*
+		search by serial	/certificates?serial=$serial
+		search by issuer	/certificates?issuer=$ISSUER
+		search revoked	/certificates?status=revoked
+		search valid	/certificates?status=valid
+		search expired (none are)	/certificates?status=expired
+		certificate detail	/certificates/$serial
+		names	/names
+		CA	/ca
+		audit	/audit
+		API certificates by name	/api/v1/certificates?name=node-$half.studio.example.test
+		API status	/api/v1/status
+	PAGES
+}
+for n in "${sizes[@]}"; do
+	ui="https://127.0.0.1:$((port[$n] + 4))"
+	: >"$work/ui-pages-$n.tsv"
+	while IFS=$'\t' read -r label path; do
+		ms=$(for _ in 1 2 3; do
+			curl -sk -o /dev/null -w '%{time_starttransfer} %{time_pretransfer} %{http_code}\n' "$ui$path"
+		done | awk '$3 != 200 {print "run.sh: " $3 > "/dev/stderr"; exit 1} {print ($1 - $2) * 1000}' | sort -n | sed -n 2p)
+		[ -n "$ms" ] || { echo "run.sh: the UI failed on $path" >&2; exit 1; }
+		printf '%s\t%.1f\n' "$label" "$ms" >>"$work/ui-pages-$n.tsv"
+	done < <(ui_pages "$n")
+	{
+		curl -sk -o /dev/null -w '%{size_download}\n' "$ui/"
+		curl -sk -o /dev/null -w '%{size_download}\n' "$ui/style.css"
+	} | awk '{s += $1} END {printf "%.1f\n", s / 1024}' >"$work/ui-weight-$n.txt"
+done
+
 # 4. Enrollment, the stores taking turns, the order rotating each round.
 for r in $(seq "$ROUNDS"); do
 	k=${#sizes[@]}
@@ -235,6 +278,20 @@ rows='
 echo
 jq -r "$rows"' | @tsv' "$work/scale.json" | column -t -s "$(printf '\t')"
 
+# The UI's table: server time per page, one column per size.
+ui_table() {
+	local sep="$1" header="page" n
+	for n in "${sizes[@]}"; do header+="${sep}$n certificates, ms"; done
+	echo "$header"
+	paste "$work/ui-pages-${sizes[0]}.tsv" $(for n in "${sizes[@]:1}"; do echo "$work/ui-pages-$n.tsv"; done) |
+		awk -F '\t' -v sep="$sep" '{line = $1; for (i = 2; i <= NF; i += 2) line = line sep $i; print line}'
+	printf 'dashboard page weight (HTML and CSS), KiB'
+	for n in "${sizes[@]}"; do printf '%s%s' "$sep" "$(cat "$work/ui-weight-$n.txt")"; done
+	echo
+}
+echo
+ui_table "$(printf '\t')" | column -t -s "$(printf '\t')"
+
 if [ -n "${REPORT_DIR:-}" ]; then
 	mkdir -p "$REPORT_DIR"
 	cp "$work/scale.json" "$REPORT_DIR/scale.json"
@@ -258,6 +315,12 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		' "$REPORT_DIR/scale.json"
 		echo
 		echo "Records are synthetic (random serials and key hashes, one shared $(jq -r '.sizes[-1].fill.der_bytes' "$work/scale.json")-byte leaf DER; enrolled leaves are $(jq -r '.sizes[-1].enrolled_der_bytes_avg' "$work/scale.json") bytes); the database is in the OS page cache, as it is on an appliance that has been running. Enrollment: $CLIENTS clients, $ROUNDS runs of ${DURATION} s per size taking turns (medians), a new TLS connection each."
+		echo
+		echo "### The operator UI with ${SIZES// / and } certificates"
+		echo
+		echo "Server time of each page and search (curl's first byte less the time to send the request, median of three), and the dashboard's weight."
+		echo
+		ui_table ' | ' | sed 's/^/| /; s/$/ |/' | sed '1a\| --- |'"$(for _ in $SIZES; do printf ' --: |'; done)"
 	} >"$REPORT_DIR/scale.md"
 	echo "wrote $REPORT_DIR/scale.md and scale.json"
 fi

@@ -154,7 +154,7 @@ func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.writeDone
 	var errs []error
-	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.insert, s.insertName, s.keyUsedInTx, s.keyUsed} {
+	for _, st := range []*sql.Stmt{s.begin, s.commit, s.rollback, s.insert, s.insertName, s.keyUsedInTx, s.binding, s.bind, s.audit, s.keyUsed} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

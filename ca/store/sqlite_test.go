@@ -371,3 +371,31 @@ func TestMigrationsKeepData(t *testing.T) {
 		t.Fatalf("%d certificates, %v", len(list), err)
 	}
 }
+
+// TestCloseReleasesTheFile: after Close no connection of the store is
+// left open (a prepared statement left behind would keep its connection,
+// and the file's locks, until the process ends): another program can
+// take the database exclusively and change its journal mode.
+func TestCloseReleasesTheFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "close.db")
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutCertificate(ctx, testCert(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(100)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(OFF)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM certificates`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the closed store's file: %d rows, %v", n, err)
+	}
+}

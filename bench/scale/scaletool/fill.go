@@ -220,6 +220,10 @@ const insertSQL = `INSERT INTO certificates
 	(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
+// namesSQL fills the names index the store's writer fills with each
+// certificate (lower-case names, the certificate's rowid).
+const namesSQL = `INSERT OR IGNORE INTO certificate_names (name, cert) VALUES (?, last_insert_rowid())`
+
 // bulk inserts the records on a connection of its own, batch records a
 // transaction, with the values written as the store writes them. The
 // database is taken exclusively and without a journal while it fills
@@ -263,12 +267,13 @@ func (f *filler) bulk(ctx context.Context, path string, batch int) error {
 	}()
 
 	var tx *sql.Tx
-	var ins *sql.Stmt
+	var ins, names *sql.Stmt
 	inTx := 0
 	commit := func() error {
 		ins.Close()
+		names.Close()
 		err := tx.Commit()
-		tx, ins, inTx = nil, nil, 0
+		tx, ins, names, inTx = nil, nil, nil, 0
 		return err
 	}
 	for part := range recs {
@@ -281,11 +286,21 @@ func (f *filler) bulk(ctx context.Context, path string, batch int) error {
 					tx.Rollback()
 					return err
 				}
+				if names, err = tx.PrepareContext(ctx, namesSQL); err != nil {
+					tx.Rollback()
+					return err
+				}
 			}
 			if _, err := ins.ExecContext(ctx, store.SerialKey(c.Serial), c.IssuerID, c.Subject, strings.Join(c.SANs, "\n"), c.KeyType,
 				c.SPKIHash, c.NotBefore.Unix(), c.NotAfter.Unix(), c.IssuedAt.Unix(), c.Identity, c.Profile, c.DER); err != nil {
 				tx.Rollback()
 				return fmt.Errorf("record %s: %w", store.SerialKey(c.Serial), err)
+			}
+			for _, n := range c.SANs {
+				if _, err := names.ExecContext(ctx, strings.ToLower(n)); err != nil {
+					tx.Rollback()
+					return fmt.Errorf("names of %s: %w", store.SerialKey(c.Serial), err)
+				}
 			}
 			f.done.Add(1)
 			if inTx++; inTx == batch {
@@ -331,6 +346,10 @@ func (f *filler) check(ctx context.Context, path string) error {
 		}
 		if _, err := st.CertificateStatus(ctx, want.IssuerID, want.Serial); err != nil {
 			return fmt.Errorf("status of %s: %w", store.SerialKey(want.Serial), err)
+		}
+		page, err := st.SearchCertificates(ctx, store.CertificateQuery{Name: want.SANs[0], Limit: 5})
+		if err != nil || len(page.Certificates) != 1 || page.Certificates[0].Serial.Cmp(want.Serial) != 0 {
+			return fmt.Errorf("search by the name of %s: %v", store.SerialKey(want.Serial), err)
 		}
 	}
 	return st.Close()
