@@ -131,7 +131,11 @@ func TestManualApprovalDenied(t *testing.T) {
 		t.Fatalf("first: %v", err)
 	}
 	p := f.pendingFor(csr)
-	if !strings.Contains(p.Client, "maker-a-0001") || !strings.Contains(p.Client, "not trusted") {
+	// What the operator decides on: the certificate's subject, issuer,
+	// serial, validity and why it was not trusted.
+	leaf := f.pki.rogueDev.cert
+	if !strings.Contains(p.Client, "maker-a-0001") || !strings.Contains(p.Client, "not trusted") || !strings.Contains(p.Client, leaf.Issuer.String()) ||
+		!strings.Contains(p.Client, "serial "+leaf.SerialNumber.Text(16)) || !strings.Contains(p.Client, "valid "+leaf.NotBefore.UTC().Format(time.RFC3339)+" to "+leaf.NotAfter.UTC().Format(time.RFC3339)) {
 		t.Fatalf("client description %q", p.Client)
 	}
 	if _, err := f.ca.st.DecidePending(ctx(t), p.ID, store.PendingDenied, "bob", f.clock.Now()); err != nil {

@@ -103,8 +103,9 @@ func (a *clientAuth) describe() string {
 	if a.leaf == nil {
 		return "no client certificate"
 	}
-	s := fmt.Sprintf("client certificate subject %q, issuer %q, serial %s, SHA-256 %s",
-		a.leaf.Subject.String(), a.leaf.Issuer.String(), a.leaf.SerialNumber.Text(16), fingerprint(a.leaf))
+	s := fmt.Sprintf("client certificate subject %q, issuer %q, serial %s, valid %s to %s, SHA-256 %s",
+		a.leaf.Subject.String(), a.leaf.Issuer.String(), a.leaf.SerialNumber.Text(16),
+		a.leaf.NotBefore.UTC().Format(time.RFC3339), a.leaf.NotAfter.UTC().Format(time.RFC3339), fingerprint(a.leaf))
 	if a.reason != "" {
 		s += "; not trusted: " + a.reason
 	}

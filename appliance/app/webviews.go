@@ -6,10 +6,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -168,19 +168,11 @@ func (b webBackend) Certificates(ctx context.Context, q webroot.CertificateSearc
 		}
 		sq.Serial = store.SerialKey(serial)
 	}
-	switch q.Status {
-	case "", "valid", "revoked", "expired":
-	default:
-		return nil, fmt.Errorf("status %q: want valid, revoked or expired: %w", q.Status, webroot.ErrInvalid)
-	}
-	if q.Before != "" {
-		n, err := strconv.ParseInt(q.Before, 10, 64)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("before %q is not a page position: %w", q.Before, webroot.ErrInvalid)
-		}
-		sq.Before = n
-	}
+	sq.After = q.Before
 	page, err := b.a.store.SearchCertificates(ctx, sq)
+	if errors.Is(err, store.ErrBadQuery) {
+		return nil, fmt.Errorf("%v: %w", err, webroot.ErrInvalid)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +180,7 @@ func (b webBackend) Certificates(ctx context.Context, q webroot.CertificateSearc
 	for _, c := range page.Certificates {
 		out.Certificates = append(out.Certificates, b.row(c, now))
 	}
-	if page.More {
-		out.Next = strconv.FormatInt(page.Cursors[len(page.Cursors)-1], 10)
-	}
+	out.Next = page.Next
 	return out, nil
 }
 

@@ -139,9 +139,10 @@ ui_pages() {
 		dashboard	/
 		requests	/requests
 		certificates, first page	/certificates
-		certificates, a page from the middle	/certificates?before=$((n / 2))
+		certificates, a page from the middle	/certificates?before=r$((n / 2))
 		search by name	/certificates?name=node-$half.studio.example.test
-		search by name prefix	/certificates?name=node-00001*
+		search by name prefix (10 match at 1M)	/certificates?name=node-00001*
+		search by name prefix (all match)	/certificates?name=node-*
 		search by serial	/certificates?serial=$serial
 		search by issuer	/certificates?issuer=$ISSUER
 		search revoked	/certificates?status=revoked

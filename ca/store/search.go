@@ -3,14 +3,18 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // CertificateQuery selects certificates for the operator's search. Every
-// filter set must hold. Results come newest first, a page at a time:
-// Before is the Cursor of the last certificate of the previous page.
+// filter set must hold. Results come a page at a time: newest first;
+// expired ones by notAfter, the last to expire first; a name prefix's in
+// the names' order, then oldest first. After is the Next of the previous
+// page.
 type CertificateQuery struct {
 	// Name matches a subjectAltName (case-insensitive); a trailing "*"
 	// makes it a prefix.
@@ -22,42 +26,90 @@ type CertificateQuery struct {
 	// Status is "valid", "revoked" or "expired" (at Now), or "" for any.
 	Status string
 	Now    time.Time
-	Before int64
+	After  string
 	Limit  int
 }
 
-// CertificatePage is one page of a search.
+// CertificatePage is one page of a search; Next, when not empty, is the
+// After of the following page.
 type CertificatePage struct {
 	Certificates []*Certificate
-	// Cursors are the certificates' positions, for the next page's
-	// Before; More says whether there is one.
-	Cursors []int64
-	More    bool
+	Next         string
 }
+
+// ErrBadQuery is a search the store cannot run: an unknown status, a
+// cursor it did not make.
+var ErrBadQuery = errors.New("bad query")
 
 // normName is how a name is kept in the names index: DNS names compare
 // without regard to case.
 func normName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".")) }
 
-// SearchCertificates implements Store. Each filter is served by an
-// index whose order is the certificates' own (rowid, newest first), so a
-// page costs the rows it shows, however many are stored.
+// SearchCertificates implements Store. Each kind of query reads an index
+// in the order of its results (the table's own, newest first; notAfter;
+// the names), so that a page costs the rows it shows, however many are
+// stored.
 func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*CertificatePage, error) {
 	if q.Limit <= 0 || q.Limit > 500 {
 		q.Limit = 50
 	}
+	query, args, order, err := searchSQL(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	page := &CertificatePage{}
+	var last string
+	for rows.Next() {
+		var (
+			id, notAfter int64
+			name         string
+		)
+		c, err := scanCert(prefixed{rows, []any{&id, &notAfter, &name}})
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Certificates) == q.Limit {
+			page.Next = last
+			break
+		}
+		page.Certificates = append(page.Certificates, c)
+		switch order {
+		case 'r', 'n':
+			last = fmt.Sprintf("%c%d", order, id)
+		case 'e':
+			last = fmt.Sprintf("e%d.%d", notAfter, id)
+		case 'p':
+			last = fmt.Sprintf("p%d.%s", id, name)
+		}
+	}
+	return page, rows.Err()
+}
+
+// searchSQL is the query of a search, its arguments, and the order of
+// its results: by rowid (r), by the rowid in the names index for one
+// name (n), by notAfter (e), by name for a prefix (p).
+func searchSQL(q CertificateQuery) (string, []any, byte, error) {
 	from := `certificates c`
 	where := []string{"1=1"}
 	var args []any
+	// order is how the results come; the cursor carries its keys.
+	order := byte('r')
 	if q.Name != "" {
 		from = `certificate_names n JOIN certificates c ON c.rowid = n.cert`
 		name := normName(q.Name)
 		if p, ok := strings.CutSuffix(name, "*"); ok {
 			where = append(where, `n.name >= ? AND n.name < ?`)
 			args = append(args, p, p+"\U0010FFFF")
+			order = 'p'
 		} else {
 			where = append(where, `n.name = ?`)
 			args = append(args, name)
+			order = 'n'
 		}
 	}
 	if q.Serial != "" {
@@ -77,49 +129,93 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 	case "revoked":
 		where = append(where, `c.revoked = 1`)
 	case "valid":
-		where = append(where, `c.revoked = 0 AND c.not_after > ?`)
+		// The unary + keeps the planner off the notAfter index: nearly
+		// every row is valid, and the rowid order is the one wanted.
+		where = append(where, `c.revoked = 0 AND +c.not_after > ?`)
 		args = append(args, unix(q.Now))
 	case "expired":
 		where = append(where, `c.revoked = 0 AND c.not_after <= ?`)
 		args = append(args, unix(q.Now))
+		if order == 'r' {
+			order = 'e'
+		}
 	default:
-		return nil, fmt.Errorf("status %q: want valid, revoked or expired", q.Status)
+		return "", nil, 0, fmt.Errorf("status %q: want valid, revoked or expired: %w", q.Status, ErrBadQuery)
 	}
-	if q.Before > 0 {
-		where = append(where, `c.rowid < ?`)
-		args = append(args, q.Before)
+	var orderBy string
+	switch order {
+	case 'r':
+		orderBy = `c.rowid DESC`
+	case 'e':
+		orderBy = `c.not_after DESC, c.rowid DESC`
+	case 'n':
+		orderBy = `n.cert DESC` // c.rowid, in the names index's order
+	case 'p':
+		orderBy = `n.name, n.cert`
+	}
+	if q.After != "" {
+		cond, cargs, err := afterCursor(order, q.After)
+		if err != nil {
+			return "", nil, 0, err
+		}
+		where = append(where, cond)
+		args = append(args, cargs...)
 	}
 	cols := "c." + strings.ReplaceAll(certCols, ", ", ", c.")
-	query := fmt.Sprintf(`SELECT c.rowid, %s FROM %s WHERE %s ORDER BY c.rowid DESC LIMIT %d`, cols, from, strings.Join(where, " AND "), q.Limit+1)
-	rows, err := s.r.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
+	nameCol := "''"
+	if q.Name != "" {
+		nameCol = "n.name"
 	}
-	defer rows.Close()
-	page := &CertificatePage{}
-	for rows.Next() {
-		var id int64
-		c, err := scanCert(prefixed{rows, &id})
-		if err != nil {
-			return nil, err
-		}
-		if len(page.Certificates) == q.Limit {
-			page.More = true
-			break
-		}
-		page.Certificates = append(page.Certificates, c)
-		page.Cursors = append(page.Cursors, id)
-	}
-	return page, rows.Err()
+	query := fmt.Sprintf(`SELECT c.rowid, c.not_after, %s, %s FROM %s WHERE %s ORDER BY %s LIMIT %d`,
+		nameCol, cols, from, strings.Join(where, " AND "), orderBy, q.Limit+1)
+	return query, args, order, nil
 }
 
-// prefixed scans a leading column into id, then the rest as r's caller asks.
+// afterCursor is the condition that continues after a cursor of order.
+func afterCursor(order byte, cur string) (string, []any, error) {
+	bad := fmt.Errorf("cursor %q is not one of this search's pages: %w", cur, ErrBadQuery)
+	if len(cur) < 2 || cur[0] != order {
+		return "", nil, bad
+	}
+	rest := cur[1:]
+	switch order {
+	case 'r', 'n':
+		id, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil || id <= 0 {
+			return "", nil, bad
+		}
+		if order == 'n' {
+			return `n.cert < ?`, []any{id}, nil
+		}
+		return `c.rowid < ?`, []any{id}, nil
+	case 'e':
+		a, b, ok := strings.Cut(rest, ".")
+		na, err1 := strconv.ParseInt(a, 10, 64)
+		id, err2 := strconv.ParseInt(b, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			return "", nil, bad
+		}
+		return `(c.not_after, c.rowid) < (?, ?)`, []any{na, id}, nil
+	default: // 'p'
+		a, name, ok := strings.Cut(rest, ".")
+		id, err := strconv.ParseInt(a, 10, 64)
+		if !ok || err != nil {
+			return "", nil, bad
+		}
+		return `(n.name, n.cert) > (?, ?)`, []any{name, id}, nil
+	}
+}
+
+// prefixed scans leading columns into lead, then the rest as r's caller
+// asks.
 type prefixed struct {
-	r  *sql.Rows
-	id *int64
+	r    *sql.Rows
+	lead []any
 }
 
-func (p prefixed) Scan(dest ...any) error { return p.r.Scan(append([]any{p.id}, dest...)...) }
+func (p prefixed) Scan(dest ...any) error {
+	return p.r.Scan(append(append([]any(nil), p.lead...), dest...)...)
+}
 
 // CountIssuedSince implements Store.
 func (s *SQLite) CountIssuedSince(ctx context.Context, since time.Time) (int, error) {
@@ -219,5 +315,9 @@ func indexNames(ctx context.Context, tx *sql.Tx) error {
 
 const (
 	insertNameByRowSQL = `INSERT OR IGNORE INTO certificate_names (name, cert) VALUES (?, ?)`
-	insertNameSQL      = `INSERT OR IGNORE INTO certificate_names (name, cert) SELECT ?, rowid FROM certificates WHERE serial = ?`
+	// insertNameSQL follows the certificate's INSERT on the writer's
+	// connection: last_insert_rowid() is that certificate's (the count
+	// trigger's insert does not change it after the trigger, nor does an
+	// insert into the WITHOUT ROWID names table).
+	insertNameSQL = `INSERT OR IGNORE INTO certificate_names (name, cert) VALUES (?, last_insert_rowid())`
 )

@@ -351,7 +351,8 @@ var migrations = []string{
 	CREATE INDEX certificates_identity ON certificates(identity);
 	CREATE INDEX certificates_issuer ON certificates(issuer_id);
 	CREATE INDEX certificates_issued ON certificates(issued_at);
-	CREATE INDEX certificates_revoked_order ON certificates(revoked) WHERE revoked = 1;`,
+	CREATE INDEX certificates_revoked_order ON certificates(revoked) WHERE revoked = 1;
+	CREATE INDEX certificates_not_after ON certificates(not_after);`,
 }
 
 // afterMigration are steps in Go that follow a migration, in its
@@ -786,7 +787,7 @@ func (s *SQLite) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, 
 			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews)
 		if err == nil {
 			for _, n := range c.SANs {
-				if _, err := s.insertName.ExecContext(ctx, normName(n), SerialKey(c.Serial)); err != nil {
+				if _, err := s.insertName.ExecContext(ctx, normName(n)); err != nil {
 					return nil, &rowError{err}
 				}
 			}
