@@ -50,8 +50,8 @@ func TestPages(t *testing.T) {
 	lacks("dashboard", d, "<script>")
 
 	r := get(ac, "/requests", 200)
-	has("requests", r, "CN=&lt;script&gt;alert(1)&lt;/script&gt;", "SHA-256 ab12", "from 192.0.2.50", "held by vendor X serial 9",
-		"waiting 1h 30m", `formaction="/requests/decide?id=r1"`, `id="approve-selected"`)
+	has("requests", r, "CN=&lt;script&gt;alert(1)&lt;/script&gt;", "SHA-256 ab12", "held by vendor X serial 9",
+		"waiting 1h 30m", "no client certificate", `formaction="/requests/decide?id=r1"`, `id="approve-selected"`)
 	lacks("requests", r, "<script>")
 	rv := get(vc, "/requests", 200)
 	has("requests for a viewer", rv, "CN=&lt;script&gt;")

@@ -176,6 +176,17 @@ func TestBrowser(t *testing.T) {
 	waitText("the key's fingerprint", "#req-"+id, fmt.Sprintf("SHA-256 %x", sha256Sum(key)))
 	shot("requests")
 
+	// On a phone's screen the page fits its width (wide tables scroll in
+	// their own box).
+	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(base+"/requests"))
+	waitText("the request on a phone", "#pending tbody", id)
+	if over := get("the page's width", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); over != "0" {
+		t.Fatalf("on a phone the page is %s pixels wider than the screen", over)
+	}
+	shot("phone-requests")
+	run("laptop", chromedp.EmulateViewport(1280, 900))
+
+
 	// A page on another site posts an approval with the operator's
 	// browser: refused (the SameSite cookie stays home, and there is no
 	// CSRF token), and the request still waits.
@@ -251,15 +262,6 @@ func TestBrowser(t *testing.T) {
 	run("dashboard", chromedp.Navigate(base+"/"))
 	waitText("services", "#health", "store")
 	shot("dashboard")
-
-	// On a phone's screen the page fits its width (wide tables scroll in
-	// their own box).
-	run("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)), chromedp.Navigate(base+"/requests"))
-	if over := get("the page's width", chromedp.Evaluate[string](`String(document.documentElement.scrollWidth - window.innerWidth)`)); over != "0" {
-		t.Fatalf("on a phone the page is %s pixels wider than the screen", over)
-	}
-	shot("phone-requests")
-	run("laptop", chromedp.EmulateViewport(1280, 900))
 
 	// Signing out ends the session.
 	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))
