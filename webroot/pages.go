@@ -108,7 +108,14 @@ func parsePages() (*template.Template, error) {
 		"reasons": func() []string { return revocationReasons },
 		"roles":   func() []auth.Role { return []auth.Role{auth.Viewer, auth.Operator, auth.Admin} },
 		"path":    url.PathEscape,
-		"serial":  store.SerialKey,
+		// limit is a page size for a link: empty for the default.
+		"limit": func(n int) string {
+			if n <= 0 {
+				return ""
+			}
+			return strconv.Itoa(n)
+		},
+		"serial": store.SerialKey,
 	}
 	t := template.New("").Funcs(funcs)
 	names, err := fs.Glob(files, "templates/*.html")
@@ -138,26 +145,31 @@ func span(d time.Duration) string {
 	}
 }
 
-// flashes are the messages an action's redirect names by code: a code,
-// not text, travels in the URL, so nobody can make the page say
-// something of their own.
-var flashes = map[string]string{
-	"approved": "Approved %s request(s): the device gets its certificate when it asks again.",
-	"denied":   "Denied %s request(s).",
-	"revoked":  "Revoked. OCSP answers revoked now; the CRL follows at once.",
-	"released": "Released: another device may take the name now.",
-	"rolled":   "Rollover made: see the generations below.",
-	"reloaded": "The configuration was read again and applied.",
-	"added":    "Account added.",
-	"role":     "Role changed.",
-	"unlocked": "Account unlocked.",
-	"removed":  "Account removed.",
+// flashes are the messages an action's redirect names by code, each on
+// the page the action returns to: a code, not text, travels in the URL,
+// so nobody can make a page say something of their own, nor a page say
+// what another page's action did.
+var flashes = map[string]map[string]string{
+	"requests": {
+		"approved": "Approved %s request(s): the device gets its certificate when it asks again.",
+		"denied":   "Denied %s request(s).",
+	},
+	"certificates": {"revoked": "Revoked. OCSP answers revoked now; the CRL follows at once."},
+	"names":        {"released": "Released: another device may take the name now."},
+	"ca":           {"rolled": "Rollover made: see the generations below."},
+	"config":       {"reloaded": "The configuration was read again and applied."},
+	"users": {
+		"added":    "Account added.",
+		"role":     "Role changed.",
+		"unlocked": "Account unlocked.",
+		"removed":  "Account removed.",
+	},
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, pg page) {
 	pg.Now = s.o.Clock()
 	if pg.Flash == "" {
-		if f, ok := flashes[r.URL.Query().Get("done")]; ok {
+		if f, ok := flashes[pg.Nav][r.URL.Query().Get("done")]; ok {
 			n := r.URL.Query().Get("n")
 			if _, err := strconv.Atoi(n); err != nil {
 				n = "the"
@@ -193,7 +205,7 @@ func (s *Server) failPage(w http.ResponseWriter, r *http.Request, p *Principal, 
 var errUnavailable = errors.New("the store is unavailable")
 
 func (s *Server) dashboardPage(w http.ResponseWriter, r *http.Request, p *Principal) {
-	st, err := s.o.Backend.Status(r.Context())
+	st, err := s.status(r, p)
 	if err != nil {
 		s.failPage(w, r, p, "dashboard", fmt.Errorf("%w: %v", errUnavailable, err))
 		return
@@ -313,14 +325,21 @@ func (s *Server) revokeForm(w http.ResponseWriter, r *http.Request, p *Principal
 type namesView struct {
 	Name, Identity string
 	Bindings       []*store.NameBinding
+	// More: there are more than namesShown; a search narrows them.
+	More bool
 }
+
+const namesShown = 500
 
 func (s *Server) namesPage(w http.ResponseWriter, r *http.Request, p *Principal) {
 	v := namesView{Name: strings.TrimSpace(r.URL.Query().Get("name")), Identity: r.URL.Query().Get("identity")}
-	bs, err := s.o.Accounts.NameBindings(r.Context(), store.BindingFilter{Name: v.Name, Holder: v.Identity, Limit: 500})
+	bs, err := s.o.Accounts.NameBindings(r.Context(), store.BindingFilter{Name: v.Name, Holder: v.Identity, Limit: namesShown + 1})
 	if err != nil {
 		s.failPage(w, r, p, "names", fmt.Errorf("%w: %v", errUnavailable, err))
 		return
+	}
+	if len(bs) > namesShown {
+		bs, v.More = bs[:namesShown], true
 	}
 	v.Bindings = bs
 	s.render(w, r, http.StatusOK, "names", page{Title: "Names", Nav: "names", P: p, Data: v})
@@ -363,7 +382,7 @@ func (s *Server) rolloverPage(w http.ResponseWriter, r *http.Request, p *Princip
 }
 
 func (s *Server) rolloverForm(w http.ResponseWriter, r *http.Request, p *Principal) {
-	if _, err := s.o.Backend.Rollover(r.Context(), r.PostFormValue("hierarchy"), r.PostFormValue("kind"), webActor(p), p.Remote); err != nil {
+	if _, err := s.o.Backend.Rollover(r.Context(), r.PostFormValue("hierarchy"), r.PostFormValue("kind"), r.PostFormValue("from"), webActor(p), p.Remote); err != nil {
 		s.failPage(w, r, p, "ca", err)
 		return
 	}
@@ -378,8 +397,15 @@ type auditView struct {
 
 const auditPage = 100
 
+// maxSearchText bounds the text an audit search looks for.
+const maxSearchText = 200
+
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, p *Principal) {
 	v := auditView{Text: r.URL.Query().Get("q")}
+	if len(v.Text) > maxSearchText {
+		s.failPage(w, r, p, "audit", fmt.Errorf("search for at most %d characters: %w", maxSearchText, ErrInvalid))
+		return
+	}
 	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
 	recs, err := s.o.Accounts.SearchAudit(r.Context(), store.AuditQuery{Text: v.Text, Before: before, Limit: auditPage})
 	if err != nil {

@@ -45,7 +45,8 @@ func TestPages(t *testing.T) {
 	}
 
 	d := get(ac, "/", 200)
-	has("dashboard", d, `<meta http-equiv="refresh" content="30">`, "rollover due", "failing</span> dns: not serving", `id="issued-24h">17<`,
+	has("dashboard for an admin", d, "disk slow", "(3 times in a row)", `<span class="muted">store:</span>`)
+	has("dashboard", d, `<meta http-equiv="refresh" content="30; url=/?auto=1">`, "rollover due", "failing</span> dns: not serving", `id="issued-24h">17<`,
 		`id="refused-24h">3<`, "past half its validity", "the store is slow &lt;b&gt;", `href="/users"`, `id="pending-count">1<`)
 	lacks("dashboard", d, "<script>")
 
@@ -56,7 +57,11 @@ func TestPages(t *testing.T) {
 	rv := get(vc, "/requests", 200)
 	has("requests for a viewer", rv, "CN=&lt;script&gt;")
 	lacks("requests for a viewer", rv, "formaction", `name="decision"`, `type="checkbox"`)
-	lacks("dashboard for a viewer", get(vc, "/", 200), `href="/users"`, `href="/config"`)
+	lacks("dashboard for a viewer", get(vc, "/", 200), `href="/users"`, `href="/config"`, "disk slow")
+	if rec := f.do(req{method: "GET", path: "/api/v1/status", cookie: vc}); strings.Contains(rec.Body.String(), "disk slow") {
+		t.Error("the status API gives a viewer the details of a warning")
+	}
+	get(ac, "/audit?q="+strings.Repeat("x", 201), 400)
 
 	c := get(ac, "/certificates?name=cam1*&status=valid", 200)
 	has("certificates", c, `href="/certificates/0a1b"`, `id="next"`, "before=77", "name=cam1%2A", "status=valid")
@@ -70,7 +75,7 @@ func TestPages(t *testing.T) {
 
 	has("ca", get(ac, "/ca", 200), "ecdsa-root-1", `href="/ca/rollover?hierarchy=ecdsa&amp;kind=intermediate"`)
 	lacks("ca for a viewer", get(vc, "/ca", 200), "/ca/rollover")
-	has("rollover", get(ac, "/ca/rollover?hierarchy=ecdsa&kind=intermediate", 200), "a new intermediate", `id="confirm"`)
+	has("rollover", get(ac, "/ca/rollover?hierarchy=ecdsa&kind=intermediate", 200), "a new intermediate", `id="confirm"`, `name="from" value="ecdsa-int-1"`)
 	root := get(ac, "/ca/rollover?hierarchy=ecdsa&kind=root", 200)
 	has("root rollover", root, "Not possible here: not in the test")
 	lacks("root rollover", root, `id="confirm"`)
@@ -94,6 +99,8 @@ func TestPages(t *testing.T) {
 	}
 	has("requests after approving", get(ac, "/requests?done=approved&n=2", 200), "Approved 2 request(s)")
 	lacks("a forged flash", get(ac, "/requests?done=<b>evil</b>&n=<i>", 200), "evil", "<i>")
+	lacks("another page's flash", get(ac, "/certificates/0a1b?done=approved", 200), "Approved")
+	has("a certificate's flash", get(ac, "/certificates/0a1b?done=revoked", 200), "Revoked.")
 	// A row's button decides its row only, whatever is ticked.
 	f.be.calls = nil
 	post("/requests/decide?id=r9", url.Values{"csrf": {acsrf}, "id": {"r1"}, "decision": {"deny"}})
@@ -118,7 +125,12 @@ func TestPages(t *testing.T) {
 	}
 	has("users", get(ac, "/users?done=added", 200), "Account added.", `id="user-carl"`)
 	lacks("users", get(ac, "/users", 200), `id="user-vera"`)
-	if resp := post("/ca/rollover", url.Values{"csrf": {acsrf}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}}); resp.StatusCode != http.StatusSeeOther ||
+	// A rollover names the generation it replaces: a second press, after
+	// the first replaced it, does nothing.
+	if resp := post("/ca/rollover", url.Values{"csrf": {acsrf}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}, "from": {"ecdsa-int-0"}}); resp.StatusCode != http.StatusConflict {
+		t.Fatalf("a stale rollover: %d", resp.StatusCode)
+	}
+	if resp := post("/ca/rollover", url.Values{"csrf": {acsrf}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}, "from": {"ecdsa-int-1"}}); resp.StatusCode != http.StatusSeeOther ||
 		f.be.calls[len(f.be.calls)-1].arg != "ecdsa intermediate" {
 		t.Fatalf("rollover: %d %+v", resp.StatusCode, f.be.calls)
 	}

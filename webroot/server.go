@@ -267,9 +267,15 @@ func (s *Server) guard(rt Route) http.Handler {
 				return
 			}
 		}
-		rt.Handler(w, r, p)
+		// No page or call may hold a reader for long, whatever it asks.
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		rt.Handler(w, r.WithContext(ctx), p)
 	})
 }
+
+// requestTimeout bounds the work of one page or API call.
+const requestTimeout = 10 * time.Second
 
 // principal finds who makes r: a signed-in session, or, before any
 // account exists, a loopback client as a viewer.
@@ -308,8 +314,10 @@ func (s *Server) principal(r *http.Request) (*Principal, int, string) {
 	if err != nil {
 		return nil, http.StatusForbidden, "the account has no valid role"
 	}
-	// Written at most once a minute: reads do not each cost a commit.
-	if now.Sub(sess.LastSeen) >= time.Minute {
+	// Written at most once a minute: reads do not each cost a commit. The
+	// dashboard's own refresh (?auto=1) is not use: an open dashboard
+	// does not keep a session alive.
+	if now.Sub(sess.LastSeen) >= time.Minute && r.URL.Query().Get("auto") != "1" {
 		_ = s.o.Accounts.TouchSession(ctx, hash, now)
 	}
 	return &Principal{User: u.Name, Role: role, CSRF: sess.CSRF, Remote: remote.String(), session: hash}, 0, ""
@@ -421,8 +429,23 @@ func (s *Server) apiSession(w http.ResponseWriter, _ *http.Request, p *Principal
 	writeJSON(w, map[string]any{"user": p.User, "role": p.Role, "csrf": p.CSRF, "signed_in": p.session != nil})
 }
 
-func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request, _ *Principal) {
+// status is the dashboard's data for p: the details of logged
+// warnings (error texts, addresses) are for admins.
+func (s *Server) status(r *http.Request, p *Principal) (*StatusView, error) {
 	st, err := s.o.Backend.Status(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	if !p.Role.Allows(auth.Admin) {
+		for i := range st.RecentErrors {
+			st.RecentErrors[i].Detail = ""
+		}
+	}
+	return st, nil
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request, p *Principal) {
+	st, err := s.status(r, p)
 	if err != nil {
 		apiError(w, http.StatusServiceUnavailable, "store unavailable")
 		return
@@ -448,6 +471,10 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request, _ *Principal) 
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	if limit <= 0 || limit > 500 {
 		limit = 200
+	}
+	if len(q.Get("q")) > maxSearchText {
+		apiError(w, http.StatusBadRequest, fmt.Sprintf("search for at most %d characters", maxSearchText))
+		return
 	}
 	recs, err := s.o.Accounts.SearchAudit(r.Context(), store.AuditQuery{Text: q.Get("q"), Before: before, Limit: limit})
 	if err != nil {
@@ -501,11 +528,11 @@ func (s *Server) apiRolloverPlan(w http.ResponseWriter, r *http.Request, _ *Prin
 }
 
 func (s *Server) apiRollover(w http.ResponseWriter, r *http.Request, p *Principal) {
-	var body struct{ Hierarchy, Kind string }
+	var body struct{ Hierarchy, Kind, From string }
 	if !readJSON(w, r, &body) {
 		return
 	}
-	msg, err := s.o.Backend.Rollover(r.Context(), body.Hierarchy, body.Kind, webActor(p), p.Remote)
+	msg, err := s.o.Backend.Rollover(r.Context(), body.Hierarchy, body.Kind, body.From, webActor(p), p.Remote)
 	if err != nil {
 		backendError(w, err)
 		return

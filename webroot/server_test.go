@@ -40,7 +40,7 @@ func (b *fakeBackend) Status(context.Context) (*StatusView, error) {
 		Generations: []GenerationView{{ID: "ecdsa-int-1", Role: "intermediate", State: "active", RolloverDue: true, NotAfter: at.Add(24 * time.Hour)}},
 		Pending:     pendingFixture(at), Issued24h: 17, Refused24h: 3, RefusedSince: at.Add(-time.Hour),
 		CRLs:         []CRLView{{Issuer: "ecdsa-int-1", Number: 42, Stale: true, URL: "http://est.example/crl/ecdsa-int-1.crl"}},
-		RecentErrors: []LogView{{At: at, Level: "WARN", Message: "the store is slow <b>"}},
+		RecentErrors: []LogView{{At: at, Level: "WARN", Component: "store", Message: "the store is slow <b>", Count: 3, Detail: "err=disk slow"}},
 	}, nil
 }
 
@@ -67,9 +67,12 @@ func (b *fakeBackend) RolloverPlan(_ context.Context, hier, kind string) (*Rollo
 	if hier != "ecdsa" {
 		return nil, ErrInvalid
 	}
-	return &RolloverPlan{Hierarchy: hier, Kind: kind, Steps: []string{"a new " + kind}, Possible: kind == "intermediate", Why: "not in the test"}, nil
+	return &RolloverPlan{Hierarchy: hier, Kind: kind, From: "ecdsa-int-1", Steps: []string{"a new " + kind}, Possible: kind == "intermediate", Why: "not in the test"}, nil
 }
-func (b *fakeBackend) Rollover(_ context.Context, hier, kind, actor, remote string) (string, error) {
+func (b *fakeBackend) Rollover(_ context.Context, hier, kind, from, actor, remote string) (string, error) {
+	if from != "ecdsa-int-1" {
+		return "", errors.New("ecdsa-int-1 is active, not " + from)
+	}
 	b.record(call{"rollover", hier + " " + kind, actor, remote})
 	return "rolled", nil
 }
@@ -310,9 +313,9 @@ func TestSignInAndRoles(t *testing.T) {
 			switch {
 			case rt.Method == "POST" && !strings.HasPrefix(path, "/api/"):
 				// The pages' forms.
-				r.form = url.Values{"id": {"r1"}, "decision": {"approve"}, "reason": {"superseded"}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}}
+				r.form = url.Values{"id": {"r1"}, "decision": {"approve"}, "reason": {"superseded"}, "hierarchy": {"ecdsa"}, "kind": {"intermediate"}, "from": {"ecdsa-int-1"}}
 			case key == "POST /api/v1/ca/rollover":
-				r.body = `{"hierarchy":"ecdsa","kind":"intermediate"}`
+				r.body = `{"hierarchy":"ecdsa","kind":"intermediate","from":"ecdsa-int-1"}`
 			case key == "GET /ca/rollover" || key == "GET /api/v1/ca/rollover":
 				r.path += "?hierarchy=ecdsa&kind=intermediate"
 			}
@@ -452,6 +455,20 @@ func TestSessionTimeouts(t *testing.T) {
 	f.advance(30 * time.Minute)
 	if status(c) != 401 {
 		t.Fatal("alive after 30 idle minutes")
+	}
+
+	// The dashboard's own refresh is not use: a session with only the
+	// dashboard open ends after 30 minutes.
+	c, _ = f.login("vera", "viewer password 1")
+	for range 59 {
+		f.advance(30 * time.Second)
+		if rec := f.do(req{method: "GET", path: "/?auto=1", cookie: c}); rec.Code != 200 {
+			t.Fatalf("refresh: %d", rec.Code)
+		}
+	}
+	f.advance(31 * time.Second)
+	if rec := f.do(req{method: "GET", path: "/?auto=1", cookie: c}); rec.Code != http.StatusSeeOther {
+		t.Fatalf("a session kept alive by the dashboard's refresh alone: %d", rec.Code)
 	}
 
 	c, _ = f.login("vera", "viewer password 1")

@@ -28,8 +28,11 @@ type Backend interface {
 	// RolloverPlan says what a rollover ("intermediate" or "root") of a
 	// hierarchy would do, or why it cannot be made here.
 	RolloverPlan(ctx context.Context, hierarchy, kind string) (*RolloverPlan, error)
-	// Rollover makes it, and says what it did.
-	Rollover(ctx context.Context, hierarchy, kind, actor, remote string) (string, error)
+	// Rollover makes it, and says what it did. from is the generation the
+	// plan showed as the one to replace (RolloverPlan's From): when
+	// another is active now (the rollover was made meanwhile), nothing is
+	// done.
+	Rollover(ctx context.Context, hierarchy, kind, from, actor, remote string) (string, error)
 	// Config is the running configuration, secrets redacted, and the
 	// outcome of the last reload.
 	Config(ctx context.Context) (*ConfigView, error)
@@ -210,18 +213,24 @@ type OwnCertView struct {
 	NotAfter time.Time `json:"not_after"`
 }
 
-// LogView is a logged warning or error.
+// LogView is a logged warning or error, or Count of them in a row.
 type LogView struct {
-	At      time.Time `json:"at"`
-	Level   string    `json:"level"`
-	Message string    `json:"message"`
+	At        time.Time `json:"at"`
+	Level     string    `json:"level"`
+	Component string    `json:"component"`
+	Message   string    `json:"message"`
+	Count     int       `json:"count"`
+	// Detail is the record's attributes; the UI shows it to admins only.
+	Detail string `json:"detail,omitempty"`
 }
 
 // RolloverPlan is what a rollover would do.
 type RolloverPlan struct {
-	Hierarchy string   `json:"hierarchy"`
-	Kind      string   `json:"kind"`
-	Steps     []string `json:"steps"`
+	Hierarchy string `json:"hierarchy"`
+	Kind      string `json:"kind"`
+	// From is the active generation the rollover replaces.
+	From  string   `json:"from"`
+	Steps []string `json:"steps"`
 	// Possible is false when the rollover cannot be made here; Why says
 	// why and what to do instead.
 	Possible bool   `json:"possible"`

@@ -133,12 +133,14 @@ type App struct {
 	// refused-requests counter (the dashboard's figures).
 	recent  *recentLog
 	refused refusedSamples
-	cfg     *config.Config
-	o       Options
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	ca      *ca.Authority
-	store   store.Store
+	// rolloverMu makes the operator UI's rollovers one at a time.
+	rolloverMu sync.Mutex
+	cfg        *config.Config
+	o          Options
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	ca         *ca.Authority
+	store      store.Store
 
 	server     *serverCerts
 	estHandler estHandler
@@ -332,7 +334,9 @@ func (a *App) Run(ctx context.Context) error {
 	a.listeners["est"] = tls.NewListener(a.listeners["est"], est.TLSConfig(a.server.get))
 	a.serve("est", &a.estHandler)
 
-	a.refused.add(a.o.Clock(), a.refusedTotal())
+	if total, ok := a.refusedTotal(); ok {
+		a.refused.add(a.o.Clock(), total)
+	}
 	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused}
 	if l := a.listeners["web"]; l != nil {
 		web, err := a.webHandler()

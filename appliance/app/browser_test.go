@@ -186,7 +186,6 @@ func TestBrowser(t *testing.T) {
 	shot("phone-requests")
 	run("laptop", chromedp.EmulateViewport(1280, 900))
 
-
 	// A page on another site posts an approval with the operator's
 	// browser: refused (the SameSite cookie stays home, and there is no
 	// CSRF token), and the request still waits.

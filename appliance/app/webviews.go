@@ -52,7 +52,9 @@ func (b webBackend) Status(ctx context.Context) (*webroot.StatusView, error) {
 	if s.Issued24h, err = a.store.CountIssuedSince(ctx, now.Add(-24*time.Hour)); err != nil {
 		return nil, err
 	}
-	s.Refused24h, s.RefusedSince = a.refused.since(now.Add(-24*time.Hour), a.refusedTotal())
+	if total, ok := a.refusedTotal(); ok {
+		s.Refused24h, s.RefusedSince = a.refused.since(now.Add(-24*time.Hour), total)
+	}
 	s.CRLs = b.crls(ctx)
 	for _, tc := range a.server.get() {
 		if tc.Leaf != nil {
@@ -264,6 +266,7 @@ func (b webBackend) RolloverPlan(ctx context.Context, hier, kind string) (*webro
 	}
 	switch kind {
 	case "intermediate":
+		plan.From = inter.ID
 		plan.Steps = []string{
 			fmt.Sprintf("A new key and intermediate certificate are made under the root %s, and the new intermediate issues every certificate from then on.", root.ID),
 			fmt.Sprintf("%s stops issuing and retires when its last certificate expires; until then OCSP and its CRL keep answering for what it issued.", inter.ID),
@@ -275,6 +278,7 @@ func (b webBackend) RolloverPlan(ctx context.Context, hier, kind string) (*webro
 			plan.Why = fmt.Sprintf("the key of %s is offline: make the new intermediate in the offline-root ceremony (nmos-certs ca rollover intermediate --hierarchy %s --csr-out FILE, then ca sign-intermediate where the root key is, then ca import-intermediate)", root.ID, hier)
 		}
 	case "root":
+		plan.From = root.ID
 		overlap := a.rootOverlap
 		plan.Steps = []string{
 			fmt.Sprintf("A new root is made for the %s hierarchy, with the link certificates NewWithOld and OldWithNew (RFC 4210 4.4) valid until %s expires, and an intermediate under the new root.", hier, root.ID),
@@ -295,14 +299,25 @@ func (b webBackend) RolloverPlan(ctx context.Context, hier, kind string) (*webro
 }
 
 // Rollover makes the rollover the plan describes, audited as the CLI's.
-func (b webBackend) Rollover(ctx context.Context, hier, kind, actor, remote string) (string, error) {
+func (b webBackend) Rollover(ctx context.Context, hier, kind, from, actor, remote string) (string, error) {
 	a := b.a
+	// One rollover at a time: the plan is read and acted on under one
+	// lock, so a second press of the button finds the generation it
+	// names replaced and does nothing.
+	a.rolloverMu.Lock()
+	defer a.rolloverMu.Unlock()
 	plan, err := b.RolloverPlan(ctx, hier, kind)
 	if err != nil {
 		return "", err
 	}
 	if !plan.Possible {
 		return "", fmt.Errorf("%s", plan.Why)
+	}
+	if from == "" {
+		return "", fmt.Errorf("say which generation the rollover replaces (from; now %s): %w", plan.From, webroot.ErrInvalid)
+	}
+	if from != plan.From {
+		return "", fmt.Errorf("%s is no longer the active %s of %s (%s is): the rollover was made already", from, kind, hier, plan.From)
 	}
 	rec := &store.AuditRecord{At: a.o.Clock(), Actor: actor, Remote: remote}
 	var msg string
@@ -375,21 +390,22 @@ func (r *refusedSamples) since(from time.Time, total float64) (int, time.Time) {
 	return int(total - base.total), base.at
 }
 
-// refusedTotal reads the CA's refused-requests counter from the registry.
-func (a *App) refusedTotal() float64 {
+// refusedTotal reads the CA's refused-requests counter from the
+// registry; ok is false when it could not be read.
+func (a *App) refusedTotal() (total float64, ok bool) {
 	mfs, err := a.reg.Gather()
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	total := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() == "nmos_certs_ca_refused_total" {
 			for _, m := range mf.GetMetric() {
 				total += m.GetCounter().GetValue()
 			}
+			ok = true
 		}
 	}
-	return total
+	return total, ok
 }
 
 // sampleRefused samples the refused counter every interval.
@@ -401,13 +417,17 @@ func (a *App) sampleRefused(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.refused.add(a.o.Clock(), a.refusedTotal())
+			if total, ok := a.refusedTotal(); ok {
+				a.refused.add(a.o.Clock(), total)
+			}
 		}
 	}
 }
 
 // recentLog keeps the last warnings and errors logged, for the
-// dashboard.
+// dashboard: the message and the component that logged it for everyone,
+// the attributes for admins. A message repeated in a row is counted, not
+// kept again.
 type recentLog struct {
 	mu   sync.Mutex
 	max  int
@@ -424,37 +444,69 @@ func (l *recentLog) list() []webroot.LogView {
 	return out
 }
 
+func (l *recentLog) add(v webroot.LogView) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.recs); n > 0 && l.recs[n-1].Message == v.Message && l.recs[n-1].Component == v.Component && l.recs[n-1].Level == v.Level {
+		last := &l.recs[n-1]
+		last.At, last.Detail, last.Count = v.At, v.Detail, last.Count+1
+		return
+	}
+	v.Count = 1
+	l.recs = append(l.recs, v)
+	if len(l.recs) > l.max {
+		l.recs = l.recs[len(l.recs)-l.max:]
+	}
+}
+
 // recentHandler passes records on to the logger's handler and keeps the
 // warnings and errors in log.
 type recentHandler struct {
-	next  slog.Handler
-	log   *recentLog
-	attrs string
+	next      slog.Handler
+	log       *recentLog
+	component string
+	attrs     []slog.Attr
+	group     string
 }
 
 func (h recentHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
 }
 
+// maxDetail bounds the attributes kept of one record.
+const maxDetail = 600
+
 func (h recentHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level >= slog.LevelWarn {
+	// CoreDNS's errors plugin logs each failed query, with names that any
+	// host on the network chooses: not the appliance's own trouble.
+	if r.Level >= slog.LevelWarn && !(h.component == "dns" && strings.HasPrefix(r.Message, "plugin/errors")) {
 		var b strings.Builder
-		b.WriteString(r.Message)
-		b.WriteString(h.attrs)
+		write := func(prefix string, a slog.Attr) {
+			a.Value = a.Value.Resolve() // a LogValuer says what it shows
+			if a.Key == "" {
+				return
+			}
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%s%s=%s", prefix, a.Key, a.Value)
+		}
+		for _, a := range h.attrs {
+			write("", a)
+		}
+		prefix := ""
+		if h.group != "" {
+			prefix = h.group + "."
+		}
 		r.Attrs(func(a slog.Attr) bool {
-			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+			write(prefix, a)
 			return true
 		})
-		msg := b.String()
-		if len(msg) > 600 {
-			msg = msg[:600] + "…"
+		detail := b.String()
+		if len(detail) > maxDetail {
+			detail = strings.ToValidUTF8(detail[:maxDetail], "") + "…"
 		}
-		h.log.mu.Lock()
-		h.log.recs = append(h.log.recs, webroot.LogView{At: r.Time, Level: r.Level.String(), Message: msg})
-		if len(h.log.recs) > h.log.max {
-			h.log.recs = h.log.recs[len(h.log.recs)-h.log.max:]
-		}
-		h.log.mu.Unlock()
+		h.log.add(webroot.LogView{At: r.Time, Level: r.Level.String(), Component: h.component, Message: r.Message, Detail: detail})
 	}
 	if h.next.Enabled(ctx, r.Level) {
 		return h.next.Handle(ctx, r)
@@ -463,14 +515,25 @@ func (h recentHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h recentHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	var b strings.Builder
-	b.WriteString(h.attrs)
-	for _, a := range as {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	out := h
+	out.next = h.next.WithAttrs(as)
+	out.attrs = append(append([]slog.Attr(nil), h.attrs...), as...)
+	if h.group == "" {
+		for _, a := range as {
+			if a.Key == "component" {
+				out.component = a.Value.String()
+			}
+		}
 	}
-	return recentHandler{next: h.next.WithAttrs(as), log: h.log, attrs: b.String()}
+	return out
 }
 
 func (h recentHandler) WithGroup(name string) slog.Handler {
-	return recentHandler{next: h.next.WithGroup(name), log: h.log, attrs: h.attrs}
+	out := h
+	out.next = h.next.WithGroup(name)
+	if h.group != "" {
+		name = h.group + "." + name
+	}
+	out.group = name
+	return out
 }

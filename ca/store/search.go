@@ -50,8 +50,11 @@ func normName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".
 // the names), so that a page costs the rows it shows, however many are
 // stored.
 func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*CertificatePage, error) {
-	if q.Limit <= 0 || q.Limit > 500 {
+	switch {
+	case q.Limit <= 0:
 		q.Limit = 50
+	case q.Limit > 500:
+		q.Limit = 500
 	}
 	query, args, order, err := searchSQL(q)
 	if err != nil {
@@ -64,7 +67,11 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 	defer rows.Close()
 	page := &CertificatePage{}
 	var last string
+	// A certificate with two names under one prefix comes once a page.
+	seen := map[string]bool{}
+	read := 0
 	for rows.Next() {
+		read++
 		var (
 			id, notAfter int64
 			name         string
@@ -77,7 +84,11 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 			page.Next = last
 			break
 		}
-		page.Certificates = append(page.Certificates, c)
+		key := SerialKey(c.Serial)
+		if !seen[key] {
+			seen[key] = true
+			page.Certificates = append(page.Certificates, c)
+		}
 		switch order {
 		case 'r', 'n':
 			last = fmt.Sprintf("%c%d", order, id)
@@ -86,6 +97,11 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 		case 'p':
 			last = fmt.Sprintf("p%d.%s", id, name)
 		}
+	}
+	if page.Next == "" && read > q.Limit {
+		// The extra row was a certificate already on the page: there may
+		// be more after it.
+		page.Next = last
 	}
 	return page, rows.Err()
 }
@@ -236,8 +252,11 @@ type AuditQuery struct {
 // SearchAudit implements Store. It returns one record more than Limit
 // when there is an older page.
 func (s *SQLite) SearchAudit(ctx context.Context, q AuditQuery) ([]*AuditRecord, error) {
-	if q.Limit <= 0 || q.Limit > 500 {
+	switch {
+	case q.Limit <= 0:
 		q.Limit = 100
+	case q.Limit > 500:
+		q.Limit = 500
 	}
 	query := `SELECT id, at, actor, action, target, detail, remote FROM audit WHERE 1=1`
 	var args []any

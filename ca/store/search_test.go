@@ -107,6 +107,19 @@ func TestSearchCertificates(t *testing.T) {
 	if got := walk(CertificateQuery{Limit: 3, Name: "cam2*"}); !slices.Equal(got, []int64{2, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29}) {
 		t.Fatalf("a prefix by 3: %v", got)
 	}
+	// A certificate with two names under a prefix comes once a page, and
+	// a full page of one certificate's names still says there is more.
+	twice := testCert(40)
+	twice.SANs = []string{"dup1.studio.example.test", "dup2.studio.example.test", "dup3.studio.example.test"}
+	if err := s.PutCertificate(ctx, twice); err != nil {
+		t.Fatal(err)
+	}
+	if page, err := s.SearchCertificates(ctx, CertificateQuery{Name: "dup*"}); err != nil || !slices.Equal(serials(page), []int64{40}) || page.Next != "" {
+		t.Fatalf("dup*: %v %+v", err, page)
+	}
+	if page, err := s.SearchCertificates(ctx, CertificateQuery{Name: "dup*", Limit: 2}); err != nil || !slices.Equal(serials(page), []int64{40}) || page.Next == "" {
+		t.Fatalf("dup* by 2: %v %+v", err, page)
+	}
 	// A cursor of another order, or made up, is refused.
 	page, _ := s.SearchCertificates(ctx, CertificateQuery{Limit: 2})
 	for _, q := range []CertificateQuery{{After: page.Next, Status: "expired", Now: now}, {After: "r-1"}, {After: "rx"}, {After: "e1"}, {After: "p7", Name: "c*"}} {
