@@ -40,8 +40,8 @@ APT_INSTALL = sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq
 
 test-tools:
-	@missing=""; \
-	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus chromium:chromium; do \
+	@missing=""; PATH="$$PATH:/usr/sbin"; \
+	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus chromium:chromium named:bind9; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -135,12 +135,16 @@ type App struct {
 	refused refusedSamples
 	// rolloverMu makes the operator UI's rollovers one at a time.
 	rolloverMu sync.Mutex
-	cfg        *config.Config
-	o          Options
-	log        *slog.Logger
-	reg        *prometheus.Registry
-	ca         *ca.Authority
-	store      store.Store
+	// push is dns.push (its pusher nil when off); pushNow wakes pushLoop.
+	push    atomic.Pointer[pushState]
+	pushNow chan struct{}
+	pushMet *pushMetrics
+	cfg     *config.Config
+	o       Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	ca      *ca.Authority
+	store   store.Store
 
 	server     *serverCerts
 	estHandler estHandler
@@ -209,6 +213,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		rootOverlap: cfg.CA.RootRolloverOverlap.D(), autoRoot: cfg.CA.AutoRootRollover, rootAnnounced: map[string]time.Time{}, crlWarned: map[string]time.Time{}}
 	a.reg.MustRegister(buildInfo())
 	a.reloads = newReloadMetrics(a.reg)
+	a.pushMet, a.pushNow = newPushMetrics(a.reg), make(chan struct{}, 1)
+	push, err := newPushState(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dns.push: %w", err)
+	}
+	a.push.Store(push)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -337,7 +347,7 @@ func (a *App) Run(ctx context.Context) error {
 	if total, ok := a.refusedTotal(); ok {
 		a.refused.add(a.o.Clock(), total)
 	}
-	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused}
+	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused, a.pushLoop}
 	if l := a.listeners["web"]; l != nil {
 		web, err := a.webHandler()
 		if err != nil {

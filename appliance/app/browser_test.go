@@ -226,6 +226,15 @@ func TestBrowser(t *testing.T) {
 	run("search", chromedp.Navigate(base+"/certificates"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="name"]`), "CAM7.studio.example.test"),
 		chromedp.Click(chromedp.ID("search")))
+	// The page before the search lists it too: wait for the search's own.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if l, err := chromedp.Run(bctx, chromedp.Location()); err == nil && strings.Contains(l, "name=CAM7") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the search did not load: %s", page())
+		}
+	}
 	waitText("the search result", "#certificates tbody", serial)
 	shot("certificates")
 	run("the certificate", chromedp.Click(chromedp.Search(`//a[normalize-space()="`+serial+`"]`)))

@@ -44,6 +44,13 @@ func CheckConfig(ctx context.Context, cfg *config.Config) error {
 	} else if err := dns.Check(o); err != nil {
 		errs = append(errs, fmt.Errorf("%s: dns: %w", cfg.Source, err))
 	}
+	if p, ok, err := pushOptions(cfg); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, err))
+	} else if ok {
+		if _, err := dns.NewPusher(p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, err))
+		}
+	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		errs = append(errs, err)
 	}

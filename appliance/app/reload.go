@@ -125,6 +125,11 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 		a.cfg = old
 		return err
 	}
+	push, err := newPushState(next)
+	if err != nil {
+		a.cfg = old
+		return fmt.Errorf("dns.push: %w", err)
+	}
 	if a.dns != nil {
 		opts, err := dnsOptions(next)
 		if err == nil {
@@ -135,6 +140,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 			return fmt.Errorf("dns: %w", err)
 		}
 	}
+	a.reloadPush(ctx, push)
 	a.estHandler.p.Store(estSrv)
 	a.ca.SetNames(CANames(next))
 	a.swapTrust(trust)

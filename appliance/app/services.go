@@ -5,10 +5,14 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -155,7 +159,79 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 		}
 		o.Services = append(o.Services, ds)
 	}
+	if t := cfg.DNS.Transfer; len(t.To) > 0 {
+		key, err := readTSIGKey(t.TSIG)
+		if err != nil {
+			return o, fmt.Errorf("dns.transfer.tsig: %w", err)
+		}
+		o.Transfer = &dns.Transfer{To: t.To, Key: key}
+	}
 	return o, nil
+}
+
+// pushOptions is the dns.push section for dns.NewPusher; ok is false
+// when pushing is off.
+func pushOptions(cfg *config.Config) (p dns.Push, ok bool, err error) {
+	c := cfg.DNS.Push
+	if c.Server == "" {
+		return p, false, nil
+	}
+	key, err := readTSIGKey(c.TSIG)
+	if err != nil {
+		return p, false, fmt.Errorf("dns.push.tsig: %w", err)
+	}
+	return dns.Push{Server: c.Server, Zone: c.Zone, Key: key, StateFile: filepath.Join(cfg.DataDir, PushStateFile)}, true, nil
+}
+
+// PushStateFile, in the data directory, lists the records last pushed.
+const PushStateFile = "dns-push.state"
+
+// tsigSecretRE finds the secret of a key clause as tsig-keygen and BIND's
+// configuration write it: secret "BASE64";
+var tsigSecretRE = regexp.MustCompile(`(?m)^\s*secret\s+"([A-Za-z0-9+/=]+)"\s*;`)
+
+// readTSIGKey reads a key's secret from its file, which must be private:
+// a key clause (key "NAME" { algorithm ...; secret "..."; };), whose name
+// must then be the configured one, or the base64 secret alone.
+func readTSIGKey(k config.TSIGKey) (dns.TSIGKey, error) {
+	out := dns.TSIGKey{Name: k.Name, Algorithm: k.Algorithm}
+	fi, err := os.Stat(k.SecretFile)
+	if err != nil {
+		return out, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return out, fmt.Errorf("%s is mode %04o, open to group or others: make it private (chmod 600 %s)", k.SecretFile, perm, k.SecretFile)
+	}
+	b, err := os.ReadFile(k.SecretFile)
+	if err != nil {
+		return out, err
+	}
+	text := strings.TrimSpace(string(b))
+	if m := tsigSecretRE.FindStringSubmatch(text); m != nil {
+		if name := keyClauseName(text); name != "" && !strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(k.Name, ".")) {
+			return out, fmt.Errorf("%s holds key %q, not %q", k.SecretFile, name, k.Name)
+		}
+		text = m[1]
+	}
+	secret, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		return out, fmt.Errorf("%s: want a key clause (tsig-keygen writes one) or a base64 secret", k.SecretFile)
+	}
+	if len(secret) < 16 {
+		return out, fmt.Errorf("the secret in %s has %d bytes: want at least 16 (tsig-keygen makes 32)", k.SecretFile, len(secret))
+	}
+	out.Secret = secret
+	return out, nil
+}
+
+var keyClauseRE = regexp.MustCompile(`^\s*key\s+"([^"]+)"`)
+
+// keyClauseName is the name of a key clause, or "".
+func keyClauseName(text string) string {
+	if m := keyClauseRE.FindStringSubmatch(text); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // newEST builds the EST handler and the manufacturer trust of a.cfg.

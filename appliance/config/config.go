@@ -180,6 +180,38 @@ type DNS struct {
 	Advertise []Advertisement `yaml:"advertise"`
 	// Services lists further DNS-SD services (IS-04 registry, IS-10 ...).
 	Services []Service `yaml:"services"`
+	// Push sends the records into the facility's own DNS server (RFC 2136).
+	Push DNSPush `yaml:"push"`
+	// Transfer lets listed secondaries copy the zone (AXFR, IXFR).
+	Transfer DNSTransfer `yaml:"transfer"`
+}
+
+// DNSPush sends the DNS-SD records into a zone of another DNS server by
+// dynamic update (RFC 2136) signed with TSIG; off while Server is empty.
+type DNSPush struct {
+	Server string `yaml:"server"`
+	// Zone is the zone updated; default domain.
+	Zone string  `yaml:"zone"`
+	TSIG TSIGKey `yaml:"tsig"`
+	// Refresh is how often the records are sent again.
+	Refresh Duration `yaml:"refresh"`
+	// RemoveOnStop takes the records back when the appliance stops.
+	RemoveOnStop bool `yaml:"remove_on_stop"`
+}
+
+// DNSTransfer lets secondaries copy the zone; off while To is empty.
+type DNSTransfer struct {
+	To   []string `yaml:"to"`
+	TSIG TSIGKey  `yaml:"tsig"`
+}
+
+// TSIGKey names a TSIG key (RFC 8945) and the file that holds its secret.
+type TSIGKey struct {
+	Name      string `yaml:"name"`
+	Algorithm string `yaml:"algorithm"`
+	// SecretFile holds the secret: a key clause as tsig-keygen writes it,
+	// or the base64 secret alone.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Advertisement is one _nmos-certs._tcp instance.

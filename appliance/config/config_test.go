@@ -82,7 +82,7 @@ func TestExampleLoadsAndDocumentsEveryKey(t *testing.T) {
 	c.lines, def.lines = nil, nil
 	c.Source, def.Source = "", ""
 	c.EST.TrustedClientRoots, c.EST.ClientCRLs, c.DNS.Forward, c.DNS.Services = nil, nil, nil, nil
-	c.EST.ServerKeyGenKEKFiles, c.CA.ReservedNames = nil, nil
+	c.EST.ServerKeyGenKEKFiles, c.CA.ReservedNames, c.DNS.Transfer.To = nil, nil, nil
 	if !reflect.DeepEqual(c, def) {
 		t.Errorf("example values differ from the defaults:\nexample %+v\ndefault %+v", c, def)
 	}
@@ -127,6 +127,14 @@ func TestLoadErrors(t *testing.T) {
 		{"hostname outside", "domain: studio.example.test\nhostname: est.other.test\naddresses: [127.0.0.1]\n", []string{"x.yaml:2:", "hostname", "not inside domain"}},
 		{"no address", "hostname: est.studio.example.test\n", []string{"addresses: at least one address"}},
 		{"bad address", "addresses: [300.1.1.1]\n", []string{"x.yaml:1:", "addresses[0]", "not an IP address"}},
+		{"push without key", "dns:\n  push:\n    server: 192.0.2.53:53\n", []string{"dns.push.tsig.name", "dns.push.tsig.secret_file"}},
+		{"push outside zone", "dns:\n  push:\n    server: 192.0.2.53:53\n    zone: other.test\n    tsig: {name: k, secret_file: /k}\n", []string{"x.yaml:4:", "dns.push.zone", "not inside zone"}},
+		{"push md5", "dns:\n  push:\n    server: 192.0.2.53:53\n    tsig: {name: k, algorithm: hmac-md5, secret_file: /k}\n", []string{"dns.push.tsig.algorithm", "hmac-md5"}},
+		{"push no server", "dns:\n  push:\n    remove_on_stop: true\n", []string{"dns.push.server", "without a server"}},
+		{"push port 0", "dns:\n  push:\n    server: 192.0.2.53:0\n    tsig: {name: k, secret_file: /k}\n", []string{"dns.push.server", "port"}},
+		{"transfer bad to", "dns:\n  transfer:\n    to: [ns1.example.test]\n    tsig: {name: k, secret_file: /k}\n", []string{"x.yaml:3:", "dns.transfer.to[0]", "IP address"}},
+		{"transfer no key", "dns:\n  transfer:\n    to: [192.0.2.54]\n", []string{"dns.transfer.tsig.name", "dns.transfer.tsig.secret_file"}},
+		{"transfer key alone", "dns:\n  transfer:\n    tsig: {name: k, secret_file: /k}\n", []string{"dns.transfer.to", "no secondary"}},
 		{"ip domain", "domain: 10.0.0.1\n", []string{"domain", "IP address"}},
 		{"bad port", "listen:\n  est: 127.0.0.1:99999\n", []string{"x.yaml:2:", "listen.est", "bad port"}},
 		{"same listener", "listen:\n  est: 127.0.0.1:9000\n  web: 127.0.0.1:9000\n", []string{"x.yaml:3:", "listen.web", "also used by listen.est"}},

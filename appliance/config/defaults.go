@@ -52,6 +52,13 @@ func (c *Config) ApplyDefaults() {
 	setS("listen.metrics", &c.Listen.Metrics, "127.0.0.1:9153")
 	setS("listen.web", &c.Listen.Web, "127.0.0.1:8444")
 
+	if c.DNS.Push.Server != "" && c.DNS.Push.Zone == "" {
+		c.DNS.Push.Zone = c.Domain // empty, as the example writes it, is domain too
+	}
+	setD("dns.push.refresh", &c.DNS.Push.Refresh, time.Hour)
+	setS("dns.push.tsig.algorithm", &c.DNS.Push.TSIG.Algorithm, "hmac-sha256")
+	setS("dns.transfer.tsig.algorithm", &c.DNS.Transfer.TSIG.Algorithm, "hmac-sha256")
+
 	setD("ca.leaf_lifetime", &c.CA.LeafLifetime, 90*24*time.Hour)
 	setD("ca.backdate", &c.CA.Backdate, 5*time.Minute)
 	setD("ca.root_lifetime", &c.CA.RootLifetime, 20*365*24*time.Hour)

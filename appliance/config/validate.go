@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -189,6 +190,37 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("dns.forward[%d]", i), "want an IP address and port, got %q", f)
 		}
 	}
+	if p := c.DNS.Push; p.Server != "" {
+		if err := checkHostPort(p.Server); err != nil {
+			add("dns.push.server", "%v", err)
+		} else if _, port, _ := net.SplitHostPort(p.Server); port == "0" {
+			add("dns.push.server", "name the port of the facility's DNS server (53 as a rule), got %q", p.Server)
+		}
+		if err := checkDNSName(p.Zone); err != nil {
+			add("dns.push.zone", "%v", err)
+		} else if !InDomain(c.Domain, p.Zone) {
+			add("dns.push.zone", "domain %q is not inside zone %q: the records would be out of the zone", c.Domain, p.Zone)
+		}
+		checkTSIG(add, "dns.push.tsig", p.TSIG)
+		if p.Refresh.D() < time.Minute {
+			add("dns.push.refresh", "%s is too often: at least 1m", p.Refresh)
+		}
+	} else if p.Zone != "" || p.TSIG.Name != "" || p.TSIG.SecretFile != "" || p.RemoveOnStop {
+		add("dns.push.server", "dns.push is set up without a server to push to")
+	}
+	for i, to := range c.DNS.Transfer.To {
+		if _, err := netip.ParseAddr(to); err == nil {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(to); err != nil || ap.Port() == 0 {
+			add(fmt.Sprintf("dns.transfer.to[%d]", i), "want a secondary's IP address, or IP:port for its NOTIFY, got %q", to)
+		}
+	}
+	if len(c.DNS.Transfer.To) > 0 {
+		checkTSIG(add, "dns.transfer.tsig", c.DNS.Transfer.TSIG)
+	} else if c.DNS.Transfer.TSIG.Name != "" || c.DNS.Transfer.TSIG.SecretFile != "" {
+		add("dns.transfer.to", "dns.transfer has a key but no secondary: list them in to")
+	}
 	if len(c.DNS.Advertise) == 0 {
 		add("dns.advertise", "at least one _nmos-certs._tcp advertisement is needed (BCP-003-03)")
 	}
@@ -309,6 +341,45 @@ func checkSRV(add func(string, string, ...any), key string, port, pri, weight in
 	if weight < 0 || weight > 65535 {
 		add(key+".weight", "must be between 0 and 65535, got %d", weight)
 	}
+}
+
+// checkTSIG checks a TSIG key's name and algorithm, and that a secret
+// file is named (its content is read at start: config check reads it).
+func checkTSIG(add func(key, format string, args ...any), key string, k TSIGKey) {
+	if err := checkKeyName(k.Name); err != nil {
+		add(key+".name", "want the key's name, as the DNS server knows it: %v", err)
+	}
+	switch strings.ToLower(k.Algorithm) {
+	case "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224":
+	default:
+		add(key+".algorithm", "%q: want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha224 (MD5 and SHA-1 are not taken)", k.Algorithm)
+	}
+	if k.SecretFile == "" {
+		add(key+".secret_file", "name the file with the key's secret (tsig-keygen writes one)")
+	}
+}
+
+// checkKeyName checks a TSIG key's name: a domain name (RFC 8945 4.2),
+// often of one label (nmos-certs-update), of printable characters.
+func checkKeyName(name string) error {
+	n := strings.TrimSuffix(name, ".")
+	if n == "" {
+		return errors.New("must not be empty")
+	}
+	if len(n) > 253 {
+		return errors.New("longer than 253 characters")
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 {
+			return fmt.Errorf("%q has an empty label or one over 63 characters", name)
+		}
+		for _, r := range l {
+			if r <= ' ' || r > '~' || r == '"' || r == ';' || r == '\\' {
+				return fmt.Errorf("%q: letters, digits and punctuation other than quotes, ';' and '\\' only", name)
+			}
+		}
+	}
+	return nil
 }
 
 func checkHostPort(s string) error {

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	mdns "github.com/miekg/dns"
 
 	"github.com/nmos-certs/nmos-certs/plugins/nmoscerts"
 )
@@ -20,6 +23,8 @@ import (
 //	    bind HOST            # when Listen has a host
 //	    metrics              # records CoreDNS's metrics, no listener
 //	    errors
+//	    tsig ZONE { secret KEY SECRET; require AXFR IXFR }  # when Transfer is set
+//	    transfer ZONE { to ADDRESS... }                       # when Transfer is set
 //	    nmoscerts ZONE { ... fallthrough when Forward is set; prepacked }
 //	    forward . UPSTREAM... # when Forward is set
 //	}
@@ -51,10 +56,31 @@ func Render(o Options) (string, error) {
 	}
 	w.line(1, "metrics")
 	w.line(1, "errors")
-	w.line(1, "nmoscerts", strings.ToLower(dnsFqdn(o.Zone)), "{")
+	zone := strings.ToLower(dnsFqdn(o.Zone))
+	if t := o.Transfer; t != nil {
+		to, err := transferTargets(t.To)
+		if err != nil {
+			return "", err
+		}
+		name, err := t.Key.check()
+		if err != nil {
+			return "", fmt.Errorf("dns: transfer: %w", err)
+		}
+		w.line(1, "tsig", zone, "{")
+		w.line(2, "secret", name, base64.StdEncoding.EncodeToString(t.Key.Secret))
+		w.line(2, "require", "AXFR", "IXFR")
+		w.line(1, "}")
+		w.line(1, "transfer", zone, "{")
+		w.line(2, append([]string{"to"}, to...)...)
+		w.line(1, "}")
+	}
+	w.line(1, "nmoscerts", zone, "{")
 	w.line(2, "hostname", strings.ToLower(dnsFqdn(o.Hostname)))
 	w.line(2, append([]string{"address"}, addrStrings(o.Addresses)...)...)
 	w.line(2, "ttl", strconv.FormatUint(uint64(ttl), 10))
+	if o.Serial != 0 {
+		w.line(2, "serial", strconv.FormatUint(uint64(o.Serial), 10))
+	}
 	for i, s := range o.Services {
 		w.line(2, "service", s.Type, "{")
 		if s.Instance != "" {
@@ -91,6 +117,56 @@ func Render(o Options) (string, error) {
 	return w.b.String(), nil
 }
 
+// transferTargets checks the secondaries' addresses: each an IP address,
+// or an IP address and port, written as the transfer plugin reads them.
+func transferTargets(to []string) ([]string, error) {
+	if len(to) == 0 {
+		return nil, errors.New("dns: transfer: name the secondaries (to)")
+	}
+	out := make([]string, 0, len(to))
+	for i, t := range to {
+		if ap, err := netip.ParseAddrPort(t); err == nil && ap.Port() != 0 && ap.Addr().Zone() == "" {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String())
+			continue
+		}
+		a, err := netip.ParseAddr(t)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("dns: transfer.to[%d]: %q is not an IP address or IP:PORT", i, t)
+		}
+		out = append(out, a.Unmap().String())
+	}
+	return out, nil
+}
+
+// tsigAlgorithms are the HMACs a key may name (RFC 8945 6: HMAC-SHA256 is
+// the one to implement; MD5 and SHA-1 are left out).
+var tsigAlgorithms = map[string]string{
+	"":            mdns.HmacSHA256,
+	"hmac-sha256": mdns.HmacSHA256,
+	"hmac-sha224": mdns.HmacSHA224,
+	"hmac-sha384": mdns.HmacSHA384,
+	"hmac-sha512": mdns.HmacSHA512,
+}
+
+// check validates the key and returns its name, lower-case and fully
+// qualified.
+func (k TSIGKey) check() (string, error) {
+	name := strings.ToLower(dnsFqdn(k.Name))
+	if _, ok := mdns.IsDomainName(name); !ok || name == "." {
+		return "", fmt.Errorf("TSIG key name %q is not a domain name", k.Name)
+	}
+	if _, ok := tsigAlgorithms[strings.ToLower(k.Algorithm)]; !ok {
+		return "", fmt.Errorf("TSIG algorithm %q: want hmac-sha256, hmac-sha384, hmac-sha512 or hmac-sha224", k.Algorithm)
+	}
+	if len(k.Secret) < 16 {
+		return "", fmt.Errorf("the TSIG secret of %s has %d bytes: want at least 16 (32 for hmac-sha256)", name, len(k.Secret))
+	}
+	return name, nil
+}
+
+// algorithm is the key's algorithm as miekg/dns names it.
+func (k TSIGKey) algorithm() string { return tsigAlgorithms[strings.ToLower(k.Algorithm)] }
+
 // pluginConfig maps Options to the plugin's configuration.
 func pluginConfig(o Options, ttl uint32) nmoscerts.Config {
 	cfg := nmoscerts.Config{
@@ -100,6 +176,7 @@ func pluginConfig(o Options, ttl uint32) nmoscerts.Config {
 		TTL:         ttl,
 		Fallthrough: len(o.Forward) > 0,
 		Prepacked:   true,
+		Serial:      o.Serial,
 	}
 	for _, s := range o.Services {
 		cfg.Services = append(cfg.Services, nmoscerts.Service{

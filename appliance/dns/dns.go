@@ -32,11 +32,15 @@ import (
 	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/transfer"
+	_ "github.com/coredns/coredns/plugin/tsig"
 	_ "github.com/nmos-certs/nmos-certs/plugins/nmoscerts"
 )
 
-// directives is the execution order of the plugins the Corefile may use.
-var directives = []string{"bind", metricsDirective, "errors", "nmoscerts", "forward"}
+// directives is the execution order of the plugins the Corefile may use:
+// tsig checks a signed request before transfer answers AXFR and IXFR,
+// which come to nmoscerts only when transfers are off (and are refused).
+var directives = []string{"bind", metricsDirective, "errors", "tsig", "transfer", "nmoscerts", "forward"}
 
 // Service is one DNS-SD advertisement.
 type Service struct {
@@ -77,6 +81,31 @@ type Options struct {
 	// Forward lists upstream resolvers, "IP" or "IP:PORT". Queries outside
 	// Zone go to them; with none they are answered REFUSED.
 	Forward []string
+	// Transfer, when set, lets secondaries copy the zone (AXFR, IXFR).
+	Transfer *Transfer
+	// Serial is the zone's SOA serial; 0 means the time in seconds. A
+	// Server sets it: each reload gets a newer one, even within a second,
+	// so that a secondary sees every change.
+	Serial uint32
+}
+
+// Transfer says who may copy the zone: the addresses in To, with a
+// request signed by the TSIG key (RFC 8945). They are sent a NOTIFY
+// (RFC 1996) each time the zone is served anew (at start and reload).
+type Transfer struct {
+	// To are the secondaries, "IP" or "IP:PORT" (the port their NOTIFY
+	// goes to; 53 by default).
+	To  []string
+	Key TSIGKey
+}
+
+// TSIGKey is a TSIG key: its name (a domain name), algorithm and secret.
+type TSIGKey struct {
+	Name string
+	// Algorithm is hmac-sha256 (the default), hmac-sha384, hmac-sha512 or
+	// hmac-sha224; HMAC-MD5 and SHA-1 are not accepted.
+	Algorithm string
+	Secret    []byte
 }
 
 // Server is a running DNS server.
@@ -86,6 +115,7 @@ type Server struct {
 	resolved string         // Options.Listen with port 0 replaced
 	addr     netip.AddrPort // the address bound, on UDP and TCP
 	corefile string
+	serial   uint32 // the SOA serial served
 	logger   *slog.Logger
 }
 
@@ -128,6 +158,9 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 	routeLogs(logger)
 
 	s := &Server{listen: o.Listen, logger: logger}
+	if o.Serial == 0 {
+		o.Serial = uint32(time.Now().Unix())
+	}
 	// A port picked for "port 0" can be taken by someone else before CoreDNS
 	// binds it: pick again a few times.
 	for attempt := 0; ; attempt++ {
@@ -153,7 +186,7 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 			}
 			return nil, fmt.Errorf("dns: start coredns: %w", err)
 		}
-		s.inst, s.corefile, s.resolved = inst, corefile, resolved
+		s.inst, s.corefile, s.resolved, s.serial = inst, corefile, resolved, o.Serial
 		break
 	}
 	if err := s.learnAddr(); err != nil {
@@ -187,6 +220,9 @@ func (s *Server) Reload(o Options) error {
 		}
 		o.Listen = resolved
 	}
+	if o.Serial == 0 {
+		o.Serial = max(uint32(time.Now().Unix()), s.serial+1)
+	}
 	corefile, err := Render(o)
 	if err != nil {
 		return fmt.Errorf("dns: reload: %w", err)
@@ -196,7 +232,7 @@ func (s *Server) Reload(o Options) error {
 		// caddy returns the old instance, still serving.
 		return fmt.Errorf("dns: reload: %w", err)
 	}
-	s.inst, s.corefile, s.listen, s.resolved = inst, corefile, asked, o.Listen
+	s.inst, s.corefile, s.listen, s.resolved, s.serial = inst, corefile, asked, o.Listen, o.Serial
 	if err := s.learnAddr(); err != nil {
 		return fmt.Errorf("dns: reload: %w", err)
 	}

@@ -428,3 +428,43 @@ func TestSOASerial(t *testing.T) {
 		t.Errorf("serial %d is not the clock's seconds (%d..%d)", got, before, after)
 	}
 }
+
+// TestTransferer: the zone for AXFR (its SOA first and last), the SOA
+// alone for an IXFR from the current serial or a newer one, the zone for
+// an older one, and no answer for another zone.
+func TestTransferer(t *testing.T) {
+	c := caddy.NewTestController("dns", strings.Replace(testCorefile, "ttl 60", "ttl 60\nserial 1000", 1))
+	cfg, err := parse(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(serial uint32) (int, uint32) {
+		t.Helper()
+		ch, err := n.Transfer("Studio.Example.Test", serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []dns.RR
+		for rrs := range ch {
+			all = append(all, rrs...)
+		}
+		first, last := all[0].(*dns.SOA), all[len(all)-1].(*dns.SOA)
+		if first.Serial != 1000 || last.Serial != 1000 {
+			t.Fatalf("serials %d, %d", first.Serial, last.Serial)
+		}
+		return len(all), first.Serial
+	}
+	full := len(n.Records()) + 1
+	for serial, want := range map[uint32]int{0: full, 999: full, 1000: 1, 1001: 1, 1000 + 1<<31 + 1: full} {
+		if got, _ := count(serial); got != want {
+			t.Errorf("serial %d: %d records, want %d", serial, got, want)
+		}
+	}
+	if _, err := n.Transfer("example.org.", 0); err == nil {
+		t.Error("a transfer of another zone")
+	}
+}

@@ -2,12 +2,14 @@ package nmoscerts
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/transfer"
 )
 
 func init() { plugin.Register(pluginName, setup) }
@@ -22,7 +24,15 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 
-	c.OnStartup(func() error { n.publishAdvertisements(); return nil })
+	c.OnStartup(func() error {
+		n.publishAdvertisements()
+		// With zone transfers on, tell the secondaries that this zone (its
+		// serial new at each start and reload) is there to fetch.
+		if t, ok := dnsserver.GetConfig(c).Handler("transfer").(*transfer.Transfer); ok && t != nil {
+			go func() { _ = t.Notify(n.Zone()) }()
+		}
+		return nil
+	})
 	c.OnRestart(func() error { n.withdrawAdvertisements(); return nil })
 	c.OnRestartFailed(func() error { n.publishAdvertisements(); return nil })
 	c.OnFinalShutdown(func() error { n.withdrawAdvertisements(); return nil })
@@ -122,6 +132,16 @@ func parse(c *caddy.Controller) (Config, error) {
 					return cfg, c.Errf("ttl %q: want a number of seconds from 1 to %d", v, maxTTL)
 				}
 				cfg.TTL = uint32(ttl)
+			case "serial":
+				v, err := oneArg(c)
+				if err != nil {
+					return cfg, err
+				}
+				n, err := strconv.ParseUint(v, 10, 32)
+				if err != nil || n == 0 {
+					return cfg, c.Errf("serial %q: want a number from 1 to %d", v, uint32(math.MaxUint32))
+				}
+				cfg.Serial = uint32(n)
 			case "service":
 				s, err := parseService(c)
 				if err != nil {

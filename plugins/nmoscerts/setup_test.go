@@ -40,7 +40,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Zone != "studio.example.test." || !cfg.Fallthrough || cfg.TTL != 0 {
+	if cfg.Zone != "studio.example.test." || !cfg.Fallthrough || cfg.TTL != 0 || cfg.Serial != 0 {
 		t.Errorf("config %+v", cfg)
 	}
 }
@@ -68,6 +68,8 @@ func TestParseErrors(t *testing.T) {
 		{"address without args", head + "address\n" + svc + "}", 4, "Wrong argument count"},
 		{"no IPv4", "nmoscerts studio.example.test {\nhostname est.studio.example.test\naddress ::1\n" + svc + "}", 0, "at least one IPv4 address"},
 		{"ttl zero", head + "ttl 0\n" + svc + "}", 4, "ttl \"0\""},
+		{"serial zero", head + "serial 0\n" + svc + "}", 4, "serial \"0\""},
+		{"serial too large", head + "serial 4294967296\n" + svc + "}", 4, "serial \"4294967296\""},
 		{"ttl word", head + "ttl soon\n" + svc + "}", 4, "ttl \"soon\""},
 		{"fallthrough with zones", head + "fallthrough example.org\n" + svc + "}", 4, "fallthrough takes no arguments"},
 		{"no service", head + "}", 4, "at least one service"},
