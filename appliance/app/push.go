@@ -4,15 +4,19 @@ import (
 	"context"
 	"time"
 
+	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/appliance/dns"
 )
 
-// pushState is the dns.push of the running configuration.
+// pushState is the dns.push of the running configuration, and the
+// records it sends.
 type pushState struct {
 	pusher       *dns.Pusher // nil when pushing is off
+	recs         []mdns.RR
+	server, zone string
 	refresh      time.Duration
 	removeOnStop bool
 }
@@ -39,7 +43,8 @@ func newPushMetrics(reg prometheus.Registerer) *pushMetrics {
 	return m
 }
 
-// newPushState builds the pusher of cfg (nil when dns.push is off).
+// newPushState builds the pusher of cfg (nil when dns.push is off) and
+// the records it sends.
 func newPushState(cfg *config.Config) (*pushState, error) {
 	p, ok, err := pushOptions(cfg)
 	if err != nil || !ok {
@@ -49,94 +54,87 @@ func newPushState(cfg *config.Config) (*pushState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pushState{pusher: pusher, refresh: cfg.DNS.Push.Refresh.D(), removeOnStop: cfg.DNS.Push.RemoveOnStop}, nil
+	o, err := dnsOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := dns.PushRecords(o)
+	if err != nil {
+		return nil, err
+	}
+	return &pushState{pusher: pusher, recs: recs, server: p.Server, zone: p.Zone,
+		refresh: cfg.DNS.Push.Refresh.D(), removeOnStop: cfg.DNS.Push.RemoveOnStop}, nil
 }
 
 // pushRetry is how soon a failed push is tried again.
 const pushRetry = time.Minute
 
-// pushLoop sends the records at start, after each reload (pushNow), and
-// every dns.push.refresh (a failed push again after a minute); at the
-// end, with dns.push.remove_on_stop, it takes them back.
+// pushLoop does all the work of dns.push, one thing at a time: it sends
+// the records at start, after each reload (pushNow) and every
+// dns.push.refresh (a failed push again after a minute); when a reload
+// turns pushing off it takes back what was pushed; at the end, with
+// dns.push.remove_on_stop, too. (A reload that moves the push to another
+// server or zone: the next push takes the records back from the old one.)
 func (a *App) pushLoop(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var last *pushState
 	for {
 		select {
 		case <-ctx.Done():
-			a.withdrawPush()
+			if last != nil && last.pusher != nil && last.removeOnStop {
+				a.withdrawPush(last, "the appliance stops")
+			}
 			return
 		case <-a.pushNow:
 		case <-t.C:
 		}
 		st := a.push.Load()
 		if st.pusher == nil {
+			if last != nil && last.pusher != nil {
+				a.withdrawPush(last, "dns.push was turned off")
+			}
+			last = st
 			t.Reset(time.Hour) // off; a reload that turns it on wakes the loop
 			continue
 		}
+		last = st
 		next := st.refresh
 		if err := a.pushOnce(ctx, st); err != nil {
 			next = min(pushRetry, st.refresh)
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
 		}
 		t.Reset(next)
 	}
 }
 
-// pushOnce sends the running configuration's records.
+// pushOnce sends st's records.
 func (a *App) pushOnce(ctx context.Context, st *pushState) error {
-	a.reloadMu.Lock()
-	cfg := a.cfg
-	a.reloadMu.Unlock()
-	o, err := dnsOptions(cfg)
-	if err == nil {
-		rrs, rerr := dns.PushRecords(o)
-		if err = rerr; err == nil {
-			err = st.pusher.Sync(ctx, rrs)
-		}
-	}
-	if err != nil {
+	if err := st.pusher.Sync(ctx, st.recs); err != nil {
 		a.pushMet.total.WithLabelValues("error").Inc()
-		a.log.Warn("pushing the DNS-SD records to the facility's DNS server failed", "server", cfg.DNS.Push.Server, "zone", cfg.DNS.Push.Zone, "err", err)
+		a.log.Warn("pushing the DNS-SD records to the facility's DNS server failed", "server", st.server, "zone", st.zone, "err", err)
 		return err
 	}
 	a.pushMet.total.WithLabelValues("ok").Inc()
 	a.pushMet.success.Set(float64(a.o.Clock().Unix()))
-	a.log.Info("DNS-SD records pushed", "server", cfg.DNS.Push.Server, "zone", cfg.DNS.Push.Zone)
+	a.log.Info("DNS-SD records pushed", "server", st.server, "zone", st.zone, "records", len(st.recs))
 	return nil
 }
 
-// withdrawPush takes the records back at the end, when asked to.
-func (a *App) withdrawPush() {
-	st := a.push.Load()
-	if st.pusher == nil || !st.removeOnStop {
-		return
-	}
+// withdrawPush takes back the records st pushed.
+func (a *App) withdrawPush(st *pushState, why string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := st.pusher.Withdraw(ctx); err != nil {
-		a.log.Warn("taking the DNS-SD records back from the facility's DNS server failed", "err", err)
+		a.log.Warn("taking the DNS-SD records back from the facility's DNS server failed", "why", why, "server", st.server, "err", err)
 		return
 	}
-	a.log.Info("DNS-SD records taken back from the facility's DNS server")
+	a.log.Info("DNS-SD records taken back from the facility's DNS server", "why", why, "server", st.server)
 }
 
-// reloadPush applies a reloaded dns.push: the new pusher sends at once;
-// when pushing was turned off, what was pushed is taken back.
-func (a *App) reloadPush(ctx context.Context, st *pushState) {
-	old := a.push.Swap(st)
-	if old.pusher != nil && st.pusher == nil {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := old.pusher.Withdraw(wctx); err != nil {
-			a.log.Warn("taking the DNS-SD records back after dns.push was turned off failed", "err", err)
-		}
-	}
+// reloadPush applies a reloaded dns.push: pushLoop sends at once (or
+// takes the records back when pushing was turned off).
+func (a *App) reloadPush(st *pushState) {
+	a.push.Store(st)
 	select {
 	case a.pushNow <- struct{}{}:
 	default:

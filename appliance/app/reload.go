@@ -140,7 +140,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 			return fmt.Errorf("dns: %w", err)
 		}
 	}
-	a.reloadPush(ctx, push)
+	a.reloadPush(push)
 	a.estHandler.p.Store(estSrv)
 	a.ca.SetNames(CANames(next))
 	a.swapTrust(trust)

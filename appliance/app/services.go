@@ -122,11 +122,12 @@ func estLabels(cfg *config.Config) []string {
 // embedded server.
 func dnsOptions(cfg *config.Config) (dns.Options, error) {
 	o := dns.Options{
-		Zone:     cfg.Domain,
-		Hostname: cfg.Hostname,
-		Listen:   cfg.Listen.DNS,
-		TTL:      cfg.DNS.TTL.D(),
-		Forward:  cfg.DNS.Forward,
+		Zone:       cfg.Domain,
+		Hostname:   cfg.Hostname,
+		Listen:     cfg.Listen.DNS,
+		TTL:        cfg.DNS.TTL.D(),
+		Forward:    cfg.DNS.Forward,
+		SerialFile: filepath.Join(cfg.DataDir, SerialFile),
 	}
 	for _, a := range cfg.Addresses {
 		ip, err := netip.ParseAddr(a)
@@ -183,16 +184,29 @@ func pushOptions(cfg *config.Config) (p dns.Push, ok bool, err error) {
 	return dns.Push{Server: c.Server, Zone: c.Zone, Key: key, StateFile: filepath.Join(cfg.DataDir, PushStateFile)}, true, nil
 }
 
-// PushStateFile, in the data directory, lists the records last pushed.
-const PushStateFile = "dns-push.state"
+// PushStateFile, in the data directory, lists the records last pushed;
+// SerialFile keeps the zone's last SOA serial.
+const (
+	PushStateFile = "dns-push.state"
+	SerialFile    = "dns-serial"
+)
 
-// tsigSecretRE finds the secret of a key clause as tsig-keygen and BIND's
-// configuration write it: secret "BASE64";
-var tsigSecretRE = regexp.MustCompile(`(?m)^\s*secret\s+"([A-Za-z0-9+/=]+)"\s*;`)
+// A key clause as tsig-keygen and BIND's configuration write it:
+//
+//	key "NAME" {
+//		algorithm hmac-sha256;
+//		secret "BASE64";
+//	};
+var (
+	keyClauseRE  = regexp.MustCompile(`key\s+"([^"]+)"\s*\{`)
+	keySecretRE  = regexp.MustCompile(`secret\s+"([A-Za-z0-9+/=]+)"\s*;`)
+	keyAlgRE     = regexp.MustCompile(`algorithm\s+"?([A-Za-z0-9-]+)"?\s*;`)
+	keyCommentRE = regexp.MustCompile(`(?m)^\s*(#|//).*$`) // whole lines: "//" may be in a base64 secret
+)
 
 // readTSIGKey reads a key's secret from its file, which must be private:
-// a key clause (key "NAME" { algorithm ...; secret "..."; };), whose name
-// must then be the configured one, or the base64 secret alone.
+// one key clause, whose name and algorithm must be the configured ones,
+// or the base64 secret alone.
 func readTSIGKey(k config.TSIGKey) (dns.TSIGKey, error) {
 	out := dns.TSIGKey{Name: k.Name, Algorithm: k.Algorithm}
 	fi, err := os.Stat(k.SecretFile)
@@ -206,12 +220,22 @@ func readTSIGKey(k config.TSIGKey) (dns.TSIGKey, error) {
 	if err != nil {
 		return out, err
 	}
-	text := strings.TrimSpace(string(b))
-	if m := tsigSecretRE.FindStringSubmatch(text); m != nil {
-		if name := keyClauseName(text); name != "" && !strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(k.Name, ".")) {
+	text := strings.TrimSpace(keyCommentRE.ReplaceAllString(string(b), ""))
+	if clauses := keyClauseRE.FindAllStringSubmatch(text, -1); len(clauses) > 0 {
+		if len(clauses) > 1 {
+			return out, fmt.Errorf("%s holds %d keys: keep the one for %s alone in it", k.SecretFile, len(clauses), k.Name)
+		}
+		if name := clauses[0][1]; !strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(k.Name, ".")) {
 			return out, fmt.Errorf("%s holds key %q, not %q", k.SecretFile, name, k.Name)
 		}
-		text = m[1]
+		if m := keyAlgRE.FindStringSubmatch(text); m != nil && !strings.EqualFold(m[1], k.Algorithm) {
+			return out, fmt.Errorf("%s holds a key of algorithm %s, but the configuration says %s", k.SecretFile, m[1], k.Algorithm)
+		}
+		secrets := keySecretRE.FindAllStringSubmatch(text, -1)
+		if len(secrets) != 1 {
+			return out, fmt.Errorf("%s: the key clause has %d secrets, want one", k.SecretFile, len(secrets))
+		}
+		text = secrets[0][1]
 	}
 	secret, err := base64.StdEncoding.DecodeString(text)
 	if err != nil {
@@ -222,16 +246,6 @@ func readTSIGKey(k config.TSIGKey) (dns.TSIGKey, error) {
 	}
 	out.Secret = secret
 	return out, nil
-}
-
-var keyClauseRE = regexp.MustCompile(`^\s*key\s+"([^"]+)"`)
-
-// keyClauseName is the name of a key clause, or "".
-func keyClauseName(text string) string {
-	if m := keyClauseRE.FindStringSubmatch(text); m != nil {
-		return m[1]
-	}
-	return ""
 }
 
 // newEST builds the EST handler and the manufacturer trust of a.cfg.

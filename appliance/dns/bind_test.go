@@ -20,17 +20,21 @@ const facilityZone = `$TTL 300
 @	IN SOA ns.studio.example.test. hostmaster.studio.example.test. 1 3600 600 86400 60
 @	IN NS ns.studio.example.test.
 ns	IN A 192.0.2.53
-; the facility's own registry, and a stale address for the appliance's name
+; the facility's own registry, its service type, and its records of the
+; appliance's host: another address, and the same IPv6 address
 _nmos-register._tcp	IN PTR Facility\ Registry._nmos-register._tcp
 Facility\ Registry._nmos-register._tcp	IN SRV 0 0 443 reg.studio.example.test.
+_services._dns-sd._udp	IN PTR _nmos-register._tcp
 est	IN A 192.0.2.99
+est	IN AAAA 2001:db8::10
 `
 
 // TestPushToBIND: the appliance's records reach a BIND primary by RFC
-// 2136 updates signed with TSIG; the facility's own records stay; a
-// change of configuration replaces what the last push sent, after a
-// restart too; a wrong key is refused; withdrawing takes back exactly
-// what was pushed.
+// 2136 updates signed with TSIG; the facility's own records stay, those
+// the appliance also serves included; a change of configuration replaces
+// what the last push sent, after a restart too; a wrong key is refused;
+// withdrawing takes back exactly what the appliance added; a push to
+// another server first takes the records back from the old one.
 func TestPushToBIND(t *testing.T) {
 	secret := bindtest.Secret(t)
 	b := bindtest.Start(t, fmt.Sprintf(`key "nmos-certs-update." { algorithm hmac-sha256; secret "%s"; };
@@ -68,7 +72,7 @@ zone "studio.example.test" { type primary; file "studio.zone"; allow-update { ke
 		`est\0328443\032pri\03220\032lab._nmos-certs._tcp.studio.example.test.`, `nmos-certs\0321._nmos-certs._tcp.studio.example.test.`)
 	expect("registries: the facility's and the appliance's", bindtest.DigShort(t, s, "_nmos-register._tcp.studio.example.test", "PTR"),
 		`Facility\032Registry._nmos-register._tcp.studio.example.test.`, `Registry._nmos-register._tcp.studio.example.test.`)
-	expect("the appliance's address replaced the stale one", bindtest.DigShort(t, s, "est.studio.example.test", "A"), "192.0.2.10")
+	expect("the appliance's address beside the facility's", bindtest.DigShort(t, s, "est.studio.example.test", "A"), "192.0.2.10", "192.0.2.99")
 	expect("AAAA", bindtest.DigShort(t, s, "est.studio.example.test", "AAAA"), "2001:db8::10")
 	expect("SRV", bindtest.DigShort(t, s, `nmos-certs\0321._nmos-certs._tcp.studio.example.test`, "SRV"), "10 0 8443 est.studio.example.test.")
 	expect("TXT", bindtest.DigShort(t, s, `nmos-certs\0321._nmos-certs._tcp.studio.example.test`, "TXT"), `"pri=10"`)
@@ -101,7 +105,7 @@ zone "studio.example.test" { type primary; file "studio.zone"; allow-update { ke
 			t.Fatalf("push with key %s: %v", bad.Name, err)
 		}
 	}
-	expect("after the refused pushes", bindtest.DigShort(t, s, "est.studio.example.test", "A"), "192.0.2.10")
+	expect("after the refused pushes", bindtest.DigShort(t, s, "est.studio.example.test", "A"), "192.0.2.10", "192.0.2.99")
 
 	// Withdrawing takes back what was pushed, and only that.
 	if err := newPusher(key).Withdraw(ctx); err != nil {
@@ -110,10 +114,34 @@ zone "studio.example.test" { type primary; file "studio.zone"; allow-update { ke
 	expect("EST instances withdrawn", bindtest.DigShort(t, s, "_nmos-certs._tcp.studio.example.test", "PTR"))
 	expect("the facility's registry stays", bindtest.DigShort(t, s, "_nmos-register._tcp.studio.example.test", "PTR"),
 		`Facility\032Registry._nmos-register._tcp.studio.example.test.`)
-	expect("the address withdrawn", bindtest.DigShort(t, s, "est.studio.example.test", "A"))
+	expect("the appliance's address withdrawn, the facility's kept", bindtest.DigShort(t, s, "est.studio.example.test", "A"), "192.0.2.99")
+	expect("the facility's IPv6 address, which the appliance also served, kept", bindtest.DigShort(t, s, "est.studio.example.test", "AAAA"), "2001:db8::10")
+	expect("the facility's service type kept, the appliance's gone", bindtest.DigShort(t, s, "_services._dns-sd._udp.studio.example.test", "PTR"), "_nmos-register._tcp.studio.example.test.")
+	expect("the registry's target withdrawn", bindtest.DigShort(t, s, "registry.studio.example.test", "A"))
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Fatalf("the state file after withdrawing: %v", err)
 	}
+
+	// Pushed to one server, then configured for another: the records
+	// leave the first.
+	if err := newPusher(key).Sync(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	expect("pushed again", bindtest.DigShort(t, s, "_nmos-certs._tcp.studio.example.test", "PTR"),
+		`est\0329443\032pri\03220\032lab._nmos-certs._tcp.studio.example.test.`, `nmos-certs\032main._nmos-certs._tcp.studio.example.test.`)
+	b2 := bindtest.Start(t, fmt.Sprintf(`key "nmos-certs-update." { algorithm hmac-sha256; secret "%s"; };
+zone "studio.example.test" { type primary; file "studio.zone"; allow-update { key "nmos-certs-update."; }; };
+`, base64.StdEncoding.EncodeToString(secret)), map[string]string{"studio.zone": facilityZone})
+	p2, err := NewPusher(Push{Server: b2.Addr(), Zone: "studio.example.test", Key: key, StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Sync(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	expect("the first server after the move", bindtest.DigShort(t, s, "_nmos-certs._tcp.studio.example.test", "PTR"))
+	expect("the second server", bindtest.DigShort(t, b2.Addr(), "_nmos-certs._tcp.studio.example.test", "PTR"),
+		`est\0329443\032pri\03220\032lab._nmos-certs._tcp.studio.example.test.`, `nmos-certs\032main._nmos-certs._tcp.studio.example.test.`)
 }
 
 // TestTransferToBIND: a BIND secondary copies the zone by AXFR signed

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,10 +84,52 @@ type Options struct {
 	Forward []string
 	// Transfer, when set, lets secondaries copy the zone (AXFR, IXFR).
 	Transfer *Transfer
-	// Serial is the zone's SOA serial; 0 means the time in seconds. A
-	// Server sets it: each reload gets a newer one, even within a second,
-	// so that a secondary sees every change.
+	// Serial is the zone's SOA serial; 0 means the time in seconds, or
+	// one more than the last served if that is not older (SerialFile), so
+	// that a secondary sees every change, even two in a second or a clock
+	// set back.
 	Serial uint32
+	// SerialFile keeps the last serial served across restarts ("" for
+	// none).
+	SerialFile string
+}
+
+// nextSerial is the serial to serve after last: the time in seconds, or
+// last+1 if that is not newer (RFC 1982 arithmetic).
+func nextSerial(last uint32) uint32 {
+	now := uint32(time.Now().Unix())
+	if last != 0 && int32(now-last) <= 0 {
+		return last + 1
+	}
+	return now
+}
+
+// readSerial reads the serial kept in path (0 when there is none).
+func readSerial(path string) uint32 {
+	if path == "" {
+		return 0
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
+}
+
+// writeSerial keeps serial in path, atomically.
+func writeSerial(path string, serial uint32) error {
+	if path == "" {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(uint64(serial), 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // Transfer says who may copy the zone: the addresses in To, with a
@@ -110,13 +153,14 @@ type TSIGKey struct {
 
 // Server is a running DNS server.
 type Server struct {
-	inst     *caddy.Instance
-	listen   string         // Options.Listen as asked for, perhaps with port 0
-	resolved string         // Options.Listen with port 0 replaced
-	addr     netip.AddrPort // the address bound, on UDP and TCP
-	corefile string
-	serial   uint32 // the SOA serial served
-	logger   *slog.Logger
+	inst       *caddy.Instance
+	listen     string         // Options.Listen as asked for, perhaps with port 0
+	resolved   string         // Options.Listen with port 0 replaced
+	addr       netip.AddrPort // the address bound, on UDP and TCP
+	corefile   string
+	serial     uint32 // the SOA serial served
+	serialFile string
+	logger     *slog.Logger
 }
 
 // caddyMu serializes everything that touches CoreDNS's process-wide state.
@@ -157,9 +201,9 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 	defer caddyMu.Unlock()
 	routeLogs(logger)
 
-	s := &Server{listen: o.Listen, logger: logger}
+	s := &Server{listen: o.Listen, logger: logger, serialFile: o.SerialFile}
 	if o.Serial == 0 {
-		o.Serial = uint32(time.Now().Unix())
+		o.Serial = nextSerial(readSerial(o.SerialFile))
 	}
 	// A port picked for "port 0" can be taken by someone else before CoreDNS
 	// binds it: pick again a few times.
@@ -197,6 +241,9 @@ func Start(o Options, logger *slog.Logger) (*Server, error) {
 		s.stop()
 		return nil, err
 	}
+	if err := writeSerial(s.serialFile, s.serial); err != nil {
+		logger.Warn("keeping the zone's serial", "file", s.serialFile, "err", err)
+	}
 	logger.Info("dns server started", "listen", s.addr.String(), "zone", o.Zone, "services", len(o.Services), "forward", len(o.Forward))
 	return s, nil
 }
@@ -221,7 +268,7 @@ func (s *Server) Reload(o Options) error {
 		o.Listen = resolved
 	}
 	if o.Serial == 0 {
-		o.Serial = max(uint32(time.Now().Unix()), s.serial+1)
+		o.Serial = nextSerial(s.serial)
 	}
 	corefile, err := Render(o)
 	if err != nil {
@@ -238,6 +285,9 @@ func (s *Server) Reload(o Options) error {
 	}
 	if err := s.waitReady(o.Zone); err != nil {
 		return fmt.Errorf("dns: reload: %w", err)
+	}
+	if err := writeSerial(s.serialFile, s.serial); err != nil {
+		s.logger.Warn("keeping the zone's serial", "file", s.serialFile, "err", err)
 	}
 	s.logger.Info("dns server reloaded", "listen", s.addr.String(), "zone", o.Zone, "services", len(o.Services), "forward", len(o.Forward))
 	return nil

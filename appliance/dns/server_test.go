@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -616,5 +618,46 @@ func TestConcurrentQueries(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestSerialRises: the SOA serial rises at every reload, two in one
+// second included, and across a restart that keeps it in a file, even
+// when the clock is behind the serial last served.
+func TestSerialRises(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "serial")
+	ahead := uint32(time.Now().Unix()) + 1000 // as after a clock set back
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("%d\n", ahead)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions()
+	o.SerialFile = file
+	s, _ := startServer(t, o)
+	soa := func() uint32 {
+		t.Helper()
+		c := &dns.Client{Net: "tcp"}
+		m := new(dns.Msg)
+		m.SetQuestion(zone, dns.TypeSOA)
+		r, _, err := c.Exchange(m, s.Addr().String())
+		if err != nil || len(r.Answer) != 1 {
+			t.Fatalf("SOA: %v %v", r, err)
+		}
+		return r.Answer[0].(*dns.SOA).Serial
+	}
+	if got := soa(); got != ahead+1 {
+		t.Fatalf("serial after a start %d, want %d", got, ahead+1)
+	}
+	o.Listen = s.Addr().String()
+	for i := range uint32(2) {
+		if err := s.Reload(o); err != nil {
+			t.Fatal(err)
+		}
+		if got := soa(); got != ahead+2+i {
+			t.Fatalf("serial after reload %d: %d, want %d", i, got, ahead+2+i)
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(ahead+3) {
+		t.Fatalf("serial file %q %v", b, err)
 	}
 }
