@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -148,21 +147,5 @@ func (s *SQLite) Audit(ctx context.Context, limit int) ([]*AuditRecord, error) {
 	if limit > 0 {
 		q += fmt.Sprintf(` LIMIT %d`, limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*AuditRecord
-	for rows.Next() {
-		var a AuditRecord
-		var at int64
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Target, &a.Detail, &a.Remote); err != nil {
-			return nil, err
-		}
-		a.At = fromUnix(at)
-		a.Detail = strings.TrimSpace(a.Detail)
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+	return s.queryAudit(ctx, q)
 }

@@ -274,6 +274,12 @@ func (s *SQLite) SearchAudit(ctx context.Context, q AuditQuery) ([]*AuditRecord,
 		query += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
 	query += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, q.Limit+1)
+	return s.queryAudit(ctx, query, args...)
+}
+
+// queryAudit runs a query of audit records (id, at, actor, action,
+// target, detail, remote).
+func (s *SQLite) queryAudit(ctx context.Context, query string, args ...any) ([]*AuditRecord, error) {
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
