@@ -44,6 +44,7 @@ test-tools:
 	for pair in openssl:openssl dig:dnsutils curl:curl promtool:prometheus prometheus:prometheus chromium:chromium named:bind9; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(APT_INSTALL) $$missing; \
@@ -78,6 +79,7 @@ bench-tools:
 	for pair in wrk:wrk dnsperf:dnsperf dig:dnsutils jq:jq curl:curl; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
@@ -110,6 +112,7 @@ deb-test: deb
 	for pair in mmdebstrap:mmdebstrap lintian:lintian; do \
 		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(APT_INSTALL) $$missing; fi
 	NFPM=$(NFPM) VERSION=$(VERSION)-old DEB_VERSION=0.0~0old LDFLAGS='$(LDFLAGS:$(VERSION)=$(VERSION)-old)' bash image/deb/build.sh amd64 >/dev/null
 	bash image/deb/test.sh dist/nmos-certs_0.0~0old_amd64.deb dist/nmos-certs_$(DEB_VERSION)_amd64.deb

@@ -45,19 +45,25 @@ func (s *SQLite) bindNames(ctx context.Context, c *Certificate, taken []*NameBin
 		}
 	}
 	for _, b := range taken {
-		actor, why := c.Bind.Actor, "the binding had lapsed (its certificates expired "+b.Expires.Format(time.RFC3339)+")"
-		if !b.Expires.Before(c.Bind.Lapsed) {
-			why = "an operator approved the request with the conflict shown"
-		}
-		if actor == "" {
-			actor = "appliance"
-		}
-		detail := fmt.Sprintf("from %s to %s with certificate %s: %s", b.Holder, c.Holder, SerialKey(c.Serial), why)
+		actor, detail := transferAudit(c, b)
 		if _, err := s.audit.ExecContext(ctx, unix(c.IssuedAt), actor, "name_transferred", b.Name, detail, ""); err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
 	}
 	return nil
+}
+
+// transferAudit is the actor and detail of the audit record of a name
+// that c takes from binding b.
+func transferAudit(c *Certificate, b *NameBinding) (actor, detail string) {
+	actor, why := c.Bind.Actor, "the binding had lapsed (its certificates expired "+b.Expires.Format(time.RFC3339)+")"
+	if !b.Expires.Before(c.Bind.Lapsed) {
+		why = "an operator approved the request with the conflict shown"
+	}
+	if actor == "" {
+		actor = "appliance"
+	}
+	return actor, fmt.Sprintf("from %s to %s with certificate %s: %s", b.Holder, c.Holder, SerialKey(c.Serial), why)
 }
 
 const bindingCols = `name, holder, since, expires, serial`

@@ -1,0 +1,342 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
+)
+
+// recordStore is what the SQLite and PostgreSQL stores both implement so
+// far: certificates, revocations, CRL numbers, name bindings, the audit
+// trail and events.
+type recordStore interface {
+	PutCertificate(ctx context.Context, c *Certificate) error
+	Certificate(ctx context.Context, serial *big.Int) (*Certificate, error)
+	CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error)
+	ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error)
+	CountCertificates(ctx context.Context) (map[string]int, error)
+	KeyUsed(ctx context.Context, spkiHash []byte) (bool, error)
+	Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error)
+	Revocations(ctx context.Context, issuerID string, fn func(Revocation) error) error
+	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+	NameBindings(ctx context.Context, f BindingFilter) ([]*NameBinding, error)
+	AddAudit(ctx context.Context, a *AuditRecord) error
+	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
+	AddEvent(ctx context.Context, kind, ref string, at time.Time) error
+	LastEvent(ctx context.Context) (int64, error)
+	EventsSince(ctx context.Context, id int64) ([]Event, error)
+	Close() error
+}
+
+var (
+	_ recordStore = (*SQLite)(nil)
+	_ recordStore = (*Postgres)(nil)
+)
+
+// backends opens a fresh store of each kind; PostgreSQL runs in a
+// throwaway cluster shared by the test's cases.
+func backends(t *testing.T) map[string]func(t *testing.T) recordStore {
+	t.Helper()
+	var (
+		once    sync.Once
+		cluster *pgtest.Cluster
+	)
+	return map[string]func(t *testing.T) recordStore{
+		"sqlite": func(t *testing.T) recordStore {
+			s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		},
+		"postgres": func(st *testing.T) recordStore {
+			once.Do(func() { cluster = pgtest.Start(t) })
+			p, err := OpenPostgres(context.Background(), cluster.NewDatabase(st))
+			if err != nil {
+				st.Fatal(err)
+			}
+			st.Cleanup(func() { p.Close() })
+			return p
+		},
+	}
+}
+
+// conformanceCases run against every backend.
+var conformanceCases = []struct {
+	name string
+	run  func(t *testing.T, s recordStore)
+}{
+	{"certificates round trip", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		for i := range 3 {
+			c := testCert(i)
+			if i == 2 {
+				c.IssuerID = "rsa-int-1"
+			}
+			if err := s.PutCertificate(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Certificate(ctx, testCert(1).Serial)
+		want := testCert(1)
+		if err != nil || got.Subject != want.Subject || !slices.Equal(got.SANs, want.SANs) || !got.NotAfter.Equal(want.NotAfter) ||
+			got.IssuerID != want.IssuerID || string(got.DER) != string(want.DER) || got.Revoked || got.Renews != nil {
+			t.Fatalf("certificate %+v, %v", got, err)
+		}
+		if _, err := s.Certificate(ctx, big.NewInt(7)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("missing: %v", err)
+		}
+		if st, err := s.CertificateStatus(ctx, "ecdsa-int-1", want.Serial); err != nil || st.Revoked || !st.NotAfter.Equal(want.NotAfter) {
+			t.Errorf("status %+v %v", st, err)
+		}
+		if _, err := s.CertificateStatus(ctx, "rsa-int-1", want.Serial); !errors.Is(err, ErrNotFound) {
+			t.Errorf("status under another issuer: %v", err)
+		}
+		list, err := s.ListCertificates(ctx, ListOptions{IssuerID: "ecdsa-int-1"})
+		if err != nil || len(list) != 2 || list[0].Serial.Cmp(testCert(1).Serial) != 0 {
+			t.Errorf("list %v %v", list, err)
+		}
+		if counts, err := s.CountCertificates(ctx); err != nil || counts["ecdsa-int-1"] != 2 || counts["rsa-int-1"] != 1 {
+			t.Errorf("counts %v %v", counts, err)
+		}
+	}},
+	{"key reuse and serial conflicts", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		c := testCert(1)
+		if err := s.PutCertificate(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if used, err := s.KeyUsed(ctx, c.SPKIHash); err != nil || !used {
+			t.Fatalf("key used: %v %v", used, err)
+		}
+		again := testCert(2)
+		again.SPKIHash = c.SPKIHash
+		if err := s.PutCertificate(ctx, again); !errors.Is(err, ErrKeyReused) {
+			t.Errorf("reused key: %v", err)
+		}
+		same := testCert(3)
+		same.Serial = c.Serial
+		if err := s.PutCertificate(ctx, same); !errors.Is(err, ErrConflict) {
+			t.Errorf("reused serial: %v", err)
+		}
+		// A same-key renewal is the one certificate that may repeat a key.
+		renewal := testCert(4)
+		renewal.SPKIHash, renewal.Renews = c.SPKIHash, c.Serial
+		if err := s.PutCertificate(ctx, renewal); err != nil {
+			t.Errorf("same-key renewal: %v", err)
+		}
+		if got, err := s.Certificate(ctx, renewal.Serial); err != nil || got.Renews == nil || got.Renews.Cmp(c.Serial) != 0 {
+			t.Errorf("renewal %+v %v", got, err)
+		}
+		// Nothing of the refused certificates was kept.
+		if list, _ := s.ListCertificates(ctx, ListOptions{}); len(list) != 2 {
+			t.Errorf("%d certificates after refusals", len(list))
+		}
+	}},
+	{"revocation", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		at := time.Unix(1_800_100_000, 0).UTC()
+		first, _ := s.LastEvent(ctx)
+		for i := range 4 {
+			if err := s.PutCertificate(ctx, testCert(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		renewal := testCert(9)
+		renewal.SPKIHash, renewal.Renews = testCert(2).SPKIHash, testCert(2).Serial
+		if err := s.PutCertificate(ctx, renewal); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Revoke(ctx, big.NewInt(5), at, 1); !errors.Is(err, ErrNotFound) {
+			t.Errorf("revoke a missing serial: %v", err)
+		}
+		rctx := WithAudit(ctx, &AuditRecord{At: at, Actor: "operator ada", Action: "certificate_revoked", Remote: "192.0.2.1"})
+		c, err := s.Revoke(rctx, testCert(3).Serial, at, 4)
+		if err != nil || !c.Revoked || c.Reason != 4 || !c.RevokedAt.Equal(at) {
+			t.Fatalf("revoke: %+v %v", c, err)
+		}
+		if _, err := s.Revoke(ctx, testCert(3).Serial, at, 4); !errors.Is(err, ErrAlreadyRevoked) {
+			t.Errorf("revoke twice: %v", err)
+		}
+		// keyCompromise takes the key's other certificates too.
+		if _, err := s.Revoke(ctx, testCert(2).Serial, at, ReasonKeyCompromise); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Certificate(ctx, renewal.Serial); !got.Revoked || got.Reason != ReasonKeyCompromise {
+			t.Errorf("the same key's renewal: %+v", got)
+		}
+		var serials []string
+		if err := s.Revocations(ctx, "ecdsa-int-1", func(r Revocation) error {
+			serials = append(serials, fmt.Sprintf("%s/%d", SerialKey(r.Serial), r.Reason))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{SerialKey(testCert(2).Serial) + "/1", SerialKey(testCert(3).Serial) + "/4", SerialKey(renewal.Serial) + "/1"}
+		slices.Sort(want)
+		if !slices.Equal(serials, want) {
+			t.Errorf("revocations %v, want %v", serials, want)
+		}
+		evs, err := s.EventsSince(ctx, first)
+		if err != nil || len(evs) != 3 || evs[0].Kind != EventRevoked || evs[0].Ref != "ecdsa-int-1/"+SerialKey(testCert(3).Serial) {
+			t.Errorf("events %+v %v", evs, err)
+		}
+		recs, err := s.Audit(ctx, 0)
+		if err != nil || len(recs) != 1 || recs[0].Target != SerialKey(testCert(3).Serial) || recs[0].Remote != "192.0.2.1" ||
+			!strings.Contains(recs[0].Detail, "names n3.studio.example.test") {
+			t.Errorf("audit %+v %v", recs, err)
+		}
+	}},
+	{"CRL numbers", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		for want := int64(1); want <= 3; want++ {
+			if n, err := s.NextCRLNumber(ctx, "ecdsa-int-1"); err != nil || n != want {
+				t.Fatalf("number %d, want %d: %v", n, want, err)
+			}
+		}
+		if n, err := s.NextCRLNumber(ctx, "rsa-int-1"); err != nil || n != 1 {
+			t.Fatalf("another issuer's first: %d %v", n, err)
+		}
+	}},
+	{"name bindings", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		now := testCert(0).IssuedAt
+		a := testCert(1)
+		a.Holder, a.Bind = "vendor A 1", &Binding{Lapsed: now.Add(-time.Hour)}
+		if err := s.PutCertificate(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		b := testCert(2)
+		b.SANs, b.Holder, b.Bind = []string{"n1.studio.example.test"}, "vendor B 2", &Binding{Lapsed: now.Add(-time.Hour)}
+		var nb *NameBoundError
+		if err := s.PutCertificate(ctx, b); !errors.As(err, &nb) || nb.Holder != "vendor A 1" {
+			t.Fatalf("a bound name for another holder: %v", err)
+		}
+		if _, err := s.Certificate(ctx, b.Serial); !errors.Is(err, ErrNotFound) {
+			t.Fatal("the refused certificate was kept")
+		}
+		// An operator's take-over moves it, audited.
+		b.Bind = &Binding{Lapsed: now.Add(-time.Hour), TakeOver: map[string]string{"n1.studio.example.test": "vendor A 1"}, Actor: "operator ada"}
+		if err := s.PutCertificate(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		bs, err := s.NameBindings(ctx, BindingFilter{})
+		if err != nil || len(bs) != 2 || bs[0].Name != "alt.studio.example.test" || bs[0].Holder != "vendor A 1" ||
+			bs[1].Name != "n1.studio.example.test" || bs[1].Holder != "vendor B 2" || bs[1].Serial.Cmp(b.Serial) != 0 {
+			t.Fatalf("bindings %+v %v", bs, err)
+		}
+		recs, _ := s.Audit(ctx, 0)
+		if len(recs) != 1 || recs[0].Action != "name_transferred" || recs[0].Actor != "operator ada" || !strings.Contains(recs[0].Detail, "from vendor A 1 to vendor B 2") {
+			t.Errorf("audit %+v", recs)
+		}
+		if bs, _ := s.NameBindings(ctx, BindingFilter{Holder: "vendor B 2"}); len(bs) != 1 {
+			t.Errorf("by holder: %+v", bs)
+		}
+	}},
+	{"events", func(t *testing.T, s recordStore) {
+		ctx := context.Background()
+		base, err := s.LastEvent(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Unix(1_800_000_000, 0).UTC()
+		for _, k := range []string{EventIssued, EventGenerations} {
+			if err := s.AddEvent(ctx, k, "ref-"+k, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		evs, err := s.EventsSince(ctx, base)
+		if err != nil || len(evs) != 2 || evs[0].Kind != EventIssued || evs[1].Ref != "ref-"+EventGenerations || !evs[1].At.Equal(at) {
+			t.Fatalf("events %+v %v", evs, err)
+		}
+		if last, _ := s.LastEvent(ctx); last != evs[1].ID {
+			t.Errorf("last %d, want %d", last, evs[1].ID)
+		}
+		if evs, _ := s.EventsSince(ctx, evs[1].ID); len(evs) != 0 {
+			t.Errorf("after the last: %+v", evs)
+		}
+	}},
+}
+
+// TestConformance runs every case on SQLite and on PostgreSQL.
+func TestConformance(t *testing.T) {
+	open := backends(t)
+	for _, name := range []string{"sqlite", "postgres"} {
+		for _, tc := range conformanceCases {
+			t.Run(name+"/"+tc.name, func(t *testing.T) { tc.run(t, open[name](t)) })
+		}
+	}
+}
+
+// TestPostgresSchema: a second appliance opening the same database finds
+// it migrated; a database of a newer schema is refused; two appliances
+// racing to certify one key get one certificate between them; a DSN's
+// password is not repeated in an error.
+func TestPostgresSchema(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.Start(t)
+	dsn := c.NewDatabase(t)
+	a, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatalf("the second appliance: %v", err)
+	}
+	defer b.Close()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			cert := testCert(100 + i)
+			cert.SPKIHash = testCert(0).SPKIHash
+			errs[i] = s.PutCertificate(ctx, cert)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrKeyReused):
+			t.Errorf("racing: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d certificates of one key", ok)
+	}
+
+	if _, err := a.pool.Exec(ctx, `UPDATE schema_version SET version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPostgres(ctx, dsn); err == nil || !strings.Contains(err.Error(), "newer than this program") {
+		t.Fatalf("a newer schema: %v", err)
+	}
+	for _, bad := range []string{"postgres://u:hunter2secret@127.0.0.1:1/db?sslmode=disable", "postgres://u:hunter2secret@[::1/db", "host=127.0.0.1 port=1 password=hunter2secret"} {
+		_, err := OpenPostgres(ctx, bad)
+		t.Logf("DSN %q: %v", bad, err)
+		if err == nil || strings.Contains(err.Error(), "hunter2secret") {
+			t.Errorf("DSN %q: %v", bad, err)
+		}
+	}
+}

@@ -1,0 +1,600 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres keeps the store in a PostgreSQL database, which several
+// appliances may share (issue 21). It is being built: the certificate
+// records, revocations, CRL numbers, name bindings, events and the audit
+// trail are here; generations, pending requests and accounts are not
+// yet, so it does not implement Store and no configuration selects it.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+// pgMigrations are the schema's versions. A database newer than this
+// program is refused.
+var pgMigrations = []string{
+	`CREATE TABLE certificates (
+		id          bigserial PRIMARY KEY,
+		serial      text NOT NULL UNIQUE,
+		issuer_id   text NOT NULL,
+		subject     text NOT NULL,
+		sans        text NOT NULL,
+		key_type    text NOT NULL,
+		spki_sha256 bytea NOT NULL,
+		not_before  bigint NOT NULL,
+		not_after   bigint NOT NULL,
+		issued_at   bigint NOT NULL,
+		identity    text NOT NULL,
+		profile     text NOT NULL,
+		der         bytea NOT NULL,
+		revoked     boolean NOT NULL DEFAULT false,
+		revoked_at  bigint,
+		reason      integer,
+		holder      text NOT NULL DEFAULT '',
+		renews      text
+	);
+	CREATE UNIQUE INDEX certificates_key ON certificates (spki_sha256) WHERE renews IS NULL;
+	CREATE INDEX certificates_key_renewals ON certificates (spki_sha256) WHERE renews IS NOT NULL;
+	CREATE INDEX certificates_revoked ON certificates (issuer_id, serial) WHERE revoked;
+	CREATE INDEX certificates_identity ON certificates (identity, id);
+	CREATE INDEX certificates_issuer ON certificates (issuer_id, id);
+	CREATE INDEX certificates_issued ON certificates (issued_at);
+	CREATE INDEX certificates_not_after ON certificates (not_after, id);
+	CREATE TABLE certificate_names (
+		name text NOT NULL,
+		cert bigint NOT NULL REFERENCES certificates (id),
+		PRIMARY KEY (name, cert)
+	);
+	CREATE TABLE certificate_counts (
+		issuer_id text PRIMARY KEY,
+		n         bigint NOT NULL
+	);
+	CREATE TABLE crl_numbers (
+		issuer_id text PRIMARY KEY,
+		number    bigint NOT NULL
+	);
+	CREATE TABLE name_bindings (
+		name    text PRIMARY KEY,
+		holder  text NOT NULL,
+		since   bigint NOT NULL,
+		expires bigint NOT NULL,
+		serial  text NOT NULL
+	);
+	CREATE INDEX name_bindings_holder ON name_bindings (holder);
+	CREATE TABLE audit (
+		id     bigserial PRIMARY KEY,
+		at     bigint NOT NULL,
+		actor  text NOT NULL,
+		action text NOT NULL,
+		target text NOT NULL,
+		detail text NOT NULL,
+		remote text NOT NULL DEFAULT ''
+	);
+	CREATE TABLE events (
+		id   bigserial PRIMARY KEY,
+		kind text NOT NULL,
+		ref  text NOT NULL,
+		at   bigint NOT NULL
+	);`,
+}
+
+// pgMigrationLock is the advisory lock that makes appliances starting
+// together migrate one at a time.
+const pgMigrationLock = 0x6e6d6f73 // "nmos"
+
+// OpenPostgres connects to the database of dsn and brings its schema to
+// this program's version.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message would repeat the DSN, password and all.
+		return nil, errors.New("store: the PostgreSQL DSN does not parse (see the PostgreSQL documentation's connection URI or key=value forms)")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	p := &Postgres{pool: pool}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: PostgreSQL: %w", err)
+	}
+	return p, nil
+}
+
+// Close closes the connections.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+func (p *Postgres) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrationLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)`); err != nil {
+			return err
+		}
+		var v int
+		err := tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+		if v > len(pgMigrations) {
+			return fmt.Errorf("database schema version %d is newer than this program knows (%d)", v, len(pgMigrations))
+		}
+		for i := v; i < len(pgMigrations); i++ {
+			if _, err := tx.Exec(ctx, pgMigrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE schema_version SET version = $1`, len(pgMigrations))
+		return err
+	})
+}
+
+// pgUnique says whether err is a unique violation, and of which
+// constraint.
+func pgUnique(err error) (string, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return pe.ConstraintName, true
+	}
+	return "", false
+}
+
+// PutCertificate records c, its names and, with c.Bind, their bindings,
+// in one transaction: the certificate is durable when it returns.
+func (p *Postgres) PutCertificate(ctx context.Context, c *Certificate) error {
+	var renews any
+	if c.Renews != nil {
+		renews = SerialKey(c.Renews)
+	}
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var taken []*NameBinding
+		if c.Bind != nil {
+			var err error
+			if taken, err = pgCheckBindings(ctx, tx, c); err != nil {
+				return err
+			}
+		}
+		var id int64
+		err := tx.QueryRow(ctx, `INSERT INTO certificates
+			(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, renews)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
+			SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
+			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews).Scan(&id)
+		if err != nil {
+			return err
+		}
+		for _, n := range c.SANs {
+			if _, err := tx.Exec(ctx, `INSERT INTO certificate_names (name, cert) VALUES ($1, $2) ON CONFLICT DO NOTHING`, normName(n), id); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO certificate_counts (issuer_id, n) VALUES ($1, 1)
+			ON CONFLICT (issuer_id) DO UPDATE SET n = certificate_counts.n + 1`, c.IssuerID); err != nil {
+			return err
+		}
+		if c.Bind != nil {
+			return pgBindNames(ctx, tx, c, taken)
+		}
+		return nil
+	})
+	if name, ok := pgUnique(err); ok {
+		if name == "certificates_key" {
+			return ErrKeyReused
+		}
+		return fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
+	}
+	return err
+}
+
+// pgCheckBindings is checkBindings in a PostgreSQL transaction; the
+// bindings read are locked until it ends, so that two appliances cannot
+// both give a name away.
+func pgCheckBindings(ctx context.Context, tx pgx.Tx, c *Certificate) ([]*NameBinding, error) {
+	var taken []*NameBinding
+	for _, n := range c.SANs {
+		var holder string
+		var expires int64
+		err := tx.QueryRow(ctx, `SELECT holder, expires FROM name_bindings WHERE name = $1 FOR UPDATE`, n).Scan(&holder, &expires)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			continue
+		case err != nil:
+			return nil, err
+		case holder == c.Holder:
+			continue
+		}
+		b := &NameBinding{Name: n, Holder: holder, Expires: fromUnix(expires)}
+		if !b.Expires.Before(c.Bind.Lapsed) && c.Bind.TakeOver[n] != holder {
+			return nil, &NameBoundError{Name: n, Holder: holder}
+		}
+		taken = append(taken, b)
+	}
+	return taken, nil
+}
+
+// pgBindNames is bindNames in a PostgreSQL transaction.
+func pgBindNames(ctx context.Context, tx pgx.Tx, c *Certificate, taken []*NameBinding) error {
+	for _, n := range c.SANs {
+		if _, err := tx.Exec(ctx, `INSERT INTO name_bindings (name, holder, since, expires, serial) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (name) DO UPDATE SET
+				since = CASE WHEN name_bindings.holder = excluded.holder THEN name_bindings.since ELSE excluded.since END,
+				expires = CASE WHEN name_bindings.holder = excluded.holder THEN greatest(name_bindings.expires, excluded.expires) ELSE excluded.expires END,
+				holder = excluded.holder, serial = excluded.serial`,
+			n, c.Holder, unix(c.IssuedAt), unix(c.NotAfter), SerialKey(c.Serial)); err != nil {
+			return fmt.Errorf("bind %s: %w", n, err)
+		}
+	}
+	for _, b := range taken {
+		actor, detail := transferAudit(c, b)
+		if err := pgAddAudit(ctx, tx, &AuditRecord{At: c.IssuedAt, Actor: actor, Action: "name_transferred", Target: b.Name, Detail: detail}); err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+	}
+	return nil
+}
+
+const pgCertCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason, holder, renews`
+
+// pgScanCert reads the columns of pgCertCols.
+func pgScanCert(r pgx.Row) (*Certificate, error) {
+	var (
+		c                 Certificate
+		serial, sans      string
+		nb, na, ia        int64
+		revokedAt, reason *int64
+		renews            *string
+	)
+	if err := r.Scan(&serial, &c.IssuerID, &c.Subject, &sans, &c.KeyType, &c.SPKIHash, &nb, &na, &ia, &c.Identity, &c.Profile, &c.DER,
+		&c.Revoked, &revokedAt, &reason, &c.Holder, &renews); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Serial, err = parseSerial(serial); err != nil {
+		return nil, err
+	}
+	if renews != nil {
+		if c.Renews, err = parseSerial(*renews); err != nil {
+			return nil, err
+		}
+	}
+	c.SANs = splitNames(sans)
+	c.NotBefore, c.NotAfter, c.IssuedAt = fromUnix(nb), fromUnix(na), fromUnix(ia)
+	if revokedAt != nil {
+		c.RevokedAt = fromUnix(*revokedAt)
+	}
+	if reason != nil {
+		c.Reason = int(*reason)
+	}
+	return &c, nil
+}
+
+// Certificate finds one certificate by serial (ErrNotFound).
+func (p *Postgres) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
+	c, err := pgScanCert(p.pool.QueryRow(ctx, `SELECT `+pgCertCols+` FROM certificates WHERE serial = $1`, SerialKey(serial)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return c, err
+}
+
+// CertificateStatus is the OCSP responder's lookup: status fields only.
+func (p *Postgres) CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error) {
+	c := Certificate{Serial: serial, IssuerID: issuerID}
+	var na int64
+	var revokedAt, reason *int64
+	err := p.pool.QueryRow(ctx, `SELECT not_after, revoked, revoked_at, reason FROM certificates WHERE serial = $1 AND issuer_id = $2`,
+		SerialKey(serial), issuerID).Scan(&na, &c.Revoked, &revokedAt, &reason)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.NotAfter = fromUnix(na)
+	if revokedAt != nil {
+		c.RevokedAt = fromUnix(*revokedAt)
+	}
+	if reason != nil {
+		c.Reason = int(*reason)
+	}
+	return &c, nil
+}
+
+// ListCertificates lists certificates, newest first.
+func (p *Postgres) ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error) {
+	q := `SELECT ` + pgCertCols + ` FROM certificates WHERE true`
+	var args []any
+	if opt.IssuerID != "" {
+		args = append(args, opt.IssuerID)
+		q += fmt.Sprintf(` AND issuer_id = $%d`, len(args))
+	}
+	if opt.Revoked != nil {
+		args = append(args, *opt.Revoked)
+		q += fmt.Sprintf(` AND revoked = $%d`, len(args))
+	}
+	q += ` ORDER BY id DESC`
+	if opt.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, opt.Limit)
+	}
+	rows, err := p.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Certificate
+	for rows.Next() {
+		c, err := pgScanCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// CountCertificates counts certificates by issuer, from counts kept in
+// the transactions that add them.
+func (p *Postgres) CountCertificates(ctx context.Context) (map[string]int, error) {
+	rows, err := p.pool.Query(ctx, `SELECT issuer_id, n FROM certificate_counts WHERE n > 0`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// KeyUsed says whether a public key was certified before.
+func (p *Postgres) KeyUsed(ctx context.Context, spkiHash []byte) (bool, error) {
+	var used bool
+	err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM certificates WHERE spki_sha256 = $1 AND renews IS NULL)`, spkiHash).Scan(&used)
+	return used, err
+}
+
+// Revoke marks a certificate revoked, with an EventRevoked; on
+// keyCompromise every other certificate of its key too; with the audit
+// record of ctx (WithAudit), in one transaction.
+func (p *Postgres) Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error) {
+	var c *Certificate
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = pgScanCert(tx.QueryRow(ctx, `SELECT `+pgCertCols+` FROM certificates WHERE serial = $1 FOR UPDATE`, SerialKey(serial)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if c.Revoked {
+			return ErrAlreadyRevoked
+		}
+		revoke := func(serial, issuer string) error {
+			if _, err := tx.Exec(ctx, `UPDATE certificates SET revoked = true, revoked_at = $1, reason = $2 WHERE serial = $3`, unix(at), reason, serial); err != nil {
+				return err
+			}
+			return pgAddEvent(ctx, tx, EventRevoked, issuer+"/"+serial, at)
+		}
+		if err := revoke(SerialKey(serial), c.IssuerID); err != nil {
+			return err
+		}
+		var also []string
+		if reason == ReasonKeyCompromise {
+			// The key is compromised, not one certificate: every other
+			// certificate of the same key (same-key renewals) goes too.
+			rows, err := tx.Query(ctx, `SELECT serial, issuer_id FROM certificates WHERE spki_sha256 = $1 AND NOT revoked ORDER BY id FOR UPDATE`, c.SPKIHash)
+			if err != nil {
+				return err
+			}
+			others, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+				var o [2]string
+				err := r.Scan(&o[0], &o[1])
+				return o, err
+			})
+			if err != nil {
+				return err
+			}
+			for _, o := range others {
+				if err := revoke(o[0], o[1]); err != nil {
+					return err
+				}
+				also = append(also, o[0])
+			}
+		}
+		if a := auditFrom(ctx); a != nil {
+			rec := *a
+			if rec.Target == "" {
+				rec.Target = SerialKey(serial)
+			}
+			rec.Detail = joinDetail(rec.Detail, "names "+strings.Join(c.SANs, ", "))
+			if len(also) > 0 {
+				rec.Detail = joinDetail(rec.Detail, "with the same key also revoked: "+strings.Join(also, ", "))
+			}
+			return pgAddAudit(ctx, tx, &rec)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrAlreadyRevoked) {
+		return c, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Revoked, c.RevokedAt, c.Reason = true, fromUnix(unix(at)), reason
+	return c, nil
+}
+
+// Revocations calls fn for every revoked certificate of the issuer, in
+// serial order.
+func (p *Postgres) Revocations(ctx context.Context, issuerID string, fn func(Revocation) error) error {
+	rows, err := p.pool.Query(ctx, `SELECT serial, revoked_at, reason FROM certificates WHERE issuer_id = $1 AND revoked ORDER BY serial`, issuerID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var serial string
+		var at, reason int64
+		if err := rows.Scan(&serial, &at, &reason); err != nil {
+			return err
+		}
+		n, err := parseSerial(serial)
+		if err != nil {
+			return err
+		}
+		if err := fn(Revocation{Serial: n, RevokedAt: fromUnix(at), Reason: int(reason)}); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// NextCRLNumber returns a CRL number greater than any returned before
+// for the issuer, by any appliance sharing the database: the row's
+// update serializes them.
+func (p *Postgres) NextCRLNumber(ctx context.Context, issuerID string) (int64, error) {
+	var n int64
+	err := p.pool.QueryRow(ctx, `INSERT INTO crl_numbers (issuer_id, number) VALUES ($1, 1)
+		ON CONFLICT (issuer_id) DO UPDATE SET number = crl_numbers.number + 1 RETURNING number`, issuerID).Scan(&n)
+	return n, err
+}
+
+// NameBindings lists name bindings, by name.
+func (p *Postgres) NameBindings(ctx context.Context, f BindingFilter) ([]*NameBinding, error) {
+	q := `SELECT ` + bindingCols + ` FROM name_bindings WHERE true`
+	var args []any
+	if f.Name != "" {
+		args = append(args, f.Name)
+		q += fmt.Sprintf(` AND name = $%d`, len(args))
+	}
+	if f.Holder != "" {
+		args = append(args, f.Holder)
+		q += fmt.Sprintf(` AND holder = $%d`, len(args))
+	}
+	q += ` ORDER BY name`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	rows, err := p.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*NameBinding
+	for rows.Next() {
+		b, err := scanBinding(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func pgAddAudit(ctx context.Context, tx pgx.Tx, a *AuditRecord) error {
+	_, err := tx.Exec(ctx, `INSERT INTO audit (at, actor, action, target, detail, remote) VALUES ($1, $2, $3, $4, $5, $6)`,
+		unix(a.At), a.Actor, a.Action, a.Target, a.Detail, a.Remote)
+	return err
+}
+
+// AddAudit records an operator action.
+func (p *Postgres) AddAudit(ctx context.Context, a *AuditRecord) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgAddAudit(ctx, tx, a) })
+}
+
+// Audit lists audit records, newest first (limit 0: all).
+func (p *Postgres) Audit(ctx context.Context, limit int) ([]*AuditRecord, error) {
+	q := `SELECT id, at, actor, action, target, detail, remote FROM audit ORDER BY id DESC`
+	if limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, limit)
+	}
+	rows, err := p.pool.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*AuditRecord
+	for rows.Next() {
+		var a AuditRecord
+		var at int64
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Target, &a.Detail, &a.Remote); err != nil {
+			return nil, err
+		}
+		a.At = fromUnix(at)
+		a.Detail = strings.TrimSpace(a.Detail)
+		out = append(out, &a)
+	}
+	return out, rows.Err()
+}
+
+func pgAddEvent(ctx context.Context, tx pgx.Tx, kind, ref string, at time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO events (kind, ref, at) VALUES ($1, $2, $3)`, kind, ref, unix(at))
+	return err
+}
+
+// AddEvent records an event for the processes sharing the store.
+func (p *Postgres) AddEvent(ctx context.Context, kind, ref string, at time.Time) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgAddEvent(ctx, tx, kind, ref, at) })
+}
+
+// LastEvent returns the newest event ID (0 when none).
+func (p *Postgres) LastEvent(ctx context.Context) (int64, error) {
+	var n *int64
+	if err := p.pool.QueryRow(ctx, `SELECT max(id) FROM events`).Scan(&n); err != nil || n == nil {
+		return 0, err
+	}
+	return *n, nil
+}
+
+// EventsSince returns events with an ID greater than id, oldest first.
+// (Ids come from a sequence, so two transactions may commit their events
+// out of order: a reader that has seen a larger id may miss a smaller one
+// committed later. Following events between appliances needs more than
+// this, LISTEN/NOTIFY with a rescan; it comes with the rest of issue 21.)
+func (p *Postgres) EventsSince(ctx context.Context, id int64) ([]Event, error) {
+	rows, err := p.pool.Query(ctx, `SELECT id, kind, ref, at FROM events WHERE id > $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Ref, &at); err != nil {
+			return nil, err
+		}
+		e.At = fromUnix(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
