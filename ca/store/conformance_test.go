@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"path/filepath"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,68 +15,64 @@ import (
 	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
 )
 
-// recordStore is what the SQLite and PostgreSQL stores both implement so
-// far: certificates, revocations, CRL numbers, name bindings, the audit
-// trail and events.
-type recordStore interface {
-	PutCertificate(ctx context.Context, c *Certificate) error
-	Certificate(ctx context.Context, serial *big.Int) (*Certificate, error)
-	CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error)
-	ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error)
-	CountCertificates(ctx context.Context) (map[string]int, error)
-	KeyUsed(ctx context.Context, spkiHash []byte) (bool, error)
-	Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error)
-	Revocations(ctx context.Context, issuerID string, fn func(Revocation) error) error
-	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
-	NameBindings(ctx context.Context, f BindingFilter) ([]*NameBinding, error)
-	AddAudit(ctx context.Context, a *AuditRecord) error
-	Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
-	AddEvent(ctx context.Context, kind, ref string, at time.Time) error
-	LastEvent(ctx context.Context) (int64, error)
-	EventsSince(ctx context.Context, id int64) ([]Event, error)
-	Close() error
-}
-
 var (
-	_ recordStore = (*SQLite)(nil)
-	_ recordStore = (*Postgres)(nil)
+	_ Store = (*SQLite)(nil)
+	_ Store = (*Postgres)(nil)
 )
 
-// backends opens a fresh store of each kind; PostgreSQL runs in a
-// throwaway cluster shared by the test's cases.
-func backends(t *testing.T) map[string]func(t *testing.T) recordStore {
-	t.Helper()
-	var (
-		once    sync.Once
-		cluster *pgtest.Cluster
-	)
-	return map[string]func(t *testing.T) recordStore{
-		"sqlite": func(t *testing.T) recordStore {
-			s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(st *testing.T) recordStore {
-			once.Do(func() { cluster = pgtest.Start(t) })
-			p, err := OpenPostgres(context.Background(), cluster.NewDatabase(st))
-			if err != nil {
-				st.Fatal(err)
-			}
-			st.Cleanup(func() { p.Close() })
-			return p
-		},
+// The package's tests share one throwaway PostgreSQL cluster, started by
+// the first test that needs it and stopped when they end.
+var shared struct {
+	once    sync.Once
+	cluster *pgtest.Cluster
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.cluster != nil {
+		shared.cluster.Stop()
 	}
+	os.Exit(code)
+}
+
+// cluster is the shared cluster.
+func cluster(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	shared.once.Do(func() { shared.cluster, shared.err = pgtest.New() })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.cluster
+}
+
+// openPostgres opens a store in a fresh database of the shared cluster.
+func openPostgres(t *testing.T) *Postgres {
+	t.Helper()
+	p, err := OpenPostgres(context.Background(), cluster(t).NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// forEachStore runs fn on a fresh SQLite store and on a fresh PostgreSQL
+// one: the conformance of the two backends, case by case.
+func forEachStore(t *testing.T, fn func(t *testing.T, s Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		s, _ := openTest(t)
+		fn(t, s)
+	})
+	t.Run("postgres", func(t *testing.T) { fn(t, openPostgres(t)) })
 }
 
 // conformanceCases run against every backend.
 var conformanceCases = []struct {
 	name string
-	run  func(t *testing.T, s recordStore)
+	run  func(t *testing.T, s Store)
 }{
-	{"certificates round trip", func(t *testing.T, s recordStore) {
+	{"certificates round trip", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		for i := range 3 {
 			c := testCert(i)
@@ -110,7 +106,7 @@ var conformanceCases = []struct {
 			t.Errorf("counts %v %v", counts, err)
 		}
 	}},
-	{"key reuse and serial conflicts", func(t *testing.T, s recordStore) {
+	{"key reuse and serial conflicts", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		c := testCert(1)
 		if err := s.PutCertificate(ctx, c); err != nil {
@@ -143,7 +139,7 @@ var conformanceCases = []struct {
 			t.Errorf("%d certificates after refusals", len(list))
 		}
 	}},
-	{"revocation", func(t *testing.T, s recordStore) {
+	{"revocation", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		at := time.Unix(1_800_100_000, 0).UTC()
 		first, _ := s.LastEvent(ctx)
@@ -197,7 +193,7 @@ var conformanceCases = []struct {
 			t.Errorf("audit %+v %v", recs, err)
 		}
 	}},
-	{"CRL numbers", func(t *testing.T, s recordStore) {
+	{"CRL numbers", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		for want := int64(1); want <= 3; want++ {
 			if n, err := s.NextCRLNumber(ctx, "ecdsa-int-1"); err != nil || n != want {
@@ -208,7 +204,7 @@ var conformanceCases = []struct {
 			t.Fatalf("another issuer's first: %d %v", n, err)
 		}
 	}},
-	{"name bindings", func(t *testing.T, s recordStore) {
+	{"name bindings", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		now := testCert(0).IssuedAt
 		a := testCert(1)
@@ -243,7 +239,7 @@ var conformanceCases = []struct {
 			t.Errorf("by holder: %+v", bs)
 		}
 	}},
-	{"events", func(t *testing.T, s recordStore) {
+	{"events", func(t *testing.T, s Store) {
 		ctx := context.Background()
 		base, err := s.LastEvent(ctx)
 		if err != nil {
@@ -268,13 +264,11 @@ var conformanceCases = []struct {
 	}},
 }
 
-// TestConformance runs every case on SQLite and on PostgreSQL.
+// TestConformance runs every case on SQLite and on PostgreSQL. (Most of
+// the store's other tests run on both too, through forEachStore.)
 func TestConformance(t *testing.T) {
-	open := backends(t)
-	for _, name := range []string{"sqlite", "postgres"} {
-		for _, tc := range conformanceCases {
-			t.Run(name+"/"+tc.name, func(t *testing.T) { tc.run(t, open[name](t)) })
-		}
+	for _, tc := range conformanceCases {
+		t.Run(tc.name, func(t *testing.T) { forEachStore(t, tc.run) })
 	}
 }
 
@@ -284,8 +278,7 @@ func TestConformance(t *testing.T) {
 // password is not repeated in an error.
 func TestPostgresSchema(t *testing.T) {
 	ctx := context.Background()
-	c := pgtest.Start(t)
-	dsn := c.NewDatabase(t)
+	dsn := cluster(t).NewDatabase(t)
 	a, err := OpenPostgres(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 )
 
 // Postgres keeps the store in a PostgreSQL database, which several
-// appliances may share (issue 21). It is being built: the certificate
-// records, revocations, CRL numbers, name bindings, events and the audit
-// trail are here; generations, pending requests and accounts are not
-// yet, so it does not implement Store and no configuration selects it.
+// appliances may share. It implements Store, and the conformance tests
+// run the store's cases on it as on SQLite; no configuration selects it
+// yet (the appliance's wiring, key distribution between nodes and events
+// by LISTEN/NOTIFY come next). Each certificate is its own transaction:
+// the group commit of the SQLite writer has no counterpart here yet.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
@@ -87,12 +89,77 @@ var pgMigrations = []string{
 		kind text NOT NULL,
 		ref  text NOT NULL,
 		at   bigint NOT NULL
+	);
+	CREATE TABLE generations (
+		n           bigserial,
+		id          text PRIMARY KEY,
+		hierarchy   text NOT NULL,
+		role        text NOT NULL,
+		seq         integer NOT NULL,
+		parent_id   text NOT NULL,
+		state       text NOT NULL,
+		cert_der    bytea NOT NULL,
+		key_file    text NOT NULL,
+		created_at  bigint NOT NULL,
+		active_from bigint NOT NULL DEFAULT 0
+	);
+	CREATE TABLE pending (
+		n           bigserial,
+		id          text PRIMARY KEY,
+		operation   text NOT NULL,
+		label       text NOT NULL,
+		csr         bytea NOT NULL,
+		spki_sha256 bytea NOT NULL,
+		subject     text NOT NULL,
+		sans        text NOT NULL,
+		client      text NOT NULL,
+		state       text NOT NULL,
+		created_at  bigint NOT NULL,
+		expires_at  bigint NOT NULL,
+		decided_at  bigint,
+		decided_by  text NOT NULL DEFAULT '',
+		serial      text,
+		remote      text NOT NULL DEFAULT '',
+		holder      text NOT NULL DEFAULT '',
+		conflicts   text NOT NULL DEFAULT ''
+	);
+	CREATE INDEX pending_key ON pending (spki_sha256, n);
+	CREATE INDEX pending_state ON pending (state);
+	CREATE TABLE users (
+		name         text PRIMARY KEY,
+		role         text NOT NULL,
+		password     text NOT NULL,
+		created_at   bigint NOT NULL,
+		updated_at   bigint NOT NULL,
+		failures     integer NOT NULL,
+		locked_until bigint NOT NULL,
+		last_login   bigint NOT NULL
+	);
+	CREATE TABLE sessions (
+		token_hash bytea PRIMARY KEY,
+		username   text NOT NULL,
+		csrf       text NOT NULL,
+		created_at bigint NOT NULL,
+		last_seen  bigint NOT NULL,
+		remote     text NOT NULL
+	);
+	CREATE INDEX sessions_user ON sessions (username);
+	CREATE INDEX audit_actor ON audit (actor);
+	CREATE TABLE static_crls (
+		issuer_id   text PRIMARY KEY,
+		number      bigint NOT NULL,
+		der         bytea NOT NULL,
+		next_update bigint NOT NULL
 	);`,
 }
 
 // pgMigrationLock is the advisory lock that makes appliances starting
-// together migrate one at a time.
-const pgMigrationLock = 0x6e6d6f73 // "nmos"
+// together migrate one at a time; pgNameLock the key space of the locks
+// on names being bound.
+const (
+	pgMigrationLock = 0x6e6d6f73 // "nmos"
+	pgNameLock      = 0x6e616d65 // "name"
+)
 
 // OpenPostgres connects to the database of dsn and brings its schema to
 // this program's version.
@@ -190,8 +257,7 @@ func (p *Postgres) PutCertificate(ctx context.Context, c *Certificate) error {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO certificate_counts (issuer_id, n) VALUES ($1, 1)
-			ON CONFLICT (issuer_id) DO UPDATE SET n = certificate_counts.n + 1`, c.IssuerID); err != nil {
+		if err := pgCount(ctx, tx, c.IssuerID); err != nil {
 			return err
 		}
 		if c.Bind != nil {
@@ -212,6 +278,16 @@ func (p *Postgres) PutCertificate(ctx context.Context, c *Certificate) error {
 // bindings read are locked until it ends, so that two appliances cannot
 // both give a name away.
 func pgCheckBindings(ctx context.Context, tx pgx.Tx, c *Certificate) ([]*NameBinding, error) {
+	// A name not bound yet has no row to lock: an advisory lock per name,
+	// taken in name order, makes transactions that bind the same names
+	// (on any appliance) run one after the other.
+	names := slices.Clone(c.SANs)
+	slices.Sort(names)
+	for _, n := range slices.Compact(names) {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, pgNameLock, n); err != nil {
+			return nil, err
+		}
+	}
 	var taken []*NameBinding
 	for _, n := range c.SANs {
 		var holder string

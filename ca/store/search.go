@@ -65,6 +65,19 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 		return nil, err
 	}
 	defer rows.Close()
+	return collectPage(rows, order, q.Limit)
+}
+
+// rowIter is what *sql.Rows and pgx.Rows both do.
+type rowIter interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// collectPage reads a search's rows (its rowid, notAfter and name, then
+// certCols) into a page of at most limit certificates.
+func collectPage(rows rowIter, order byte, limit int) (*CertificatePage, error) {
 	page := &CertificatePage{}
 	var last string
 	// A certificate with two names under one prefix comes once a page.
@@ -80,7 +93,7 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 		if err != nil {
 			return nil, err
 		}
-		if len(page.Certificates) == q.Limit {
+		if len(page.Certificates) == limit {
 			page.Next = last
 			break
 		}
@@ -98,7 +111,7 @@ func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*C
 			last = fmt.Sprintf("p%d.%s", id, name)
 		}
 	}
-	if page.Next == "" && read > q.Limit {
+	if page.Next == "" && read > limit {
 		// The extra row was a certificate already on the page: there may
 		// be more after it.
 		page.Next = last
@@ -225,7 +238,7 @@ func afterCursor(order byte, cur string) (string, []any, error) {
 // prefixed scans leading columns into lead, then the rest as r's caller
 // asks.
 type prefixed struct {
-	r    *sql.Rows
+	r    scanner
 	lead []any
 }
 
@@ -252,6 +265,12 @@ type AuditQuery struct {
 // SearchAudit implements Store. It returns one record more than Limit
 // when there is an older page.
 func (s *SQLite) SearchAudit(ctx context.Context, q AuditQuery) ([]*AuditRecord, error) {
+	query, args := auditSearchSQL(&q)
+	return s.queryAudit(ctx, query, args...)
+}
+
+// auditSearchSQL is the query of an audit search, and its arguments.
+func auditSearchSQL(q *AuditQuery) (string, []any) {
 	switch {
 	case q.Limit <= 0:
 		q.Limit = 100
@@ -273,8 +292,7 @@ func (s *SQLite) SearchAudit(ctx context.Context, q AuditQuery) ([]*AuditRecord,
 		}
 		query += ` AND (` + strings.Join(or, " OR ") + `)`
 	}
-	query += fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, q.Limit+1)
-	return s.queryAudit(ctx, query, args...)
+	return query + fmt.Sprintf(` ORDER BY id DESC LIMIT %d`, q.Limit+1), args
 }
 
 // queryAudit runs a query of audit records (id, at, actor, action,
@@ -285,6 +303,12 @@ func (s *SQLite) queryAudit(ctx context.Context, query string, args ...any) ([]*
 		return nil, err
 	}
 	defer rows.Close()
+	return scanAudits(rows)
+}
+
+// scanAudits reads audit records (id, at, actor, action, target, detail,
+// remote).
+func scanAudits(rows rowIter) ([]*AuditRecord, error) {
 	var out []*AuditRecord
 	for rows.Next() {
 		var a AuditRecord

@@ -82,138 +82,141 @@ func TestCertificatesRoundTripAndDurability(t *testing.T) {
 
 func TestRevokeEventsAndCRLNumbers(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
-	for i := 0; i < 5; i++ {
-		if err := s.PutCertificate(ctx, testCert(i)); err != nil {
+	forEachStore(t, func(t *testing.T, s Store) {
+		for i := 0; i < 5; i++ {
+			if err := s.PutCertificate(ctx, testCert(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last, _ := s.LastEvent(ctx)
+		at := time.Unix(1_800_000_100, 0)
+		c, err := s.Revoke(ctx, big.NewInt(1003), at, 1)
+		if err != nil || !c.Revoked || c.Reason != 1 || !c.RevokedAt.Equal(at) {
+			t.Fatalf("revoke: %+v %v", c, err)
+		}
+		if _, err := s.Revoke(ctx, big.NewInt(1003), at, 1); !errors.Is(err, ErrAlreadyRevoked) {
+			t.Fatalf("second revoke: %v", err)
+		}
+		if _, err := s.Revoke(ctx, big.NewInt(9), at, 1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("revoke missing: %v", err)
+		}
+		evs, _ := s.EventsSince(ctx, last)
+		if len(evs) != 1 || evs[0].Kind != EventRevoked || evs[0].Ref != "ecdsa-int-1/3eb" {
+			t.Fatalf("events %+v", evs)
+		}
+		var revs []Revocation
+		if err := s.Revocations(ctx, "ecdsa-int-1", func(r Revocation) error { revs = append(revs, r); return nil }); err != nil {
 			t.Fatal(err)
 		}
-	}
-	last, _ := s.LastEvent(ctx)
-	at := time.Unix(1_800_000_100, 0)
-	c, err := s.Revoke(ctx, big.NewInt(1003), at, 1)
-	if err != nil || !c.Revoked || c.Reason != 1 || !c.RevokedAt.Equal(at) {
-		t.Fatalf("revoke: %+v %v", c, err)
-	}
-	if _, err := s.Revoke(ctx, big.NewInt(1003), at, 1); !errors.Is(err, ErrAlreadyRevoked) {
-		t.Fatalf("second revoke: %v", err)
-	}
-	if _, err := s.Revoke(ctx, big.NewInt(9), at, 1); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("revoke missing: %v", err)
-	}
-	evs, _ := s.EventsSince(ctx, last)
-	if len(evs) != 1 || evs[0].Kind != EventRevoked || evs[0].Ref != "ecdsa-int-1/3eb" {
-		t.Fatalf("events %+v", evs)
-	}
-	var revs []Revocation
-	if err := s.Revocations(ctx, "ecdsa-int-1", func(r Revocation) error { revs = append(revs, r); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(revs) != 1 || revs[0].Serial.Int64() != 1003 || revs[0].Reason != 1 {
-		t.Fatalf("revocations %+v", revs)
-	}
-	st, err := s.CertificateStatus(ctx, "ecdsa-int-1", big.NewInt(1003))
-	if err != nil || !st.Revoked {
-		t.Fatalf("status %+v %v", st, err)
-	}
-	if _, err := s.CertificateStatus(ctx, "rsa-int-1", big.NewInt(1003)); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("status under the wrong issuer: %v", err)
-	}
-	yes := true
-	list, _ := s.ListCertificates(ctx, ListOptions{Revoked: &yes})
-	if len(list) != 1 {
-		t.Fatalf("revoked list %d", len(list))
-	}
-	all, _ := s.ListCertificates(ctx, ListOptions{Limit: 3})
-	if len(all) != 3 || all[0].Serial.Int64() != 1004 {
-		t.Fatalf("list newest first with limit: %d, first %v", len(all), all[0].Serial)
-	}
-	prev := int64(0)
-	for i := 0; i < 3; i++ {
-		n, err := s.NextCRLNumber(ctx, "ecdsa-int-1")
-		if err != nil || n <= prev {
-			t.Fatalf("CRL number %d after %d: %v", n, prev, err)
+		if len(revs) != 1 || revs[0].Serial.Int64() != 1003 || revs[0].Reason != 1 {
+			t.Fatalf("revocations %+v", revs)
 		}
-		prev = n
-	}
-	if n, _ := s.NextCRLNumber(ctx, "rsa-int-1"); n != 1 {
-		t.Fatalf("CRL numbers are per issuer: got %d", n)
-	}
+		st, err := s.CertificateStatus(ctx, "ecdsa-int-1", big.NewInt(1003))
+		if err != nil || !st.Revoked {
+			t.Fatalf("status %+v %v", st, err)
+		}
+		if _, err := s.CertificateStatus(ctx, "rsa-int-1", big.NewInt(1003)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("status under the wrong issuer: %v", err)
+		}
+		yes := true
+		list, _ := s.ListCertificates(ctx, ListOptions{Revoked: &yes})
+		if len(list) != 1 {
+			t.Fatalf("revoked list %d", len(list))
+		}
+		all, _ := s.ListCertificates(ctx, ListOptions{Limit: 3})
+		if len(all) != 3 || all[0].Serial.Int64() != 1004 {
+			t.Fatalf("list newest first with limit: %d, first %v", len(all), all[0].Serial)
+		}
+		prev := int64(0)
+		for i := 0; i < 3; i++ {
+			n, err := s.NextCRLNumber(ctx, "ecdsa-int-1")
+			if err != nil || n <= prev {
+				t.Fatalf("CRL number %d after %d: %v", n, prev, err)
+			}
+			prev = n
+		}
+		if n, _ := s.NextCRLNumber(ctx, "rsa-int-1"); n != 1 {
+			t.Fatalf("CRL numbers are per issuer: got %d", n)
+		}
+	})
 }
 
 func TestPendingLifecycle(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
-	now := time.Unix(1_800_000_000, 0)
-	key := sha256.Sum256([]byte("k"))
-	p := &Pending{ID: "abc", Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: key[:], Subject: "CN=x", SANs: []string{"x.studio.example.test"},
-		Client: "no certificate", State: PendingWaiting, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-	if err := s.PutPending(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutPending(ctx, p); !errors.Is(err, ErrConflict) {
-		t.Fatalf("duplicate pending: %v", err)
-	}
-	got, err := s.PendingByKey(ctx, key[:])
-	if err != nil || got.ID != "abc" || got.State != PendingWaiting {
-		t.Fatalf("by key: %+v %v", got, err)
-	}
-	if err := s.SetPendingIssued(ctx, "abc", big.NewInt(7)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("issued before approval: %v", err)
-	}
-	if _, err := s.DecidePending(ctx, "abc", PendingApproved, "op", now.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("decided after expiry: %v", err)
-	}
-	d, err := s.DecidePending(ctx, "abc", PendingApproved, "op", now.Add(time.Minute))
-	if err != nil || d.State != PendingApproved || d.DecidedBy != "op" {
-		t.Fatalf("approve: %+v %v", d, err)
-	}
-	if _, err := s.DecidePending(ctx, "abc", PendingDenied, "op", now.Add(time.Minute)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("decided twice: %v", err)
-	}
-	if err := s.SetPendingIssued(ctx, "abc", big.NewInt(7)); err != nil {
-		t.Fatal(err)
-	}
-	got, _ = s.PendingByID(ctx, "abc")
-	if got.State != PendingIssued || got.Serial.Int64() != 7 {
-		t.Fatalf("issued: %+v", got)
-	}
-	if _, err := s.DecidePending(ctx, "nope", PendingDenied, "op", now); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("missing: %v", err)
-	}
-	q := &Pending{ID: "old", Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: []byte{9}, State: PendingWaiting, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
-	if err := s.PutPending(ctx, q); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := s.ExpirePending(ctx, now.Add(time.Hour)); err != nil || n != 1 {
-		t.Fatalf("expire: %d %v", n, err)
-	}
-	waiting, _ := s.ListPending(ctx, PendingWaiting)
-	all, _ := s.ListPending(ctx, "")
-	if len(waiting) != 0 || len(all) != 2 {
-		t.Fatalf("waiting %d all %d", len(waiting), len(all))
-	}
+	forEachStore(t, func(t *testing.T, s Store) {
+		now := time.Unix(1_800_000_000, 0)
+		key := sha256.Sum256([]byte("k"))
+		p := &Pending{ID: "abc", Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: key[:], Subject: "CN=x", SANs: []string{"x.studio.example.test"},
+			Client: "no certificate", State: PendingWaiting, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if err := s.PutPending(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutPending(ctx, p); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate pending: %v", err)
+		}
+		got, err := s.PendingByKey(ctx, key[:])
+		if err != nil || got.ID != "abc" || got.State != PendingWaiting {
+			t.Fatalf("by key: %+v %v", got, err)
+		}
+		if err := s.SetPendingIssued(ctx, "abc", big.NewInt(7)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("issued before approval: %v", err)
+		}
+		if _, err := s.DecidePending(ctx, "abc", PendingApproved, "op", now.Add(2*time.Hour)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("decided after expiry: %v", err)
+		}
+		d, err := s.DecidePending(ctx, "abc", PendingApproved, "op", now.Add(time.Minute))
+		if err != nil || d.State != PendingApproved || d.DecidedBy != "op" {
+			t.Fatalf("approve: %+v %v", d, err)
+		}
+		if _, err := s.DecidePending(ctx, "abc", PendingDenied, "op", now.Add(time.Minute)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("decided twice: %v", err)
+		}
+		if err := s.SetPendingIssued(ctx, "abc", big.NewInt(7)); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.PendingByID(ctx, "abc")
+		if got.State != PendingIssued || got.Serial.Int64() != 7 {
+			t.Fatalf("issued: %+v", got)
+		}
+		if _, err := s.DecidePending(ctx, "nope", PendingDenied, "op", now); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("missing: %v", err)
+		}
+		q := &Pending{ID: "old", Operation: "simpleenroll", CSR: []byte{1}, SPKIHash: []byte{9}, State: PendingWaiting, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+		if err := s.PutPending(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.ExpirePending(ctx, now.Add(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("expire: %d %v", n, err)
+		}
+		waiting, _ := s.ListPending(ctx, PendingWaiting)
+		all, _ := s.ListPending(ctx, "")
+		if len(waiting) != 0 || len(all) != 2 {
+			t.Fatalf("waiting %d all %d", len(waiting), len(all))
+		}
+	})
 }
 
 func TestGenerations(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openTest(t)
-	g := &Generation{ID: "ecdsa-root-1", Hierarchy: "ecdsa", Role: "root", Seq: 1, State: StateActive, CertDER: []byte{1}, KeyFile: "ca/x.key", CreatedAt: time.Unix(1, 0)}
-	if err := s.PutGeneration(ctx, g); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutGeneration(ctx, g); !errors.Is(err, ErrConflict) {
-		t.Fatalf("duplicate generation: %v", err)
-	}
-	if err := s.SetGenerationState(ctx, "ecdsa-root-1", StateRetiring); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetGenerationState(ctx, "nope", StateRetiring); !errors.Is(err, ErrNotFound) {
-		t.Fatal(err)
-	}
-	gs, _ := s.Generations(ctx)
-	if len(gs) != 1 || gs[0].State != StateRetiring || gs[0].KeyFile != "ca/x.key" {
-		t.Fatalf("generations %+v", gs)
-	}
+	forEachStore(t, func(t *testing.T, s Store) {
+		g := &Generation{ID: "ecdsa-root-1", Hierarchy: "ecdsa", Role: "root", Seq: 1, State: StateActive, CertDER: []byte{1}, KeyFile: "ca/x.key", CreatedAt: time.Unix(1, 0)}
+		if err := s.PutGeneration(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutGeneration(ctx, g); !errors.Is(err, ErrConflict) {
+			t.Fatalf("duplicate generation: %v", err)
+		}
+		if err := s.SetGenerationState(ctx, "ecdsa-root-1", StateRetiring); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetGenerationState(ctx, "nope", StateRetiring); !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+		gs, _ := s.Generations(ctx)
+		if len(gs) != 1 || gs[0].State != StateRetiring || gs[0].KeyFile != "ca/x.key" {
+			t.Fatalf("generations %+v", gs)
+		}
+	})
 }
 
 // Two handles writing at once (the appliance and the CLI) must both

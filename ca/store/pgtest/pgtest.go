@@ -5,6 +5,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,75 +23,98 @@ import (
 
 // Cluster is a running PostgreSQL server.
 type Cluster struct {
-	dir  string
-	port int
-	bin  string
-	as   []string // runuser prefix when the tests run as root
+	dir, data string
+	port      int
+	bin       string
+	as        []string // runuser prefix when the tests run as root
 }
 
 // bin finds PostgreSQL's server programs: where the initdb on the PATH
 // lives, or the newest /usr/lib/postgresql/*/bin (Debian keeps them off
 // the PATH).
-func bin(t testing.TB) string {
-	t.Helper()
+func bin() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {
-			return filepath.Dir(real)
+			return filepath.Dir(real), nil
 		}
-		return filepath.Dir(p)
+		return filepath.Dir(p), nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(dirs) == 0 {
-		t.Fatal("PostgreSQL is not installed: apt-get install postgresql (make test does) to run the PostgreSQL store tests")
+		return "", errors.New("PostgreSQL is not installed: apt-get install postgresql (make test does) to run the PostgreSQL store tests")
 	}
 	slices.SortFunc(dirs, func(a, b string) int {
 		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(a))))
 		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(b))))
 		return va - vb
 	})
-	return filepath.Dir(dirs[len(dirs)-1])
+	return filepath.Dir(dirs[len(dirs)-1]), nil
 }
 
-// Start initialises a cluster and starts it. PostgreSQL will not run as
-// root: as root, it runs as the postgres account the package makes.
+// Start starts a cluster for t, stopped when t ends.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	c := &Cluster{bin: bin(t)}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	c, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.dir = dir
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// New initialises a cluster and starts it; Stop stops it and removes its
+// files. PostgreSQL will not run as root: as root, it runs as the
+// postgres account the package makes.
+func New() (*Cluster, error) {
+	b, err := bin()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{bin: b}
+	if c.dir, err = os.MkdirTemp("", "pgtest-"); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Cluster, error) {
+		os.RemoveAll(c.dir)
+		return nil, err
+	}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Fatalf("running as root, PostgreSQL needs an account to run as: %v (the postgresql package makes one)", err)
+			return fail(fmt.Errorf("running as root, PostgreSQL needs an account to run as: %w (the postgresql package makes one)", err))
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
+		if err := os.Chown(c.dir, uid, gid); err != nil {
+			return fail(err)
 		}
 		c.as = []string{"runuser", "-u", "postgres", "--"}
 	}
-	data := filepath.Join(dir, "data")
-	c.run(t, "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale")
+	c.data = filepath.Join(c.dir, "data")
+	if out, err := c.cmd("initdb", "-D", c.data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-locale").CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("initdb: %v\n%s", err, out))
+	}
 	for attempt := 0; ; attempt++ {
-		c.port = freePort(t)
-		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", c.port, dir)
-		out, err := c.cmd("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start").CombinedOutput()
-		if err == nil {
-			break
+		if c.port, err = freePort(); err != nil {
+			return fail(err)
 		}
-		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off", c.port, c.dir)
+		out, err := c.cmd("pg_ctl", "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "-o", opts, "start").CombinedOutput()
+		if err == nil {
+			return c, nil
+		}
+		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 		if attempt < 3 && strings.Contains(string(log), "in use") {
 			continue
 		}
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+		return fail(fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log))
 	}
-	t.Cleanup(func() { _ = c.cmd("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop").Run() })
-	return c
+}
+
+// Stop stops the server and removes its files.
+func (c *Cluster) Stop() {
+	_ = c.cmd("pg_ctl", "-D", c.data, "-m", "immediate", "-w", "stop").Run()
+	os.RemoveAll(c.dir)
 }
 
 func (c *Cluster) cmd(name string, args ...string) *exec.Cmd {
@@ -98,13 +122,6 @@ func (c *Cluster) cmd(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = c.dir
 	return cmd
-}
-
-func (c *Cluster) run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	if out, err := c.cmd(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, out)
-	}
 }
 
 var dbs atomic.Int64
@@ -131,12 +148,11 @@ func (c *Cluster) DSN(name string) string {
 }
 
 // freePort is a TCP port free on 127.0.0.1 now.
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
