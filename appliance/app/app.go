@@ -42,19 +42,7 @@ const DBFile = "nmos-certs.db"
 // data directory and, when create is true, the CA. The caller closes the
 // returned store.
 func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, clock func() time.Time, create bool) (*ca.Authority, store.Store, error) {
-	dbPath := filepath.Join(cfg.DataDir, DBFile)
-	if !create {
-		// Nothing is made where there is nothing: a command pointed at
-		// the wrong place says where it looked.
-		if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
-			abs, _ := filepath.Abs(dbPath)
-			return nil, nil, fmt.Errorf("no CA here: %s does not exist (data_dir %q of %s): %w", abs, cfg.DataDir, cfg.Source, ca.ErrNoCA)
-		}
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("data_dir: %w", err)
-	}
-	st, err := store.OpenSQLite(ctx, dbPath)
+	st, err := openStore(ctx, cfg, create)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,6 +75,58 @@ func Open(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prom
 		return nil, nil, err
 	}
 	return auth, st, nil
+}
+
+// openStore opens the configured store: SQLite in data_dir, or
+// PostgreSQL. Without create, a SQLite store must exist.
+func openStore(ctx context.Context, cfg *config.Config, create bool) (store.Store, error) {
+	if cfg.Store.Driver == "postgres" {
+		dsn, err := readDSN(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+		return store.OpenPostgres(ctx, dsn)
+	}
+	dbPath := filepath.Join(cfg.DataDir, DBFile)
+	if !create {
+		// Nothing is made where there is nothing: a command pointed at
+		// the wrong place says where it looked.
+		if _, err := os.Stat(dbPath); errors.Is(err, os.ErrNotExist) {
+			abs, _ := filepath.Abs(dbPath)
+			return nil, fmt.Errorf("no CA here: %s does not exist (data_dir %q of %s): %w", abs, cfg.DataDir, cfg.Source, ca.ErrNoCA)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	return store.OpenSQLite(ctx, dbPath)
+}
+
+// readDSN is store.dsn, or the content of store.dsn_file, which must be
+// private.
+func readDSN(cfg *config.Config) (string, error) {
+	if cfg.Store.DSNFile == "" {
+		return cfg.Store.DSN, nil
+	}
+	fi, err := os.Stat(cfg.Store.DSNFile)
+	if err != nil {
+		return "", fmt.Errorf("store.dsn_file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("store.dsn_file %s is mode %04o, open to group or others: make it private (chmod 600 %s)", cfg.Store.DSNFile, perm, cfg.Store.DSNFile)
+	}
+	b, err := os.ReadFile(cfg.Store.DSNFile)
+	if err != nil {
+		return "", fmt.Errorf("store.dsn_file: %w", err)
+	}
+	dsn := strings.TrimSpace(string(b))
+	if dsn == "" {
+		return "", fmt.Errorf("store.dsn_file %s is empty", cfg.Store.DSNFile)
+	}
+	return dsn, nil
 }
 
 // CANames are the name settings of a configuration: the names only the

@@ -77,7 +77,7 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, er
 		Backup(context.Context, string) error
 	})
 	if !ok {
-		return info, errors.New("this store cannot be backed up online")
+		return info, errors.New("with store.driver postgres, back up the database with PostgreSQL's own tools (pg_dump, or its replication) and data_dir/ca, which holds the CA's keys, with your file backups")
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(out), ".nmos-certs-backup-")
 	if err != nil {

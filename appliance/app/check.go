@@ -51,6 +51,11 @@ func CheckConfig(ctx context.Context, cfg *config.Config) error {
 			errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, err))
 		}
 	}
+	if cfg.Store.Driver == "postgres" {
+		if _, err := readDSN(cfg); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.Source, err))
+		}
+	}
 	if err := checkDataDir(cfg.DataDir); err != nil {
 		errs = append(errs, err)
 	}

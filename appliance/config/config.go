@@ -256,10 +256,13 @@ type CRL struct {
 
 // Store selects the database.
 type Store struct {
-	// Driver is "sqlite" (the database file in data_dir). The Store
-	// interface is ready for a shared PostgreSQL backend, which a later
-	// version adds.
+	// Driver is "sqlite" (the database file in data_dir) or "postgres".
 	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection string (URI or key=value), or
+	// DSNFile a private file holding it, so that its password is not in
+	// the configuration.
+	DSN     string `yaml:"dsn"`
+	DSNFile string `yaml:"dsn_file"`
 }
 
 // Log configures logging.

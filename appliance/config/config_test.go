@@ -155,8 +155,10 @@ func TestLoadErrors(t *testing.T) {
 		{"service no instance", "dns:\n  services:\n    - type: _nmos-register._tcp\n      target: r.studio.example.test\n      port: 80\n", []string{"dns.services[0].instance: is required"}},
 		{"forward name", "dns:\n  forward: [\"resolver.example:53\"]\n", []string{"dns.forward[0]", "IP address"}},
 		{"ocsp signer", "ocsp:\n  signer: me\n", []string{"ocsp.signer"}},
-		{"store", "store:\n  driver: mysql\n", []string{"store.driver"}},
-		{"postgres", "store:\n  driver: postgres\n", []string{"store.driver", "not available"}},
+		{"store", "store:\n  driver: mysql\n", []string{"store.driver", "sqlite or postgres"}},
+		{"postgres without a DSN", "store:\n  driver: postgres\n", []string{"store.dsn", "dsn_file"}},
+		{"postgres with both", "store:\n  driver: postgres\n  dsn: postgres://db/x\n  dsn_file: /f\n", []string{"x.yaml:3:", "store.dsn", "one of them"}},
+		{"sqlite with a DSN", "store:\n  dsn: postgres://db/x\n", []string{"x.yaml:2:", "store.dsn", "postgres"}},
 		{"log level", "log:\n  level: loud\n", []string{"log.level"}},
 	}
 	for _, tc := range cases {

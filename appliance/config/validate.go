@@ -283,10 +283,15 @@ func (c *Config) Validate() error {
 
 	switch c.Store.Driver {
 	case "sqlite":
+		if c.Store.DSN != "" || c.Store.DSNFile != "" {
+			add("store.dsn", "a DSN is for store.driver postgres; sqlite keeps its file in data_dir")
+		}
 	case "postgres":
-		add("store.driver", "postgres is not available in this version: use sqlite")
+		if (c.Store.DSN == "") == (c.Store.DSNFile == "") {
+			add("store.dsn", "with store.driver postgres, give the database in dsn or in dsn_file (one of them)")
+		}
 	default:
-		add("store.driver", "want sqlite, got %q", c.Store.Driver)
+		add("store.driver", "want sqlite or postgres, got %q", c.Store.Driver)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
