@@ -70,6 +70,7 @@ func New(stdout, stderr io.Writer) *cli.App {
 			namesCommand(),
 			backupCommand(),
 			restoreCommand(),
+			storeCommand(),
 			usersCommand(),
 			setupCommand(),
 			bannerCommand(),

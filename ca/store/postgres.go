@@ -14,12 +14,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Postgres keeps the store in a PostgreSQL database, which several
-// appliances may share. It implements Store, and the conformance tests
-// run the store's cases on it as on SQLite; no configuration selects it
-// yet (the appliance's wiring, key distribution between nodes and events
-// by LISTEN/NOTIFY come next). Each certificate is its own transaction:
-// the group commit of the SQLite writer has no counterpart here yet.
+// Postgres keeps the store in a PostgreSQL database (store.driver
+// postgres). It implements Store, and the store's test cases run on it as
+// on SQLite. Sharing the database between appliances needs more (the
+// keys' way to the second node, events by LISTEN/NOTIFY, jobs under
+// advisory locks). Each certificate is its own transaction: the group
+// commit of the SQLite writer has no counterpart here yet.
 type Postgres struct {
 	pool *pgxpool.Pool
 }
