@@ -483,10 +483,20 @@ func (a *App) watchEvents(ctx context.Context) {
 	defer t.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
+	// A store shared with other appliances says when they add events
+	// (PostgreSQL's NOTIFY); the poll stays, for what a notice misses.
+	var notified <-chan struct{}
+	if n, ok := a.store.(interface {
+		Notifications(context.Context) <-chan struct{}
+	}); ok {
+		notified = n.Notifications(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-notified:
+			a.pollEvents(ctx)
 		case <-expire.C:
 			if n, err := a.store.ExpirePending(ctx, a.o.Clock()); err != nil {
 				a.log.Warn("expire pending requests", "err", err)

@@ -333,3 +333,76 @@ func TestPostgresSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresEvents: events added by two handles (two appliances) come
+// in commit order to a reader, who is notified of them without polling.
+func TestPostgresEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dsn := cluster(t).NewDatabase(t)
+	a, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	notes := a.Notifications(ctx)
+	time.Sleep(200 * time.Millisecond) // the listener's LISTEN
+	at := time.Unix(1_800_000_000, 0).UTC()
+	if err := b.AddEvent(ctx, EventIssued, "from b", at); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification of b's event")
+	}
+	// Many writers: a reader that follows EventsSince never skips one.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			for j := range 20 {
+				if err := s.AddEvent(ctx, EventRevoked, fmt.Sprintf("%d/%d", i, j), at); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	seen := map[int64]bool{}
+	var last int64
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for finished := false; ; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		evs, err := a.EventsSince(ctx, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			seen[e.ID] = true
+			last = e.ID
+		}
+		if finished {
+			break
+		}
+	}
+	all, _ := a.EventsSince(ctx, 0)
+	if len(all) != 161 || len(seen) != 161 {
+		t.Fatalf("%d events, a reader following them saw %d", len(all), len(seen))
+	}
+}

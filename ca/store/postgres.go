@@ -159,6 +159,9 @@ var pgMigrations = []string{
 const (
 	pgMigrationLock = 0x6e6d6f73 // "nmos"
 	pgNameLock      = 0x6e616d65 // "name"
+	pgEventLock     = 0x65766e74 // "evnt"
+	// pgEventChannel is the NOTIFY channel of new events.
+	pgEventChannel = "nmos_certs_events"
 )
 
 // OpenPostgres connects to the database of dsn and brings its schema to
@@ -462,7 +465,7 @@ func (p *Postgres) KeyUsed(ctx context.Context, spkiHash []byte) (bool, error) {
 // record of ctx (WithAudit), in one transaction.
 func (p *Postgres) Revoke(ctx context.Context, serial *big.Int, at time.Time, reason int) (*Certificate, error) {
 	var c *Certificate
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+	err := p.eventTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		c, err = pgScanCert(tx.QueryRow(ctx, `SELECT `+pgCertCols+` FROM certificates WHERE serial = $1 FOR UPDATE`, SerialKey(serial)))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -632,14 +635,19 @@ func (p *Postgres) Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
 	return out, rows.Err()
 }
 
+// pgAddEvent records an event in a transaction of eventTx, and tells the
+// appliances listening (NOTIFY is delivered when the transaction commits).
 func pgAddEvent(ctx context.Context, tx pgx.Tx, kind, ref string, at time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO events (kind, ref, at) VALUES ($1, $2, $3)`, kind, ref, unix(at))
+	if _, err := tx.Exec(ctx, `INSERT INTO events (kind, ref, at) VALUES ($1, $2, $3)`, kind, ref, unix(at)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, pgEventChannel)
 	return err
 }
 
 // AddEvent records an event for the processes sharing the store.
 func (p *Postgres) AddEvent(ctx context.Context, kind, ref string, at time.Time) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgAddEvent(ctx, tx, kind, ref, at) })
+	return p.eventTx(ctx, func(tx pgx.Tx) error { return pgAddEvent(ctx, tx, kind, ref, at) })
 }
 
 // LastEvent returns the newest event ID (0 when none).
@@ -652,10 +660,7 @@ func (p *Postgres) LastEvent(ctx context.Context) (int64, error) {
 }
 
 // EventsSince returns events with an ID greater than id, oldest first.
-// (Ids come from a sequence, so two transactions may commit their events
-// out of order: a reader that has seen a larger id may miss a smaller one
-// committed later. Following events between appliances needs more than
-// this, LISTEN/NOTIFY with a rescan; it comes with the rest of issue 21.)
+// Events are added under one lock (eventTx), so ids follow commit order.
 func (p *Postgres) EventsSince(ctx context.Context, id int64) ([]Event, error) {
 	rows, err := p.pool.Query(ctx, `SELECT id, kind, ref, at FROM events WHERE id > $1 ORDER BY id`, id)
 	if err != nil {
@@ -673,4 +678,45 @@ func (p *Postgres) EventsSince(ctx context.Context, id int64) ([]Event, error) {
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// Notifications delivers a value soon after another transaction added
+// events (LISTEN on the events' channel), until ctx ends; the appliance
+// then reads them at once instead of at its next poll. A lost connection
+// is listened on again after a second; polling covers the gap.
+func (p *Postgres) Notifications(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			p.listen(ctx, ch)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return ch
+}
+
+func (p *Postgres) listen(ctx context.Context, ch chan<- struct{}) {
+	pc, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return
+	}
+	// A LISTENing connection does not go back to the pool: it is the
+	// listener's until it closes.
+	conn := pc.Hijack()
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN `+pgEventChannel); err != nil {
+		return
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return
+		}
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -17,6 +17,19 @@ func (p *Postgres) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, p.pool, fn)
 }
 
+// eventTx is inTx for a transaction that adds events: it takes the events'
+// lock first, so that event ids are given in the order their
+// transactions commit (a reader that saw id n never finds a smaller one
+// later), and before any row lock, so that it cannot deadlock with them.
+func (p *Postgres) eventTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgEventLock); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // pgInsertGeneration records g, with its event, in tx.
 func pgInsertGeneration(ctx context.Context, tx pgx.Tx, g *Generation) error {
 	var activeFrom int64
@@ -35,12 +48,12 @@ func pgInsertGeneration(ctx context.Context, tx pgx.Tx, g *Generation) error {
 
 // PutGeneration records a new CA generation.
 func (p *Postgres) PutGeneration(ctx context.Context, g *Generation) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error { return pgInsertGeneration(ctx, tx, g) })
+	return p.eventTx(ctx, func(tx pgx.Tx) error { return pgInsertGeneration(ctx, tx, g) })
 }
 
 // PutGenerations records several generations in one transaction.
 func (p *Postgres) PutGenerations(ctx context.Context, gens ...*Generation) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		for _, g := range gens {
 			if err := pgInsertGeneration(ctx, tx, g); err != nil {
 				return err
@@ -53,7 +66,7 @@ func (p *Postgres) PutGenerations(ctx context.Context, gens ...*Generation) erro
 // ActivateHierarchy ends a root rollover's overlap: next becomes active,
 // active retiring.
 func (p *Postgres) ActivateHierarchy(ctx context.Context, hierarchy string, at time.Time) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		// Roots and intermediates move; link certificates stay published.
 		if _, err := tx.Exec(ctx, `UPDATE generations SET state = $1 WHERE hierarchy = $2 AND state = $3 AND role IN ('root', 'intermediate')`,
 			string(StateRetiring), hierarchy, string(StateActive)); err != nil {
@@ -94,7 +107,7 @@ func (p *Postgres) Generations(ctx context.Context) ([]*Generation, error) {
 // RollGeneration records next and moves old to oldState, with revoked
 // (the old CA certificate, on compromise) recorded revoked, at once.
 func (p *Postgres) RollGeneration(ctx context.Context, next *Generation, old string, oldState GenerationState, revoked *Certificate) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE generations SET state = $1 WHERE id = $2 AND state = $3`, string(oldState), old, string(StateActive))
 		if err != nil {
 			return err
@@ -136,7 +149,7 @@ func pgCount(ctx context.Context, tx pgx.Tx, issuer string) error {
 
 // ForgetKey records that a generation's key is no longer held here.
 func (p *Postgres) ForgetKey(ctx context.Context, id string, at time.Time, crl *StaticCRL) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		if crl != nil {
 			if err := pgPutStaticCRL(ctx, tx, crl); err != nil {
 				return err
@@ -155,7 +168,7 @@ func (p *Postgres) ForgetKey(ctx context.Context, id string, at time.Time, crl *
 
 // PutStaticCRL keeps a CRL signed away from the appliance.
 func (p *Postgres) PutStaticCRL(ctx context.Context, crl *StaticCRL) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		if err := pgPutStaticCRL(ctx, tx, crl); err != nil {
 			return err
 		}
@@ -197,7 +210,7 @@ func (p *Postgres) StaticCRL(ctx context.Context, issuerID string) ([]byte, int6
 
 // DropGenerationKey records that a retired generation's key is gone.
 func (p *Postgres) DropGenerationKey(ctx context.Context, id string, at time.Time) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE generations SET key_file = '' WHERE id = $1 AND state = $2`, id, string(StateRetired))
 		if err != nil {
 			return err
@@ -211,7 +224,7 @@ func (p *Postgres) DropGenerationKey(ctx context.Context, id string, at time.Tim
 
 // SetGenerationState changes a generation's state.
 func (p *Postgres) SetGenerationState(ctx context.Context, id string, st GenerationState) error {
-	return p.inTx(ctx, func(tx pgx.Tx) error {
+	return p.eventTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE generations SET state = $1 WHERE id = $2`, string(st), id)
 		if err != nil {
 			return err

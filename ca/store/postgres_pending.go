@@ -71,7 +71,7 @@ func (p *Postgres) DecidePending(ctx context.Context, id string, st PendingState
 		return nil, fmt.Errorf("decide pending: bad state %q", st)
 	}
 	var r *Pending
-	err := p.inTx(ctx, func(tx pgx.Tx) error {
+	err := p.eventTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		r, err = scanPending(tx.QueryRow(ctx, `SELECT `+pendingCols+` FROM pending WHERE id = $1 FOR UPDATE`, id))
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -78,7 +78,7 @@ func (p *Postgres) CountIssuedSince(ctx context.Context, since time.Time) (int, 
 // EventNameReleased (ErrNotFound when the name is not bound).
 func (p *Postgres) ReleaseName(ctx context.Context, name, actor, remote string, at time.Time) (*NameBinding, error) {
 	var b *NameBinding
-	err := p.inTx(ctx, func(tx pgx.Tx) error {
+	err := p.eventTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		b, err = scanBinding(tx.QueryRow(ctx, `SELECT `+bindingCols+` FROM name_bindings WHERE name = $1 FOR UPDATE`, name))
 		if errors.Is(err, pgx.ErrNoRows) {
