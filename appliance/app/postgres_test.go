@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/globalsign/est"
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"github.com/nmos-certs/nmos-certs/appliance/config"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
 )
@@ -51,31 +53,7 @@ func TestApplianceOnPostgres(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	run := func() (*App, func()) {
-		t.Helper()
-		rctx, cancel := context.WithCancel(ctx)
-		ready := make(chan *App, 1)
-		a, err := New(rctx, cfg, Options{EventPoll: 50 * time.Millisecond, Ready: func(a *App) { ready <- a }})
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- a.Run(rctx) }()
-		select {
-		case <-ready:
-		case err := <-done:
-			cancel()
-			t.Fatalf("run: %v", err)
-		}
-		return a, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		}
-	}
-	a, stop := run()
+	a, stop := runApp(t, cfg)
 	if _, ok := a.store.(*store.Postgres); !ok {
 		t.Fatalf("the store is %T", a.store)
 	}
@@ -131,8 +109,7 @@ func TestApplianceOnPostgres(t *testing.T) {
 	stop()
 
 	// Restarted on the same database: the same CA, the revocation kept.
-	a, stop = run()
-	defer stop()
+	a, _ = runApp(t, cfg)
 	if got := fingerprints(a); got != before {
 		t.Fatalf("generations after the restart:\n%s\nwant\n%s", got, before)
 	}
@@ -145,5 +122,157 @@ func TestApplianceOnPostgres(t *testing.T) {
 	// nmos-certs backup is SQLite's; PostgreSQL has its own tools.
 	if _, err := Backup(ctx, cfg, filepath.Join(dir, "backup.tar")); err == nil || !strings.Contains(err.Error(), "pg_dump") {
 		t.Fatalf("backup on PostgreSQL: %v", err)
+	}
+}
+
+// runApp runs an App until stop is called (or the test ends).
+func runApp(t *testing.T, cfg *config.Config) (a *App, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *App, 1)
+	a, err := New(ctx, cfg, Options{EventPoll: 500 * time.Millisecond, Ready: func(a *App) { ready <- a }})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
+}
+
+// TestTwoAppliancesOnePostgres: two appliances, each with its own data
+// directory and listeners, share one database and the CA's keys (copied
+// from the first's data_dir/ca). A certificate enrolled on A and revoked
+// on B is revoked in A's OCSP answers within 2 seconds (the poll is set
+// to 500 ms; NOTIFY wakes A sooner); enrollments split over both get
+// distinct serials; each node's CRL numbers only go up.
+func TestTwoAppliancesOnePostgres(t *testing.T) {
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewDatabase(t)
+	acme := newManufacturer(t)
+	node := func(name string) (*config.Config, string) {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dsnFile := filepath.Join(dir, "dsn")
+		if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		roots := writePEM(t, filepath.Join(dir, "acme.pem"), acme.cert)
+		return testConfig(t, dir, fmt.Sprintf("est:\n  trusted_client_roots: [%s]\nstore:\n  driver: postgres\n  dsn_file: %s\n", roots, dsnFile)), dir
+	}
+	cfgA, _ := node("a")
+	cfgB, _ := node("b")
+	a, _ := runApp(t, cfgA)
+	// The CA's keys reach B: here a copy of A's data_dir/ca.
+	if err := os.MkdirAll(filepath.Join(cfgB.DataDir, "ca"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := filepath.Glob(filepath.Join(cfgA.DataDir, "ca", "*.key"))
+	if len(keys) != 4 {
+		t.Fatalf("%d CA keys", len(keys))
+	}
+	for _, k := range keys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cfgB.DataDir, "ca", filepath.Base(k)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := runApp(t, cfgB)
+	ctx := context.Background()
+
+	client := func(app *App) *est.Client {
+		dev, key := acme.device(t, "CAM-"+app.Addr("est").String())
+		return &est.Client{Host: app.Addr("est").String(), InsecureSkipVerify: true, Certificates: []*x509.Certificate{dev}, PrivateKey: key}
+	}
+	ca, cb := client(a), client(b)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := ca.Enroll(ctx, csrFor(t, key, "cam1.studio.example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
+	status := func(app *App) int {
+		t.Helper()
+		der, err := askOCSP(ctx, app.ocsp, cert, issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := xocsp.ParseResponseForCert(der, cert, issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status
+	}
+	if status(a) != xocsp.Good || status(b) != xocsp.Good {
+		t.Fatal("not good before the revocation")
+	}
+	crlNumber := func(app *App) int64 {
+		for _, c := range app.crl.Published() {
+			if c.IssuerID == "ecdsa-int-1" {
+				return c.Number
+			}
+		}
+		t.Fatal("no CRL of ecdsa-int-1")
+		return 0
+	}
+	beforeA := crlNumber(a)
+	if _, err := b.Authority().Revoke(ctx, cert.SerialNumber, store.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	revokedAt := time.Now()
+	for status(a) != xocsp.Revoked {
+		if time.Since(revokedAt) > 2*time.Second {
+			t.Fatal("A's OCSP does not say revoked 2 s after B revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("A's OCSP said revoked %v after B's revocation", time.Since(revokedAt).Round(time.Millisecond))
+	for deadline := time.Now().Add(5 * time.Second); crlNumber(a) <= beforeA; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("A's CRL number stays %d", beforeA)
+		}
+	}
+
+	// Enrollments split over both nodes: distinct serials, all stored.
+	seen := map[string]bool{}
+	for i := range 40 {
+		c := ca
+		if i%2 == 1 {
+			c = cb
+		}
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		got, err := c.Enroll(ctx, csrFor(t, k, fmt.Sprintf("dev%d.studio.example.test", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := store.SerialKey(got.SerialNumber)
+		if seen[s] {
+			t.Fatalf("serial %s twice", s)
+		}
+		seen[s] = true
+		if _, err := a.store.Certificate(ctx, got.SerialNumber); err != nil {
+			t.Fatalf("%s is not in the database: %v", s, err)
+		}
 	}
 }
