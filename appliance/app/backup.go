@@ -32,6 +32,11 @@ import (
 // certificate).
 var backupDirs = []string{"ca", "ca/pending", "server", "ocsp"}
 
+// keyDirs are what a backup of an appliance on PostgreSQL holds: the CA's
+// keys. (The appliance's own TLS and OCSP responder keys are each
+// appliance's; a second one makes its own.)
+var keyDirs = []string{"ca", "ca/pending"}
+
 const (
 	manifestName = "nmos-certs-backup"
 	backupFormat = "nmos-certs backup 1"
@@ -50,6 +55,9 @@ type BackupInfo struct {
 	Generations  int
 	Certificates int
 	Files        int
+	// KeysOnly: the store is PostgreSQL's, backed up by its own tools;
+	// the backup holds the CA's keys.
+	KeysOnly bool
 }
 
 // Backup writes the data directory of cfg to the new file out (mode
@@ -73,20 +81,25 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, er
 	for _, n := range counts {
 		info.Certificates += n
 	}
-	bk, ok := st.(interface {
+	// With PostgreSQL the database is backed up by its own tools; the
+	// backup holds the CA's keys, which is what a second appliance sharing
+	// the database needs (restore puts them in its data_dir).
+	dirs, snapshot := backupDirs, ""
+	if bk, ok := st.(interface {
 		Backup(context.Context, string) error
-	})
-	if !ok {
-		return info, errors.New("with store.driver postgres, back up the database with PostgreSQL's own tools (pg_dump, or its replication) and data_dir/ca, which holds the CA's keys, with your file backups")
-	}
-	dir, err := os.MkdirTemp(filepath.Dir(out), ".nmos-certs-backup-")
-	if err != nil {
-		return info, err
-	}
-	defer os.RemoveAll(dir)
-	snapshot := filepath.Join(dir, DBFile)
-	if err := bk.Backup(ctx, snapshot); err != nil {
-		return info, err
+	}); ok {
+		dir, err := os.MkdirTemp(filepath.Dir(out), ".nmos-certs-backup-")
+		if err != nil {
+			return info, err
+		}
+		defer os.RemoveAll(dir)
+		snapshot = filepath.Join(dir, DBFile)
+		if err := bk.Backup(ctx, snapshot); err != nil {
+			return info, err
+		}
+	} else {
+		dirs = keyDirs
+		info.KeysOnly = true
 	}
 
 	err = ca.WriteNew(out, 0o600, func(f io.Writer) error {
@@ -99,10 +112,12 @@ func Backup(ctx context.Context, cfg *config.Config, out string) (BackupInfo, er
 		if _, err := io.WriteString(tw, manifest); err != nil {
 			return err
 		}
-		if err := addFile(tw, snapshot, DBFile); err != nil {
-			return err
+		if snapshot != "" {
+			if err := addFile(tw, snapshot, DBFile); err != nil {
+				return err
+			}
 		}
-		for _, sub := range backupDirs {
+		for _, sub := range dirs {
 			ents, err := os.ReadDir(filepath.Join(cfg.DataDir, sub))
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -189,7 +204,7 @@ func Restore(ctx context.Context, cfg *config.Config, in string, force bool) (Ba
 			os.RemoveAll(staging)
 		}
 	}()
-	if err := unpack(in, staging); err != nil {
+	if err := unpack(in, staging, cfg.Store.Driver != "postgres"); err != nil {
 		return info, "", fmt.Errorf("%s: %w", in, err)
 	}
 	check := *cfg
@@ -241,8 +256,10 @@ func Restore(ctx context.Context, cfg *config.Config, in string, force bool) (Ba
 }
 
 // unpack writes the backup's files under dir, refusing anything that is
-// not one of the files a backup holds.
-func unpack(in, dir string) error {
+// not one of the files a backup holds; withDB says whether it must hold
+// the database (SQLite) or must not (the keys of an appliance on
+// PostgreSQL).
+func unpack(in, dir string, withDB bool) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -290,8 +307,12 @@ func unpack(in, dir string) error {
 	if first {
 		return errors.New("empty file: not an nmos-certs backup")
 	}
-	if _, err := os.Stat(filepath.Join(dir, DBFile)); err != nil {
-		return errors.New("the backup holds no database")
+	_, err = os.Stat(filepath.Join(dir, DBFile))
+	switch {
+	case withDB && err != nil:
+		return errors.New("the backup holds no database: it is the CA's keys of an appliance on PostgreSQL (restore it with store.driver postgres)")
+	case !withDB && err == nil:
+		return errors.New("the backup holds a SQLite database: with store.driver postgres, move a SQLite appliance with 'nmos-certs store migrate'")
 	}
 	return nil
 }

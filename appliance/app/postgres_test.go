@@ -119,9 +119,10 @@ func TestApplianceOnPostgres(t *testing.T) {
 	if _, err := a.store.Certificate(ctx, cert.SerialNumber); err != nil {
 		t.Fatal(err)
 	}
-	// nmos-certs backup is SQLite's; PostgreSQL has its own tools.
-	if _, err := Backup(ctx, cfg, filepath.Join(dir, "backup.tar")); err == nil || !strings.Contains(err.Error(), "pg_dump") {
-		t.Fatalf("backup on PostgreSQL: %v", err)
+	// On PostgreSQL a backup holds the CA's keys (the database is its
+	// own tools' to back up).
+	if info, err := Backup(ctx, cfg, filepath.Join(dir, "backup.tar")); err != nil || !info.KeysOnly || info.Files != 4 {
+		t.Fatalf("backup on PostgreSQL: %+v %v", info, err)
 	}
 }
 
@@ -181,22 +182,17 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 	cfgA, _ := node("a")
 	cfgB, _ := node("b")
 	a, _ := runApp(t, cfgA)
-	// The CA's keys reach B: here a copy of A's data_dir/ca.
-	if err := os.MkdirAll(filepath.Join(cfgB.DataDir, "ca"), 0o700); err != nil {
-		t.Fatal(err)
+	// The CA's keys reach B: backup on A (the keys alone, on PostgreSQL),
+	// restore on B. A SQLite backup is refused there.
+	keys := filepath.Join(t.TempDir(), "keys.tar")
+	if info, err := Backup(context.Background(), cfgA, keys); err != nil || !info.KeysOnly || info.Files != 4 {
+		t.Fatalf("backup of A: %+v %v", info, err)
 	}
-	keys, _ := filepath.Glob(filepath.Join(cfgA.DataDir, "ca", "*.key"))
-	if len(keys) != 4 {
-		t.Fatalf("%d CA keys", len(keys))
+	if info, _, err := Restore(context.Background(), cfgB, keys, false); err != nil || info.Generations != 4 {
+		t.Fatalf("restore on B: %+v %v", info, err)
 	}
-	for _, k := range keys {
-		b, err := os.ReadFile(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(cfgB.DataDir, "ca", filepath.Base(k)), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := os.Stat(filepath.Join(cfgB.DataDir, "server")); !os.IsNotExist(err) {
+		t.Fatalf("A's own TLS keys went to B: %v", err)
 	}
 	b, _ := runApp(t, cfgB)
 	ctx := context.Background()

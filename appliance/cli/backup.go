@@ -35,6 +35,11 @@ func backupCommand() *cli.Command {
 				return err
 			}
 			audit(c.Context, c, "backup", c.String("out"), fmt.Sprintf("%d generations, %d certificates, %d key and certificate files", info.Generations, info.Certificates, info.Files))
+			if info.KeysOnly {
+				fmt.Fprintf(c.App.Writer, "wrote %s: the CA's %d key files (it holds private keys: keep it as the keys are kept). The store is PostgreSQL's: back the database up with its own tools (pg_dump, replication). 'nmos-certs restore' puts the keys in the data directory of another appliance sharing the database.\n",
+					c.String("out"), info.Files)
+				return nil
+			}
 			fmt.Fprintf(c.App.Writer, "wrote %s: %d CA generations, %d certificates, %d key and certificate files (it holds private keys: keep it as the keys are kept)\n",
 				c.String("out"), info.Generations, info.Certificates, info.Files)
 			return nil
