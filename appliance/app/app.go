@@ -147,6 +147,10 @@ func CANames(cfg *config.Config) ca.Names {
 				Rule: fmt.Sprintf("the target of the DNS-SD service %s %q (dns.services[%d])", s.Type, s.Instance, i)})
 		}
 	}
+	for i, p := range cfg.DNS.Peers {
+		n.Reserved = append(n.Reserved, policy.Reserved{Pattern: p.Hostname,
+			Rule: fmt.Sprintf("the hostname of another appliance (dns.peers[%d])", i)})
+	}
 	for i, r := range cfg.CA.ReservedNames {
 		n.Reserved = append(n.Reserved, policy.Reserved{Pattern: r, Rule: fmt.Sprintf("ca.reserved_names[%d]", i)})
 	}

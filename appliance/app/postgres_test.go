@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/globalsign/est"
+	mdns "github.com/miekg/dns"
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
@@ -270,5 +272,48 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 		if _, err := a.store.Certificate(ctx, got.SerialNumber); err != nil {
 			t.Fatalf("%s is not in the database: %v", s, err)
 		}
+	}
+}
+
+// TestPeersInDNSSD: each appliance advertises the others of dns.peers as
+// EST instances of their own, with their addresses, so that a device
+// that cannot reach one tries the next by pri; their hostnames are
+// reserved.
+func TestPeersInDNSSD(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, "  peers:\n    - hostname: est-b.studio.example.test\n      addresses: [127.0.0.3]\n      pri: 20\n      port: 8443\n")
+	cfg.DNS.Advertise[0].Pri = 10
+	a := start(t, cfg)
+	c := &mdns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	ask := func(name string, qtype uint16) []mdns.RR {
+		t.Helper()
+		m := new(mdns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := c.Exchange(m, a.Addr("dns").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Answer
+	}
+	var targets []string
+	for _, rr := range ask("_nmos-certs._tcp.studio.example.test.", mdns.TypePTR) {
+		for _, srv := range ask(rr.(*mdns.PTR).Ptr, mdns.TypeSRV) {
+			s := srv.(*mdns.SRV)
+			targets = append(targets, fmt.Sprintf("%d %d %s", s.Priority, s.Port, s.Target))
+		}
+	}
+	slices.Sort(targets)
+	if want := []string{"10 8443 est.studio.example.test.", "20 8443 est-b.studio.example.test."}; !slices.Equal(targets, want) {
+		t.Fatalf("EST instances %v, want %v", targets, want)
+	}
+	if rrs := ask("est-b.studio.example.test.", mdns.TypeA); len(rrs) != 1 || rrs[0].(*mdns.A).A.String() != "127.0.0.3" {
+		t.Fatalf("the peer's address: %v", rrs)
+	}
+	reserved := false
+	for _, r := range CANames(cfg).Reserved {
+		reserved = reserved || r.Pattern == "est-b.studio.example.test"
+	}
+	if !reserved {
+		t.Fatal("the peer's hostname is not reserved")
 	}
 }

@@ -146,6 +146,22 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 			Port: a.Port, Pri: a.Pri, Weight: a.Weight, APISelector: a.APISelector,
 		})
 	}
+	for i, p := range cfg.DNS.Peers {
+		name := p.Instance
+		if name == "" {
+			name = config.DefaultInstance(p.Hostname, config.Advertisement{Pri: p.Pri, APISelector: p.APISelector})
+		}
+		ps := dns.Service{Type: "_nmos-certs._tcp", Instance: name, Target: p.Hostname,
+			Port: p.Port, Pri: p.Pri, Weight: p.Weight, APISelector: p.APISelector}
+		for _, a := range p.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return o, fmt.Errorf("dns.peers[%d].addresses: %w", i, err)
+			}
+			ps.TargetAddresses = append(ps.TargetAddresses, ip)
+		}
+		o.Services = append(o.Services, ps)
+	}
 	for i, s := range cfg.DNS.Services {
 		ds := dns.Service{
 			Type: s.Type, Instance: s.Instance, Target: s.Target,

@@ -180,10 +180,27 @@ type DNS struct {
 	Advertise []Advertisement `yaml:"advertise"`
 	// Services lists further DNS-SD services (IS-04 registry, IS-10 ...).
 	Services []Service `yaml:"services"`
+	// Peers are the other appliances sharing the store, each advertised
+	// as an _nmos-certs._tcp instance of its own, so that a device that
+	// cannot reach one tries the next by pri.
+	Peers []Peer `yaml:"peers"`
 	// Push sends the records into the facility's own DNS server (RFC 2136).
 	Push DNSPush `yaml:"push"`
 	// Transfer lets listed secondaries copy the zone (AXFR, IXFR).
 	Transfer DNSTransfer `yaml:"transfer"`
+}
+
+// Peer is another appliance's EST server.
+type Peer struct {
+	Hostname string `yaml:"hostname"`
+	// Addresses are served as the hostname's A/AAAA records; required
+	// when it is inside domain.
+	Addresses   []string `yaml:"addresses"`
+	Port        int      `yaml:"port"`
+	Pri         int      `yaml:"pri"`
+	Weight      int      `yaml:"weight"`
+	APISelector string   `yaml:"api_selector"`
+	Instance    string   `yaml:"instance"`
 }
 
 // DNSPush sends the DNS-SD records into a zone of another DNS server by

@@ -82,7 +82,7 @@ func TestExampleLoadsAndDocumentsEveryKey(t *testing.T) {
 	c.lines, def.lines = nil, nil
 	c.Source, def.Source = "", ""
 	c.EST.TrustedClientRoots, c.EST.ClientCRLs, c.DNS.Forward, c.DNS.Services = nil, nil, nil, nil
-	c.EST.ServerKeyGenKEKFiles, c.CA.ReservedNames, c.DNS.Transfer.To = nil, nil, nil
+	c.EST.ServerKeyGenKEKFiles, c.CA.ReservedNames, c.DNS.Transfer.To, c.DNS.Peers = nil, nil, nil, nil
 	if !reflect.DeepEqual(c, def) {
 		t.Errorf("example values differ from the defaults:\nexample %+v\ndefault %+v", c, def)
 	}
@@ -134,6 +134,9 @@ func TestLoadErrors(t *testing.T) {
 		{"push port 0", "dns:\n  push:\n    server: 192.0.2.53:0\n    tsig: {name: k, secret_file: /k}\n", []string{"dns.push.server", "port"}},
 		{"transfer bad to", "dns:\n  transfer:\n    to: [ns1.example.test]\n    tsig: {name: k, secret_file: /k}\n", []string{"x.yaml:3:", "dns.transfer.to[0]", "IP address"}},
 		{"transfer no key", "dns:\n  transfer:\n    to: [192.0.2.54]\n", []string{"dns.transfer.tsig.name", "dns.transfer.tsig.secret_file"}},
+		{"peer without addresses", "dns:\n  peers:\n    - hostname: est-b.studio.example.test\n      pri: 20\n", []string{"dns.peers[0].addresses", "A record"}},
+		{"peer is me", "dns:\n  peers:\n    - hostname: est.studio.example.test\n      addresses: [192.0.2.11]\n", []string{"x.yaml:3:", "dns.peers[0].hostname", "own hostname"}},
+		{"peer same instance", "dns:\n  advertise:\n    - pri: 10\n  peers:\n    - hostname: est.other.test\n      pri: 10\n      instance: est pri 10\n", []string{"dns.peers[0].instance"}},
 		{"transfer key alone", "dns:\n  transfer:\n    tsig: {name: k, secret_file: /k}\n", []string{"dns.transfer.to", "no secondary"}},
 		{"ip domain", "domain: 10.0.0.1\n", []string{"domain", "IP address"}},
 		{"bad port", "listen:\n  est: 127.0.0.1:99999\n", []string{"x.yaml:2:", "listen.est", "bad port"}},

@@ -92,6 +92,10 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.DNS.Advertise {
 		setI(fmt.Sprintf("dns.advertise[%d].port", i), &c.DNS.Advertise[i].Port, estPort)
 	}
+	// A peer serves EST on the port this appliance does, unless told.
+	for i := range c.DNS.Peers {
+		setI(fmt.Sprintf("dns.peers[%d].port", i), &c.DNS.Peers[i].Port, estPort)
+	}
 
 	setS("ocsp.signer", &c.OCSP.Signer, "delegated")
 	setD("ocsp.validity", &c.OCSP.Validity, 24*time.Hour)

@@ -239,6 +239,30 @@ func (c *Config) Validate() error {
 		}
 		checkInstance(add, key+".instance", name, "_nmos-certs._tcp", instances)
 	}
+	for i, p := range c.DNS.Peers {
+		key := fmt.Sprintf("dns.peers[%d]", i)
+		if err := checkDNSName(p.Hostname); err != nil {
+			add(key+".hostname", "%v", err)
+		} else if strings.EqualFold(strings.TrimSuffix(p.Hostname, "."), strings.TrimSuffix(c.Hostname, ".")) {
+			add(key+".hostname", "%q is this appliance's own hostname: name another appliance", p.Hostname)
+		} else if InDomain(p.Hostname, c.Domain) && len(p.Addresses) == 0 {
+			add(key+".addresses", "%q is inside domain: give its addresses (BCP-003-03 wants an A record for every EST server)", p.Hostname)
+		}
+		for j, a := range p.Addresses {
+			if _, err := netip.ParseAddr(a); err != nil {
+				add(fmt.Sprintf("%s.addresses[%d]", key, j), "%q is not an IP address", a)
+			}
+		}
+		checkSRV(add, key, p.Port, p.Pri, p.Weight)
+		if p.APISelector != "" && (!labelRE.MatchString(p.APISelector) || estOps[p.APISelector]) {
+			add(key+".api_selector", "%q is not a usable EST label (letters, digits, '-', '_', '.', '~'; not an EST operation name)", p.APISelector)
+		}
+		name := p.Instance
+		if name == "" {
+			name = DefaultInstance(p.Hostname, Advertisement{Pri: p.Pri, APISelector: p.APISelector})
+		}
+		checkInstance(add, key+".instance", name, "_nmos-certs._tcp", instances)
+	}
 	for i, s := range c.DNS.Services {
 		key := fmt.Sprintf("dns.services[%d]", i)
 		if !serviceRE.MatchString(s.Type) {
