@@ -502,11 +502,13 @@ func (a *App) watchEvents(ctx context.Context) {
 		case <-notified:
 			a.pollEvents(ctx)
 		case <-expire.C:
-			if n, err := a.store.ExpirePending(ctx, a.o.Clock()); err != nil {
-				a.log.Warn("expire pending requests", "err", err)
-			} else if n > 0 {
-				a.log.Info("pending requests expired", "count", n)
-			}
+			a.once(ctx, "expire-pending", func(ctx context.Context) {
+				if n, err := a.store.ExpirePending(ctx, a.o.Clock()); err != nil {
+					a.log.Warn("expire pending requests", "err", err)
+				} else if n > 0 {
+					a.log.Info("pending requests expired", "count", n)
+				}
+			})
 		case <-t.C:
 			a.pollEvents(ctx)
 		}

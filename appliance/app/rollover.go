@@ -23,13 +23,28 @@ func (a *App) maintainCA(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
-		a.caChecks(ctx)
+		a.once(ctx, "ca-maintenance", a.caChecks)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// once runs a periodic job here, or, with a store that appliances share,
+// only when none of the others runs it now (the job's lock goes with an
+// appliance that dies, so another takes the job at its next turn).
+func (a *App) once(ctx context.Context, job string, fn func(context.Context)) {
+	if l, ok := a.store.(interface {
+		Lead(context.Context, string, func(context.Context)) (bool, error)
+	}); ok {
+		if _, err := l.Lead(ctx, job, fn); err != nil && ctx.Err() == nil {
+			a.log.Warn("taking a periodic job", "job", job, "err", err)
+		}
+		return
+	}
+	fn(ctx)
 }
 
 func (a *App) caChecks(ctx context.Context) {

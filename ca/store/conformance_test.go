@@ -406,3 +406,62 @@ func TestPostgresEvents(t *testing.T) {
 		t.Fatalf("%d events, a reader following them saw %d", len(all), len(seen))
 	}
 }
+
+// TestPostgresLead: one appliance at a time runs a job; when the one
+// running it goes, another takes it.
+func TestPostgresLead(t *testing.T) {
+	ctx := context.Background()
+	dsn := cluster(t).NewDatabase(t)
+	a, err := OpenPostgres(ctx, dsn+"&application_name=node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	inA := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		ok, err := a.Lead(ctx, "ca-maintenance", func(context.Context) {
+			close(inA)
+			<-release
+		})
+		if !ok || err != nil {
+			t.Errorf("A: %v %v", ok, err)
+		}
+	}()
+	<-inA
+	ran := false
+	if ok, err := b.Lead(ctx, "ca-maintenance", func(context.Context) { ran = true }); ok || err != nil || ran {
+		t.Fatalf("B ran the job while A did: %v %v", ok, err)
+	}
+	if ok, err := b.Lead(ctx, "another job", func(context.Context) { ran = true }); !ok || err != nil || !ran {
+		t.Fatalf("B did not run another job: %v %v", ok, err)
+	}
+	close(release)
+	// A dies holding the lock of a job: its connections close, and B takes it.
+	hold, end := make(chan struct{}), make(chan struct{})
+	defer close(end) // before a.Close, which waits for the held connection
+	go func() {
+		_, _ = a.Lead(ctx, "ca-maintenance", func(context.Context) { close(hold); <-end })
+	}()
+	<-hold
+	if ok, _ := b.Lead(ctx, "ca-maintenance", func(context.Context) {}); ok {
+		t.Fatal("B ran the job A holds")
+	}
+	// A's connections end, as when its process dies.
+	if _, err := b.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'node-a'`); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ok, err := b.Lead(ctx, "ca-maintenance", func(context.Context) {}); ok && err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("B never took the job over")
+		}
+	}
+}

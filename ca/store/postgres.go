@@ -160,6 +160,7 @@ const (
 	pgMigrationLock = 0x6e6d6f73 // "nmos"
 	pgNameLock      = 0x6e616d65 // "name"
 	pgEventLock     = 0x65766e74 // "evnt"
+	pgJobLock       = 0x6a6f6273 // "jobs"
 	// pgEventChannel is the NOTIFY channel of new events.
 	pgEventChannel = "nmos_certs_events"
 )
@@ -719,4 +720,31 @@ func (p *Postgres) listen(ctx context.Context, ch chan<- struct{}) {
 		default:
 		}
 	}
+}
+
+// Lead runs fn if no other appliance sharing the database runs the job
+// of that name now, and says whether it did. The job's advisory lock is
+// held on a connection of its own while fn runs: if this appliance dies,
+// PostgreSQL drops the lock with the connection and another takes the
+// job over at its next turn.
+func (p *Postgres) Lead(ctx context.Context, job string, fn func(context.Context)) (bool, error) {
+	pc, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer pc.Release()
+	var got bool
+	if err := pc.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, pgJobLock, job).Scan(&got); err != nil {
+		return false, err
+	}
+	if !got {
+		return false, nil
+	}
+	defer func() {
+		if _, err := pc.Exec(context.Background(), `SELECT pg_advisory_unlock($1, hashtext($2))`, pgJobLock, job); err != nil {
+			pc.Conn().Close(context.Background()) // closing it drops the lock too
+		}
+	}()
+	fn(ctx)
+	return true, nil
 }
