@@ -5,8 +5,15 @@ package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +24,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -155,4 +163,67 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// EnableTLS turns TLS on for the cluster with a server certificate for
+// localhost (not for 127.0.0.1) from a CA made here, and returns that CA's
+// certificate file, for sslmode=verify-full and sslrootcert.
+func (c *Cluster) EnableTLS(t testing.TB) string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgtest CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), DNSNames: []string{"localhost"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	write := func(name string, block *pem.Block, mode os.FileMode) string {
+		p := filepath.Join(c.dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(block), mode); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.as) > 0 {
+			u, _ := user.Lookup("postgres")
+			uid, _ := strconv.Atoi(u.Uid)
+			gid, _ := strconv.Atoi(u.Gid)
+			_ = os.Chown(p, uid, gid)
+		}
+		return p
+	}
+	crt := write("server.crt", &pem.Block{Type: "CERTIFICATE", Bytes: der}, 0o644)
+	keyFile := write("server.key", &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}, 0o600)
+	caFile := write("root.crt", &pem.Block{Type: "CERTIFICATE", Bytes: caDER}, 0o644)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		fmt.Sprintf("ALTER SYSTEM SET ssl_cert_file = '%s'", crt),
+		fmt.Sprintf("ALTER SYSTEM SET ssl_key_file = '%s'", keyFile),
+		"ALTER SYSTEM SET ssl = on",
+		"SELECT pg_reload_conf()",
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return caFile
+}
+
+// TLSDSN is the URL of database name over TLS, verified against caFile
+// (sslmode=verify-full), with host as the server's name.
+func (c *Cluster) TLSDSN(name, host, caFile string) string {
+	return fmt.Sprintf("postgres://postgres@%s:%d/%s?sslmode=verify-full&sslrootcert=%s", host, c.port, name, caFile)
 }
