@@ -65,8 +65,20 @@ type CopyCounts map[string]int64
 // The counts of each table are then compared, source against copy.
 // Nothing may write to src meanwhile (the appliance must be stopped).
 func CopyToPostgres(ctx context.Context, src *SQLite, dst *Postgres) (CopyCounts, error) {
+	// One read transaction of SQLite for the whole copy: every table as of
+	// one moment, whatever writes the file meanwhile.
+	conn, err := src.r.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer stx.Rollback()
 	counts := CopyCounts{}
-	err := pgx.BeginFunc(ctx, dst.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, dst.pool, func(tx pgx.Tx) error {
 		for _, t := range []string{"certificates", "generations", "pending", "users", "audit", "events", "name_bindings"} {
 			var any bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+`)`).Scan(&any); err != nil {
@@ -77,7 +89,7 @@ func CopyToPostgres(ctx context.Context, src *SQLite, dst *Postgres) (CopyCounts
 			}
 		}
 		for _, t := range copyTables {
-			rows, err := src.r.QueryContext(ctx, `SELECT `+strings.Join(t.from, ", ")+` FROM `+t.name+` ORDER BY `+t.order)
+			rows, err := stx.QueryContext(ctx, `SELECT `+strings.Join(t.from, ", ")+` FROM `+t.name+` ORDER BY `+t.order)
 			if err != nil {
 				return fmt.Errorf("read %s: %w", t.name, err)
 			}
@@ -99,24 +111,33 @@ func CopyToPostgres(ctx context.Context, src *SQLite, dst *Postgres) (CopyCounts
 		}
 		// The counts the CA reads are kept by the writer; here they are
 		// counted once.
-		_, err := tx.Exec(ctx, `INSERT INTO certificate_counts (issuer_id, n) SELECT issuer_id, count(*) FROM certificates GROUP BY issuer_id`)
-		return err
+		if _, err := tx.Exec(ctx, `INSERT INTO certificate_counts (issuer_id, n) SELECT issuer_id, count(*) FROM certificates GROUP BY issuer_id`); err != nil {
+			return err
+		}
+		// Source and copy, table by table (and the revoked certificates),
+		// before anything is committed.
+		check := func(what, sqliteQ, pgQ string, copied int64) error {
+			var a, b int64
+			if err := stx.QueryRowContext(ctx, sqliteQ).Scan(&a); err != nil {
+				return err
+			}
+			if err := tx.QueryRow(ctx, pgQ).Scan(&b); err != nil {
+				return err
+			}
+			if a != b || (copied >= 0 && a != copied) {
+				return fmt.Errorf("%s: %d in SQLite, %d in PostgreSQL (%d copied): nothing was committed", what, a, b, copied)
+			}
+			return nil
+		}
+		for _, t := range copyTables {
+			if err := check(t.name, `SELECT count(*) FROM `+t.name, `SELECT count(*) FROM `+t.name, counts[t.name]); err != nil {
+				return err
+			}
+		}
+		return check("revoked certificates", `SELECT count(*) FROM certificates WHERE revoked <> 0`, `SELECT count(*) FROM certificates WHERE revoked`, -1)
 	})
 	if err != nil {
 		return nil, err
-	}
-	// Source and copy, table by table.
-	for _, t := range copyTables {
-		var a, b int64
-		if err := src.r.QueryRowContext(ctx, `SELECT count(*) FROM `+t.name).Scan(&a); err != nil {
-			return nil, err
-		}
-		if err := dst.pool.QueryRow(ctx, `SELECT count(*) FROM `+t.name).Scan(&b); err != nil {
-			return nil, err
-		}
-		if a != b || a != counts[t.name] {
-			return nil, fmt.Errorf("%s: %d rows in SQLite, %d copied, %d in PostgreSQL", t.name, a, counts[t.name], b)
-		}
 	}
 	return counts, nil
 }
@@ -143,7 +164,11 @@ func (s *sqlSource) Next() bool {
 		return false
 	}
 	if s.boolCol >= 0 {
-		n, _ := vals[s.boolCol].(int64)
+		n, ok := vals[s.boolCol].(int64)
+		if !ok {
+			s.err = fmt.Errorf("column %d: want 0 or 1, got %T", s.boolCol, vals[s.boolCol])
+			return false
+		}
 		vals[s.boolCol] = n != 0
 	}
 	s.vals = vals

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +54,7 @@ var pgMigrations = []string{
 	CREATE INDEX certificates_issued ON certificates (issued_at);
 	CREATE INDEX certificates_not_after ON certificates (not_after, id);
 	CREATE TABLE certificate_names (
-		name text NOT NULL,
+		name text COLLATE "C" NOT NULL,
 		cert bigint NOT NULL REFERENCES certificates (id),
 		PRIMARY KEY (name, cert)
 	);
@@ -68,7 +67,7 @@ var pgMigrations = []string{
 		number    bigint NOT NULL
 	);
 	CREATE TABLE name_bindings (
-		name    text PRIMARY KEY,
+		name    text COLLATE "C" PRIMARY KEY,
 		holder  text NOT NULL,
 		since   bigint NOT NULL,
 		expires bigint NOT NULL,
@@ -126,7 +125,7 @@ var pgMigrations = []string{
 	CREATE INDEX pending_key ON pending (spki_sha256, n);
 	CREATE INDEX pending_state ON pending (state);
 	CREATE TABLE users (
-		name         text PRIMARY KEY,
+		name         text COLLATE "C" PRIMARY KEY,
 		role         text NOT NULL,
 		password     text NOT NULL,
 		created_at   bigint NOT NULL,
@@ -161,6 +160,7 @@ const (
 	pgNameLock      = 0x6e616d65 // "name"
 	pgEventLock     = 0x65766e74 // "evnt"
 	pgJobLock       = 0x6a6f6273 // "jobs"
+	pgUsersLock     = 0x75736572 // "user"
 	// pgEventChannel is the NOTIFY channel of new events.
 	pgEventChannel = "nmos_certs_events"
 )
@@ -285,12 +285,11 @@ func pgCheckBindings(ctx context.Context, tx pgx.Tx, c *Certificate) ([]*NameBin
 	// A name not bound yet has no row to lock: an advisory lock per name,
 	// taken in name order, makes transactions that bind the same names
 	// (on any appliance) run one after the other.
-	names := slices.Clone(c.SANs)
-	slices.Sort(names)
-	for _, n := range slices.Compact(names) {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, pgNameLock, n); err != nil {
-			return nil, err
-		}
+	// The locks are taken in the order of their keys (the names' hashes),
+	// in one statement, so two transactions never wait on each other.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, h)
+		FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY h) AS keys`, pgNameLock, c.SANs); err != nil {
+		return nil, err
 	}
 	var taken []*NameBinding
 	for _, n := range c.SANs {
@@ -578,7 +577,7 @@ func (p *Postgres) NameBindings(ctx context.Context, f BindingFilter) ([]*NameBi
 	}
 	if f.Holder != "" {
 		args = append(args, f.Holder)
-		q += fmt.Sprintf(` AND holder = $%d`, len(args))
+		q += fmt.Sprintf(` AND strpos(holder, $%d) > 0`, len(args)) // a part of the holder, as in SQLite
 	}
 	q += ` ORDER BY name`
 	if f.Limit > 0 {

@@ -14,7 +14,13 @@ import (
 // change reads it, so that two appliances cannot both remove "the
 // last-but-one admin".
 
+// pgUserTx reads an account for a change, after the accounts' lock: one
+// change of accounts at a time, across appliances, so that two removals
+// of admins cannot both see the other admin (nor wait on each other).
 func pgUserTx(ctx context.Context, tx pgx.Tx, name string) (*User, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgUsersLock); err != nil {
+		return nil, err
+	}
 	u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE name = $1 FOR UPDATE`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("account %q: %w", name, ErrNotFound)
