@@ -10,13 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,29 +24,10 @@ import (
 	"github.com/globalsign/est"
 	mdns "github.com/miekg/dns"
 
+	"github.com/nmos-certs/nmos-certs/appliance/dns/bindtest"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
 )
-
-// freeTCPPort is a port free on 127.0.0.1 for TCP and UDP now.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
 
 // servedNode is one `nmos-certs serve` process of the failover test.
 type servedNode struct {
@@ -155,7 +134,7 @@ func TestFailover(t *testing.T) {
 
 	nodes := map[string]*servedNode{}
 	for _, name := range []string{"a", "b"} {
-		nodes[name] = &servedNode{est: freeTCPPort(t), dns: freeTCPPort(t), metrics: freeTCPPort(t), http: freeTCPPort(t)}
+		nodes[name] = &servedNode{est: bindtest.FreePort(t), dns: bindtest.FreePort(t), metrics: bindtest.FreePort(t), http: bindtest.FreePort(t)}
 	}
 	pri := map[string]int{"a": 10, "b": 20}
 	for name, n := range nodes {

@@ -441,16 +441,7 @@ func (p *Postgres) CountCertificates(ctx context.Context) (map[string]int, error
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, err
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
+	return scanCounts(rows)
 }
 
 // KeyUsed says whether a public key was certified before.
@@ -540,21 +531,7 @@ func (p *Postgres) Revocations(ctx context.Context, issuerID string, fn func(Rev
 		return err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var serial string
-		var at, reason int64
-		if err := rows.Scan(&serial, &at, &reason); err != nil {
-			return err
-		}
-		n, err := parseSerial(serial)
-		if err != nil {
-			return err
-		}
-		if err := fn(Revocation{Serial: n, RevokedAt: fromUnix(at), Reason: int(reason)}); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return scanRevocations(rows, fn)
 }
 
 // NextCRLNumber returns a CRL number greater than any returned before
@@ -621,18 +598,7 @@ func (p *Postgres) Audit(ctx context.Context, limit int) ([]*AuditRecord, error)
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*AuditRecord
-	for rows.Next() {
-		var a AuditRecord
-		var at int64
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Target, &a.Detail, &a.Remote); err != nil {
-			return nil, err
-		}
-		a.At = fromUnix(at)
-		a.Detail = strings.TrimSpace(a.Detail)
-		out = append(out, &a)
-	}
-	return out, rows.Err()
+	return scanAudits(rows)
 }
 
 // pgAddEvent records an event in a transaction of eventTx, and tells the

@@ -245,16 +245,7 @@ func (p *Postgres) ValidCounts(ctx context.Context, now time.Time) (map[string]i
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var id string
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, err
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
+	return scanCounts(rows)
 }
 
 // LatestNotAfter returns the latest notAfter of the certificates an

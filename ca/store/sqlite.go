@@ -946,6 +946,11 @@ func (s *SQLite) countsByIssuer(ctx context.Context, q string, args ...any) (map
 		return nil, err
 	}
 	defer rows.Close()
+	return scanCounts(rows)
+}
+
+// scanCounts reads rows of an issuer and a count.
+func scanCounts(rows rowIter) (map[string]int, error) {
 	out := map[string]int{}
 	for rows.Next() {
 		var id string
@@ -1054,6 +1059,12 @@ func (s *SQLite) Revocations(ctx context.Context, issuerID string, fn func(Revoc
 		return err
 	}
 	defer rows.Close()
+	return scanRevocations(rows, fn)
+}
+
+// scanRevocations calls fn for each row of a serial, its revocation time
+// and reason.
+func scanRevocations(rows rowIter, fn func(Revocation) error) error {
 	for rows.Next() {
 		var serial string
 		var at, reason int64
