@@ -85,18 +85,7 @@ func TestApplianceOnPostgres(t *testing.T) {
 	}
 
 	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
-	status := func(a *App) int {
-		t.Helper()
-		der, err := askOCSP(ctx, a.ocsp, cert, issuer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := xocsp.ParseResponseForCert(der, cert, issuer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status
-	}
+	status := func(app *App) int { t.Helper(); return ocspStatus(t, app, cert, issuer) }
 	if s := status(a); s != xocsp.Good {
 		t.Fatalf("OCSP before the revocation: %d", s)
 	}
@@ -210,18 +199,7 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
-	status := func(app *App) int {
-		t.Helper()
-		der, err := askOCSP(ctx, app.ocsp, cert, issuer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := xocsp.ParseResponseForCert(der, cert, issuer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status
-	}
+	status := func(app *App) int { t.Helper(); return ocspStatus(t, app, cert, issuer) }
 	if status(a) != xocsp.Good || status(b) != xocsp.Good {
 		t.Fatal("not good before the revocation")
 	}
@@ -316,4 +294,19 @@ func TestPeersInDNSSD(t *testing.T) {
 	if !reserved {
 		t.Fatal("the peer's hostname is not reserved")
 	}
+}
+
+// ocspStatus asks app's OCSP responder about cert, as a client would, and
+// returns the status of the verified answer.
+func ocspStatus(t *testing.T, app *App, cert, issuer *x509.Certificate) int {
+	t.Helper()
+	der, err := askOCSP(context.Background(), app.ocsp, cert, issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := xocsp.ParseResponseForCert(der, cert, issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Status
 }

@@ -334,44 +334,9 @@ func pgBindNames(ctx context.Context, tx pgx.Tx, c *Certificate, taken []*NameBi
 	return nil
 }
 
-const pgCertCols = `serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, revoked, revoked_at, reason, holder, renews`
-
-// pgScanCert reads the columns of pgCertCols.
-func pgScanCert(r pgx.Row) (*Certificate, error) {
-	var (
-		c                 Certificate
-		serial, sans      string
-		nb, na, ia        int64
-		revokedAt, reason *int64
-		renews            *string
-	)
-	if err := r.Scan(&serial, &c.IssuerID, &c.Subject, &sans, &c.KeyType, &c.SPKIHash, &nb, &na, &ia, &c.Identity, &c.Profile, &c.DER,
-		&c.Revoked, &revokedAt, &reason, &c.Holder, &renews); err != nil {
-		return nil, err
-	}
-	var err error
-	if c.Serial, err = parseSerial(serial); err != nil {
-		return nil, err
-	}
-	if renews != nil {
-		if c.Renews, err = parseSerial(*renews); err != nil {
-			return nil, err
-		}
-	}
-	c.SANs = splitNames(sans)
-	c.NotBefore, c.NotAfter, c.IssuedAt = fromUnix(nb), fromUnix(na), fromUnix(ia)
-	if revokedAt != nil {
-		c.RevokedAt = fromUnix(*revokedAt)
-	}
-	if reason != nil {
-		c.Reason = int(*reason)
-	}
-	return &c, nil
-}
-
 // Certificate finds one certificate by serial (ErrNotFound).
 func (p *Postgres) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
-	c, err := pgScanCert(p.pool.QueryRow(ctx, `SELECT `+pgCertCols+` FROM certificates WHERE serial = $1`, SerialKey(serial)))
+	c, err := scanCert(p.pool.QueryRow(ctx, `SELECT `+certCols+` FROM certificates WHERE serial = $1`, SerialKey(serial)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -403,7 +368,7 @@ func (p *Postgres) CertificateStatus(ctx context.Context, issuerID string, seria
 
 // ListCertificates lists certificates, newest first.
 func (p *Postgres) ListCertificates(ctx context.Context, opt ListOptions) ([]*Certificate, error) {
-	q := `SELECT ` + pgCertCols + ` FROM certificates WHERE true`
+	q := `SELECT ` + certCols + ` FROM certificates WHERE true`
 	var args []any
 	if opt.IssuerID != "" {
 		args = append(args, opt.IssuerID)
@@ -422,15 +387,7 @@ func (p *Postgres) ListCertificates(ctx context.Context, opt ListOptions) ([]*Ce
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Certificate
-	for rows.Next() {
-		c, err := pgScanCert(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return scanCerts(rows)
 }
 
 // CountCertificates counts certificates by issuer, from counts kept in
@@ -458,7 +415,7 @@ func (p *Postgres) Revoke(ctx context.Context, serial *big.Int, at time.Time, re
 	var c *Certificate
 	err := p.eventTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		c, err = pgScanCert(tx.QueryRow(ctx, `SELECT `+pgCertCols+` FROM certificates WHERE serial = $1 FOR UPDATE`, SerialKey(serial)))
+		c, err = scanCert(tx.QueryRow(ctx, `SELECT `+certCols+` FROM certificates WHERE serial = $1 FOR UPDATE`, SerialKey(serial)))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}

@@ -923,6 +923,11 @@ func (s *SQLite) ListCertificates(ctx context.Context, opt ListOptions) ([]*Cert
 		return nil, err
 	}
 	defer rows.Close()
+	return scanCerts(rows)
+}
+
+// scanCerts reads rows of certCols.
+func scanCerts(rows rowIter) ([]*Certificate, error) {
 	var out []*Certificate
 	for rows.Next() {
 		c, err := scanCert(rows)
