@@ -24,16 +24,31 @@ func (s *SQLite) checkBindings(ctx context.Context, c *Certificate) ([]*NameBind
 			continue
 		case err != nil:
 			return nil, err
-		case holder == c.Holder:
-			continue
 		}
-		b := &NameBinding{Name: n, Holder: holder, Expires: fromUnix(expires)}
-		if !b.Expires.Before(c.Bind.Lapsed) && c.Bind.TakeOver[n] != holder {
-			return nil, &NameBoundError{Name: n, Holder: holder}
+		b, err := judgeBinding(c, n, holder, expires)
+		if err != nil {
+			return nil, err
 		}
-		taken = append(taken, b)
+		if b != nil {
+			taken = append(taken, b)
+		}
 	}
 	return taken, nil
+}
+
+// judgeBinding decides whether c may have name n, bound to holder until
+// expires: nil when the holder is c's own, the binding c takes when it
+// has lapsed or c.Bind.TakeOver names that holder for n, else a
+// *NameBoundError.
+func judgeBinding(c *Certificate, n, holder string, expires int64) (*NameBinding, error) {
+	if holder == c.Holder {
+		return nil, nil
+	}
+	b := &NameBinding{Name: n, Holder: holder, Expires: fromUnix(expires)}
+	if !b.Expires.Before(c.Bind.Lapsed) && c.Bind.TakeOver[n] != holder {
+		return nil, &NameBoundError{Name: n, Holder: holder}
+	}
+	return b, nil
 }
 
 // bindNames binds c's names to its holder, in the writer's transaction,

@@ -27,69 +27,141 @@ func countRows(t testing.TB, s *SQLite) int {
 	return n
 }
 
-// One batch gives every row the answer it would get alone, including
-// against rows of the same batch.
-func TestGroupCommitBatchSemantics(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTest(t)
-	before := testCert(0)
-	if err := s.PutCertificate(ctx, before); err != nil {
+// writerOf is the certificate writer of a store.
+func writerOf(t testing.TB, s Store) *groupWriter {
+	switch s := s.(type) {
+	case *SQLite:
+		return s.groupWriter
+	case *Postgres:
+		return s.groupWriter
+	}
+	t.Fatalf("no certificate writer in %T", s)
+	return nil
+}
+
+// storedCount is the number of certificates a store holds, by its
+// counts per issuer.
+func storedCount(t testing.TB, s Store) int {
+	t.Helper()
+	counts, err := s.CountCertificates(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
 
-	sameKey := testCert(12)
-	sameKey.SPKIHash = testCert(11).SPKIHash
-	sameSerial := testCert(13)
-	sameSerial.Serial = testCert(10).Serial
-	reusedOld := testCert(14)
-	reusedOld.SPKIHash = before.SPKIHash
-	notNull := testCert(16)
-	notNull.SPKIHash = nil // NOT NULL: a constraint other than UNIQUE
+// One batch gives every row the answer it would get alone, including
+// against rows of the same batch, in one transaction.
+func TestGroupCommitBatchSemantics(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		w := writerOf(t, s)
+		before := testCert(0)
+		if err := s.PutCertificate(ctx, before); err != nil {
+			t.Fatal(err)
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
 
-	cases := []struct {
-		ctx  context.Context
-		cert *Certificate
-		want func(error) bool
-		desc string
-	}{
-		{ctx, testCert(10), func(err error) bool { return err == nil }, "new"},
-		{ctx, testCert(11), func(err error) bool { return err == nil }, "new"},
-		{ctx, sameKey, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key of a row earlier in the batch"},
-		{ctx, sameSerial, func(err error) bool { return errors.Is(err, ErrConflict) }, "serial of a row earlier in the batch"},
-		{ctx, reusedOld, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key stored before the batch"},
-		{cancelled, testCert(15), func(err error) bool { return errors.Is(err, context.Canceled) }, "caller gone"},
-		{ctx, notNull, func(err error) bool {
-			return err != nil && !errors.Is(err, ErrKeyReused) && !errors.Is(err, ErrConflict)
-		}, "NOT NULL violated"},
-		{ctx, testCert(17), func(err error) bool { return err == nil }, "new, after the refusals"},
-	}
-	reqs := make([]*putRequest, len(cases))
-	for i, c := range cases {
-		reqs[i] = &putRequest{ctx: c.ctx, cert: c.cert, done: make(chan error, 1)}
-	}
-	batches := s.batches.Load()
-	s.commitBatch(reqs)
-	for i, c := range cases {
-		if err := <-reqs[i].done; !c.want(err) {
-			t.Errorf("row %d (%s): %v", i, c.desc, err)
+		sameKey := testCert(12)
+		sameKey.SPKIHash = testCert(11).SPKIHash
+		sameSerial := testCert(13)
+		sameSerial.Serial = testCert(10).Serial
+		reusedOld := testCert(14)
+		reusedOld.SPKIHash = before.SPKIHash
+		// Names: holder A binds cam1; B is refused it in the same batch;
+		// A's second certificate for it is fine; C takes it over with
+		// the operator's approval.
+		bind := func(i int, holder string) *Certificate {
+			c := testCert(i)
+			c.SANs = []string{"cam1.studio.example.test"}
+			c.Holder, c.Bind = holder, &Binding{Lapsed: c.IssuedAt.Add(-time.Hour)}
+			return c
 		}
-	}
-	if got := s.batches.Load() - batches; got != 1 {
-		t.Errorf("%d transactions, want 1", got)
-	}
-	if n := countRows(t, s); n != 4 {
-		t.Errorf("%d rows, want 4 (the one before and three new)", n)
-	}
-	for _, i := range []int{10, 11, 17} {
-		if _, err := s.Certificate(ctx, testCert(i).Serial); err != nil {
-			t.Errorf("certificate %d: %v", i, err)
+		takeOver := bind(23, "vendor C")
+		takeOver.Bind.TakeOver, takeOver.Bind.Actor = map[string]string{"cam1.studio.example.test": "vendor A"}, "operator ada"
+
+		cases := []struct {
+			ctx  context.Context
+			cert *Certificate
+			want func(error) bool
+			desc string
+		}{
+			{ctx, testCert(10), func(err error) bool { return err == nil }, "new"},
+			{ctx, testCert(11), func(err error) bool { return err == nil }, "new"},
+			{ctx, sameKey, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key of a row earlier in the batch"},
+			{ctx, sameSerial, func(err error) bool { return errors.Is(err, ErrConflict) }, "serial of a row earlier in the batch"},
+			{ctx, reusedOld, func(err error) bool { return errors.Is(err, ErrKeyReused) }, "key stored before the batch"},
+			{cancelled, testCert(15), func(err error) bool { return errors.Is(err, context.Canceled) }, "caller gone"},
+			{ctx, testCert(17), func(err error) bool { return err == nil }, "new, after the refusals"},
+			{ctx, bind(20, "vendor A"), func(err error) bool { return err == nil }, "a name bound"},
+			{ctx, bind(21, "vendor B"), func(err error) bool { var nb *NameBoundError; return errors.As(err, &nb) && nb.Holder == "vendor A" }, "a name bound earlier in the batch"},
+			{ctx, bind(22, "vendor A"), func(err error) bool { return err == nil }, "the holder's own name again"},
+			{ctx, takeOver, func(err error) bool { return err == nil }, "a name taken over"},
 		}
-	}
-	if _, err := s.Certificate(ctx, testCert(15).Serial); !errors.Is(err, ErrNotFound) {
-		t.Errorf("the cancelled request was stored: %v", err)
-	}
+		reqs := make([]*putRequest, len(cases))
+		for i, c := range cases {
+			reqs[i] = &putRequest{ctx: c.ctx, cert: c.cert, done: make(chan error, 1)}
+		}
+		batches := w.batches.Load()
+		w.commitBatch(reqs)
+		for i, c := range cases {
+			if err := <-reqs[i].done; !c.want(err) {
+				t.Errorf("row %d (%s): %v", i, c.desc, err)
+			}
+		}
+		if got := w.batches.Load() - batches; got != 1 {
+			t.Errorf("%d transactions, want 1", got)
+		}
+		if n := storedCount(t, s); n != 7 {
+			t.Errorf("%d certificates, want 7 (the one before and six new)", n)
+		}
+		for _, i := range []int{10, 11, 17, 20, 22, 23} {
+			if _, err := s.Certificate(ctx, testCert(i).Serial); err != nil {
+				t.Errorf("certificate %d: %v", i, err)
+			}
+		}
+		if _, err := s.Certificate(ctx, testCert(15).Serial); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the cancelled request was stored: %v", err)
+		}
+		b, err := s.NameBindings(ctx, BindingFilter{})
+		if err != nil || len(b) != 1 || b[0].Holder != "vendor C" || b[0].Serial.Cmp(takeOver.Serial) != 0 {
+			t.Errorf("bindings %+v %v, want cam1 held by vendor C", b, err)
+		}
+		audit, err := s.Audit(ctx, 10)
+		if err != nil || len(audit) != 1 || audit[0].Action != "name_transferred" || audit[0].Actor != "operator ada" {
+			t.Errorf("audit %+v %v, want the take-over", audit, err)
+		}
+	})
+}
+
+// A row that fails for a reason of its own (here a NOT NULL column) is
+// refused alone: the batch is committed again a certificate at a time.
+func TestGroupCommitBadRowAlone(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s Store) {
+		ctx := context.Background()
+		notNull := testCert(16)
+		notNull.SPKIHash = nil
+		certs := []*Certificate{testCert(1), notNull, testCert(2)}
+		reqs := make([]*putRequest, len(certs))
+		for i, c := range certs {
+			reqs[i] = &putRequest{ctx: ctx, cert: c, done: make(chan error, 1)}
+		}
+		writerOf(t, s).commitBatch(reqs)
+		for i, r := range reqs {
+			err := <-r.done
+			if (i == 1) != (err != nil) || errors.Is(err, ErrKeyReused) || errors.Is(err, ErrConflict) {
+				t.Errorf("row %d: %v", i, err)
+			}
+		}
+		if n := storedCount(t, s); n != 2 {
+			t.Errorf("%d certificates, want 2", n)
+		}
+	})
 }
 
 // holdWriter takes the database's write lock (BEGIN IMMEDIATE on the

@@ -45,10 +45,3 @@ func (l *latency) snapshot() (map[float64]uint64, uint64, float64) {
 	n += l.counts[len(CommitBuckets)].Load()
 	return buckets, n, time.Duration(l.sumNs.Load()).Seconds()
 }
-
-// CommitLatency returns the histogram of the certificate writer's
-// transactions, from BEGIN to the WAL synced: the time a certificate
-// waits to be durable once signed.
-func (s *SQLite) CommitLatency() (buckets map[float64]uint64, count uint64, sum float64) {
-	return s.commitLatency.snapshot()
-}

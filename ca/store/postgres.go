@@ -17,9 +17,10 @@ import (
 // postgres). It implements Store, and the store's test cases run on it as
 // on SQLite. Sharing the database between appliances needs more (the
 // keys' way to the second node, events by LISTEN/NOTIFY, jobs under
-// advisory locks). Each certificate is its own transaction: the group
-// commit of the SQLite writer has no counterpart here yet.
+// advisory locks). Certificates are stored by the same group commit as
+// on SQLite (groupWriter), a batch in one transaction (insertBatch).
 type Postgres struct {
+	*groupWriter
 	pool *pgxpool.Pool
 }
 
@@ -178,15 +179,18 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	p := &Postgres{pool: pool}
+	p.groupWriter = newGroupWriter(p.insertBatch)
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: PostgreSQL: %w", err)
 	}
+	p.start()
 	return p, nil
 }
 
 // Close closes the connections.
 func (p *Postgres) Close() error {
+	p.stop()
 	p.pool.Close()
 	return nil
 }
@@ -232,107 +236,191 @@ func pgUnique(err error) (string, bool) {
 	return "", false
 }
 
-// PutCertificate records c, its names and, with c.Bind, their bindings,
-// in one transaction: the certificate is durable when it returns.
-func (p *Postgres) PutCertificate(ctx context.Context, c *Certificate) error {
-	var renews any
-	if c.Renews != nil {
-		renews = SerialKey(c.Renews)
-	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var taken []*NameBinding
-		if c.Bind != nil {
-			var err error
-			if taken, err = pgCheckBindings(ctx, tx, c); err != nil {
-				return err
+// insertBatch stores reqs in one transaction, for the group-commit
+// writer (see groupWriter.PutCertificate), in four round trips whatever
+// the batch's size: BEGIN; the name locks, the bindings of the batch's
+// names and the keys already certified, read in one pipeline; every
+// INSERT and binding of the batch in a second; COMMIT, after which the
+// certificates are durable (synchronous_commit as the server has it;
+// see docs/ha.md). A certificate a row before it in the batch makes
+// impossible (the same key, a name it bound) is refused as if the two
+// had come one after the other.
+//
+// The bindings read are locked until the commit: the names by advisory
+// locks taken in the order of their keys in one statement (a name not
+// bound yet has no row to lock), the bound ones by FOR UPDATE, so that
+// two appliances cannot both give a name away and two batches never wait
+// on each other. A key certified meanwhile by another appliance makes an
+// INSERT fail; the batch is then tried again one certificate at a time,
+// and that one is refused ErrKeyReused.
+func (p *Postgres) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
+	// The writer serves every enrollment: a database that stops
+	// answering fails the batch rather than holding it for ever.
+	ctx, cancel := context.WithTimeout(ctx, pgBatchTimeout)
+	defer cancel()
+	errs, err := p.tryBatch(ctx, reqs)
+	if err != nil && len(reqs) == 1 {
+		if name, ok := pgUnique(err); ok {
+			c := reqs[0].cert
+			if name == "certificates_key" {
+				return []error{ErrKeyReused}, nil
 			}
+			return []error{fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)}, nil
 		}
-		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO certificates
-			(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, renews)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
-			SerialKey(c.Serial), c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
-			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews).Scan(&id)
-		if err != nil {
-			return err
-		}
-		for _, n := range c.SANs {
-			if _, err := tx.Exec(ctx, `INSERT INTO certificate_names (name, cert) VALUES ($1, $2) ON CONFLICT DO NOTHING`, normName(n), id); err != nil {
-				return err
-			}
-		}
-		if err := pgCount(ctx, tx, c.IssuerID); err != nil {
-			return err
-		}
-		if c.Bind != nil {
-			return pgBindNames(ctx, tx, c, taken)
-		}
-		return nil
-	})
-	if name, ok := pgUnique(err); ok {
-		if name == "certificates_key" {
-			return ErrKeyReused
-		}
-		return fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)
 	}
-	return err
+	return errs, err
 }
 
-// pgCheckBindings is checkBindings in a PostgreSQL transaction; the
-// bindings read are locked until it ends, so that two appliances cannot
-// both give a name away.
-func pgCheckBindings(ctx context.Context, tx pgx.Tx, c *Certificate) ([]*NameBinding, error) {
-	// A name not bound yet has no row to lock: an advisory lock per name,
-	// taken in name order, makes transactions that bind the same names
-	// (on any appliance) run one after the other.
-	// The locks are taken in the order of their keys (the names' hashes),
-	// in one statement, so two transactions never wait on each other.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, h)
-		FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY h) AS keys`, pgNameLock, c.SANs); err != nil {
+func (p *Postgres) tryBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
+	var names []string
+	var keys [][]byte
+	for _, r := range reqs {
+		if r.cert.Bind != nil {
+			names = append(names, r.cert.SANs...)
+		}
+		if r.cert.Renews == nil {
+			keys = append(keys, r.cert.SPKIHash)
+		}
+	}
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var taken []*NameBinding
-	for _, n := range c.SANs {
-		var holder string
-		var expires int64
-		err := tx.QueryRow(ctx, `SELECT holder, expires FROM name_bindings WHERE name = $1 FOR UPDATE`, n).Scan(&holder, &expires)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			continue
-		case err != nil:
-			return nil, err
-		case holder == c.Holder:
-			continue
-		}
-		b := &NameBinding{Name: n, Holder: holder, Expires: fromUnix(expires)}
-		if !b.Expires.Before(c.Bind.Lapsed) && c.Bind.TakeOver[n] != holder {
-			return nil, &NameBoundError{Name: n, Holder: holder}
-		}
-		taken = append(taken, b)
+	defer tx.Rollback(ctx) // after Commit, does nothing
+	type bound struct {
+		holder  string
+		expires int64
 	}
-	return taken, nil
+	bindings := map[string]bound{}
+	used := map[string]bool{}
+	read := &pgx.Batch{}
+	if len(names) > 0 {
+		read.Queue(`SELECT pg_advisory_xact_lock($1, h)
+			FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY h) AS keys`, pgNameLock, names)
+		read.Queue(`SELECT name, holder, expires FROM name_bindings WHERE name = ANY($1) FOR UPDATE`, names).Query(func(rows pgx.Rows) error {
+			var n string
+			var b bound
+			_, err := pgx.ForEachRow(rows, []any{&n, &b.holder, &b.expires}, func() error {
+				bindings[n] = b
+				return nil
+			})
+			return err
+		})
+	}
+	if len(keys) > 0 {
+		read.Queue(`SELECT spki_sha256 FROM certificates WHERE spki_sha256 = ANY($1) AND renews IS NULL`, keys).Query(func(rows pgx.Rows) error {
+			var k []byte
+			_, err := pgx.ForEachRow(rows, []any{&k}, func() error {
+				used[string(k)] = true
+				return nil
+			})
+			return err
+		})
+	}
+	if read.Len() > 0 {
+		if err := tx.SendBatch(ctx, read).Close(); err != nil {
+			return nil, &rowError{err}
+		}
+	}
+	errs := make([]error, len(reqs))
+	write := &pgx.Batch{}
+	counts := map[string]int{}
+	serials := map[string]bool{}
+	for i, r := range reqs {
+		c := r.cert
+		if c.Renews == nil && used[string(c.SPKIHash)] {
+			errs[i] = ErrKeyReused
+			continue
+		}
+		serial := SerialKey(c.Serial)
+		if serials[serial] {
+			errs[i] = fmt.Errorf("store certificate %s: serial already used: %w", serial, ErrConflict)
+			continue
+		}
+		var taken []*NameBinding
+		if c.Bind != nil {
+			for _, n := range c.SANs {
+				b, ok := bindings[n]
+				if !ok {
+					continue
+				}
+				t, err := judgeBinding(c, n, b.holder, b.expires)
+				if err != nil {
+					errs[i] = err
+					break
+				}
+				if t != nil {
+					taken = append(taken, t)
+				}
+			}
+			if errs[i] != nil {
+				continue
+			}
+		}
+		if c.Renews == nil {
+			used[string(c.SPKIHash)] = true
+		}
+		serials[serial] = true
+		var renews any
+		if c.Renews != nil {
+			renews = SerialKey(c.Renews)
+		}
+		norm := make([]string, len(c.SANs))
+		for j, n := range c.SANs {
+			norm[j] = normName(n)
+		}
+		write.Queue(`WITH c AS (INSERT INTO certificates
+			(serial, issuer_id, subject, sans, key_type, spki_sha256, not_before, not_after, issued_at, identity, profile, der, holder, renews)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id)
+			INSERT INTO certificate_names (name, cert) SELECT DISTINCT n, c.id FROM c, unnest($15::text[]) AS n ON CONFLICT DO NOTHING`,
+			serial, c.IssuerID, c.Subject, joinNames(c.SANs), c.KeyType, c.SPKIHash,
+			unix(c.NotBefore), unix(c.NotAfter), unix(c.IssuedAt), c.Identity, c.Profile, c.DER, c.Holder, renews, norm)
+		counts[c.IssuerID]++
+		if c.Bind == nil {
+			continue
+		}
+		for _, n := range c.SANs {
+			write.Queue(pgBindSQL, n, c.Holder, unix(c.IssuedAt), unix(c.NotAfter), serial)
+			b, ok := bindings[n]
+			if ok && b.holder == c.Holder {
+				b.expires = max(b.expires, unix(c.NotAfter))
+			} else {
+				b = bound{holder: c.Holder, expires: unix(c.NotAfter)}
+			}
+			bindings[n] = b
+		}
+		for _, b := range taken {
+			actor, detail := transferAudit(c, b)
+			write.Queue(`INSERT INTO audit (at, actor, action, target, detail) VALUES ($1, $2, 'name_transferred', $3, $4)`,
+				unix(c.IssuedAt), actor, b.Name, detail)
+		}
+	}
+	if len(counts) == 0 {
+		return errs, nil // nothing to store; the deferred ROLLBACK ends it
+	}
+	for issuer, n := range counts {
+		write.Queue(`INSERT INTO certificate_counts (issuer_id, n) VALUES ($1, $2)
+			ON CONFLICT (issuer_id) DO UPDATE SET n = certificate_counts.n + excluded.n`, issuer, n)
+	}
+	if err := tx.SendBatch(ctx, write).Close(); err != nil {
+		return nil, &rowError{err}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
-// pgBindNames is bindNames in a PostgreSQL transaction.
-func pgBindNames(ctx context.Context, tx pgx.Tx, c *Certificate, taken []*NameBinding) error {
-	for _, n := range c.SANs {
-		if _, err := tx.Exec(ctx, `INSERT INTO name_bindings (name, holder, since, expires, serial) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (name) DO UPDATE SET
-				since = CASE WHEN name_bindings.holder = excluded.holder THEN name_bindings.since ELSE excluded.since END,
-				expires = CASE WHEN name_bindings.holder = excluded.holder THEN greatest(name_bindings.expires, excluded.expires) ELSE excluded.expires END,
-				holder = excluded.holder, serial = excluded.serial`,
-			n, c.Holder, unix(c.IssuedAt), unix(c.NotAfter), SerialKey(c.Serial)); err != nil {
-			return fmt.Errorf("bind %s: %w", n, err)
-		}
-	}
-	for _, b := range taken {
-		actor, detail := transferAudit(c, b)
-		if err := pgAddAudit(ctx, tx, &AuditRecord{At: c.IssuedAt, Actor: actor, Action: "name_transferred", Target: b.Name, Detail: detail}); err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-	}
-	return nil
-}
+// pgBatchTimeout bounds one batch's transaction.
+const pgBatchTimeout = 30 * time.Second
+
+// pgBindSQL binds a name to a holder, as bindSQL on SQLite: the holder's
+// own binding keeps its start and the later expiry.
+const pgBindSQL = `INSERT INTO name_bindings (name, holder, since, expires, serial) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (name) DO UPDATE SET
+		since = CASE WHEN name_bindings.holder = excluded.holder THEN name_bindings.since ELSE excluded.since END,
+		expires = CASE WHEN name_bindings.holder = excluded.holder THEN greatest(name_bindings.expires, excluded.expires) ELSE excluded.expires END,
+		holder = excluded.holder, serial = excluded.serial`
 
 // Certificate finds one certificate by serial (ErrNotFound).
 func (p *Postgres) Certificate(ctx context.Context, serial *big.Int) (*Certificate, error) {
