@@ -8,7 +8,7 @@
 #
 # Usage: bench/report.sh
 # Environment: OUT (docs/benchmarks.md), SKIP (space-separated sections
-# to leave out: go floor est ocsp dnsperf crl scale footprint).
+# to leave out: go floor est ocsp dnsperf crl scale pg footprint).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -105,7 +105,7 @@ if ! skip floor; then
 	} >"$rep/floor.md"
 fi
 
-for s in est ocsp dnsperf crl scale footprint; do
+for s in est ocsp dnsperf crl scale pg footprint; do
 	if skip "$s" || [ ! -f "$here/$s/run.sh" ]; then continue; fi
 	section "bench/$s"
 	case "$s" in
@@ -121,6 +121,7 @@ for s in est ocsp dnsperf crl scale footprint; do
 			DURATION=3 ROUNDS=6 CLIENTS=16 PIN=1 REPORT_NAME=est-pinned bash "$here/est/run.sh"
 		fi
 		;;
+	pg) DURATION=4 bash "$here/pg/run.sh" ;;
 	*) bash "$here/$s/run.sh" ;;
 	esac
 done
@@ -163,6 +164,11 @@ ratio() { jq -r "$2 // empty" "$rep/$1.json" 2>/dev/null || true; }
 est16=$(ratio est '[.results[] | select(.clients == 16 and .label == "nmos-certs")][0].ratio | . * 100 | round / 100')
 ocspget=$(ratio ocsp '.summary.get_ratio | . * 100 | round / 100')
 dns=$(ratio dnsperf '.ratio | . * 100 | round / 100')
+ui_max=$(ratio scale '.sizes[-1].ui_pages_max_ms')
+ui_n=$(ratio scale '.sizes[-1].certificates')
+ui_kib=$(ratio scale '.sizes[-1].ui_weight_kib')
+pg16=$(ratio pg '.postgres_16 / .sqlite_16 | . * 100 | round / 100')
+pg64=$(ratio pg '.postgres_64 / .sqlite_64 | . * 100 | round / 100')
 shown() { if [ -n "$1" ]; then echo "${1}x"; else echo "–"; fi; }
 met() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 >= t) print "met"; else print "not met" }'; }
 
@@ -189,7 +195,11 @@ os_name=$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s)
 	echo "| OCSP cached GET answers/s, vs cfssl ocspserve | ≥ 1.8x | $(shown "$ocspget") | $(met "$ocspget" 1.8) |"
 	echo "| DNS-SD queries/s, vs stock CoreDNS file plugin | ≥ 1.0x | $(shown "$dns") | $(met "$dns" 1.0) |"
 	echo "| \`make bench\` on this machine | < 15 min | $((elapsed / 60)) min $((elapsed % 60)) s | $( [ "$elapsed" -lt 900 ] && echo met || echo "not met") |"
-	for s in floor go est ocsp dnsperf crl scale footprint; do
+	below() { awk -v v="$1" -v t="$2" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 < t) print "met"; else print "not met" }'; }
+	echo "| operator UI: server time of every page and search, ${ui_n:-?} certificates | < 200 ms | ${ui_max:-–} ms at most | $(below "$ui_max" 200) |"
+	echo "| operator UI: dashboard page weight | < 200 KB | ${ui_kib:-–} KiB | $(below "$ui_kib" 195) |"
+	echo "| enrollments/s on PostgreSQL, vs SQLite, 16 and 64 clients | ≥ 0.7x | $(shown "$pg16"), $(shown "$pg64") | $( [ "$(met "$pg16" 0.7)" = met ] && [ "$(met "$pg64" 0.7)" = met ] && echo met || echo "not met") |"
+	for s in floor go est ocsp dnsperf crl scale pg footprint; do
 		if [ -f "$rep/$s.md" ]; then
 			echo
 			cat "$rep/$s.md"

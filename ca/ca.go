@@ -421,6 +421,68 @@ func (a *Authority) Issue(ctx context.Context, csr *x509.CertificateRequest, req
 	return a.sign(ctx, hier, csr, names, req, ProfileLeaf, a.o.LeafLifetime, done)
 }
 
+// ResendWindow is how long after issuing a certificate the authority
+// answers the very same request with it again, rather than refusing its
+// key as certified before. A device whose answer was lost (the appliance
+// died, or the connection dropped, between the commit and the response)
+// asks again with the same CSR, at this appliance or at the next one by
+// DNS-SD priority, and gets the certificate on record.
+const ResendWindow = 10 * time.Minute
+
+// IssuedBefore returns the certificate issued within ResendWindow for the
+// same request as csr: its public key, subject and DNS names (compared
+// as the authority would certify them), to the same holder (and, for a
+// same-key renewal, renewing the same certificate), neither revoked nor
+// expired. store.ErrNotFound when there is none: the key
+// reuse refusal then stands. A certificate is public, so answering it
+// again gives nothing away; a request that differs in anything is still
+// refused, and so is one from another holder or after the window.
+func (a *Authority) IssuedBefore(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error) {
+	if req.Holder == "" {
+		return nil, store.ErrNotFound
+	}
+	names, err := a.policy.Load().Check(csr)
+	if err != nil {
+		return nil, store.ErrNotFound
+	}
+	rec, err := a.o.Store.CertificateByKey(ctx, spkiHash(csr.RawSubjectPublicKeyInfo))
+	if err != nil {
+		return nil, err
+	}
+	now := a.o.Clock()
+	if rec.Holder != req.Holder || rec.Profile != ProfileLeaf || rec.Revoked ||
+		now.Sub(rec.IssuedAt) > ResendWindow || !now.Before(rec.NotAfter) {
+		return nil, store.ErrNotFound
+	}
+	// A same-key renewal was asked for by the holder of the certificate
+	// it renews: only the same renewal, asked again, finds it.
+	if rec.Renews != nil && (req.Renewing == nil || req.Renewing.SerialNumber.Cmp(rec.Renews) != 0) {
+		return nil, store.ErrNotFound
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s on record: %w", store.SerialKey(rec.Serial), err)
+	}
+	if !bytes.Equal(cert.RawSubject, names.Subject) || !sameNames(cert.DNSNames, names.DNSNames) {
+		return nil, store.ErrNotFound
+	}
+	return cert, nil
+}
+
+// sameNames says whether two lists hold the same DNS names, in any order
+// and case.
+func sameNames(a, b []string) bool {
+	norm := func(l []string) []string {
+		out := make([]string, len(l))
+		for i, n := range l {
+			out[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
+
 // expect announces a certificate to a store that batches commits.
 func (a *Authority) expect() (done func()) {
 	if e, ok := a.o.Store.(interface{ Expect() func() }); ok {

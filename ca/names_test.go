@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/ca/policy"
+	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
 // bindingAuthority is an authority with reserved names and name binding
@@ -263,4 +264,75 @@ func TestServerKeyTooOpen(t *testing.T) {
 	if err != nil || again.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) != 0 {
 		t.Fatalf("after chmod 600: %v (same certificate: %v)", err, err == nil && again.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0)
 	}
+}
+
+// TestIssuedBefore: the very same request, moments later, finds the
+// certificate issued for it; anything else about it differing, or the
+// window passed, finds nothing and the key stays refused.
+func TestIssuedBefore(t *testing.T) {
+	a, now, _, _ := clockedAuthority(t, nil)
+	ctx := context.Background()
+	key := ecKey(t, elliptic.P256())
+	holder := policy.Requester{Identity: "device 1 from 192.0.2.1:40000", Holder: "maker/SN-1"}
+	csr := deviceCSR(t, key, "cam1.studio.example.test", "cam1.studio.example.test", "cam1-alt.studio.example.test")
+	cert, err := a.Issue(ctx, csr, holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := func(csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error) {
+		t.Helper()
+		return a.IssuedBefore(ctx, csr, req)
+	}
+	// The same request, from another connection of the same holder and
+	// with its names in another order and case: found.
+	again := deviceCSR(t, key, "cam1.studio.example.test", "CAM1-ALT.studio.example.test", "cam1.studio.example.test")
+	*now = now.Add(ResendWindow - time.Second)
+	got, err := found(again, policy.Requester{Identity: "device 1 from 192.0.2.1:40001", Holder: "maker/SN-1"})
+	if err != nil || !got.Equal(cert) {
+		t.Fatalf("the same request again: %v (found it: %t)", err, got != nil && got.Equal(cert))
+	}
+	notFound := func(desc string, csr *x509.CertificateRequest, req policy.Requester) {
+		t.Helper()
+		if got, err := found(csr, req); !errors.Is(err, store.ErrNotFound) {
+			if got != nil {
+				t.Errorf("%s: found %s; want store.ErrNotFound", desc, store.SerialKey(got.SerialNumber))
+			} else {
+				t.Errorf("%s: %v; want store.ErrNotFound", desc, err)
+			}
+		}
+	}
+	notFound("another holder", again, policy.Requester{Holder: "maker/SN-2"})
+	notFound("no holder", again, policy.Requester{})
+	notFound("a name fewer", deviceCSR(t, key, "cam1.studio.example.test", "cam1.studio.example.test"), holder)
+	notFound("another name", deviceCSR(t, key, "cam1.studio.example.test", "cam1.studio.example.test", "cam9.studio.example.test"), holder)
+	notFound("another subject", makeCSR(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "cam1.studio.example.test", SerialNumber: "SN-0043", Organization: []string{"Acme"}},
+		DNSNames: []string{"cam1.studio.example.test", "cam1-alt.studio.example.test"}}), holder)
+	notFound("another key", deviceCSR(t, ecKey(t, elliptic.P256()), "cam1.studio.example.test", "cam1.studio.example.test", "cam1-alt.studio.example.test"), holder)
+	*now = now.Add(2 * time.Second)
+	notFound("after the window", again, holder)
+	*now = now.Add(-2 * time.Second)
+	if _, err := a.Revoke(ctx, cert.SerialNumber, store.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	notFound("revoked", again, holder)
+	// And the key itself stays refused for a new certificate.
+	if _, err := a.Issue(ctx, again, holder); refusalCode(err) != policy.CodeKeyReused {
+		t.Fatalf("issue with the key again: %v", err)
+	}
+	// A same-key renewal is found only by the same renewal asked again.
+	k2 := ecKey(t, elliptic.P256())
+	first, err := a.Issue(ctx, deviceCSR(t, k2, "cam3.studio.example.test"), holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewing := holder
+	renewing.Renewing = first
+	renewed, err := a.Issue(ctx, deviceCSR(t, k2, "cam3.studio.example.test"), renewing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := found(deviceCSR(t, k2, "cam3.studio.example.test"), renewing); err != nil || !got.Equal(renewed) {
+		t.Fatalf("the same renewal again: %v", err)
+	}
+	notFound("a same-key renewal's request, not renewing", deviceCSR(t, k2, "cam3.studio.example.test"), holder)
 }

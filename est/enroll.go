@@ -86,7 +86,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, op, label string
 		list.ListConflicts = true
 		conflicts, err := s.o.CA.CheckCSR(ctx, csr, list)
 		if err != nil {
-			return nil, err
+			return s.resend(ctx, op, csr, req, rl, err)
 		}
 		if len(conflicts) > 0 {
 			return s.manual(ctx, op, label, csr, kd, who, rl)
@@ -114,8 +114,34 @@ func (s *Server) issue(ctx context.Context, op string, csr *x509.CertificateRequ
 	}
 	cert, err := s.o.CA.Issue(ctx, csr, req)
 	if err != nil {
-		return nil, nil, err
+		resp, err := s.resend(ctx, op, csr, req, rl, err)
+		return resp, nil, err
 	}
 	rl.serial = cert.SerialNumber.Text(16)
 	return certResponse(cert), cert, nil
+}
+
+// resend answers a request refused because its key was certified before
+// with the certificate issued for that very request moments ago, if there
+// is one (see ca.ResendWindow): the device's first answer was lost. Any
+// other refusal, or none found, returns err as it was.
+func (s *Server) resend(ctx context.Context, op string, csr *x509.CertificateRequest, req policy.Requester, rl *requestLog, err error) (*response, error) {
+	var ref *policy.Refusal
+	if op == opServerKeyGen || !(errors.As(err, &ref) && ref.Code == policy.CodeKeyReused || errors.Is(err, store.ErrKeyReused)) {
+		return nil, err
+	}
+	cert, lerr := s.o.CA.IssuedBefore(ctx, csr, req)
+	if lerr != nil {
+		if !errors.Is(lerr, store.ErrNotFound) {
+			s.log.WarnContext(ctx, "could not look for the certificate of a repeated request", "error", lerr)
+		}
+		return nil, err
+	}
+	if rl.who != nil && rl.who.leaf != nil && rl.who.leaf.Equal(cert) {
+		// The client holds that certificate (it signed in with it): its
+		// answer was not lost, and a renewal with its key stays refused.
+		return nil, err
+	}
+	rl.serial, rl.sentAgain = cert.SerialNumber.Text(16), true
+	return certResponse(cert), nil
 }

@@ -18,6 +18,7 @@ type requestLog struct {
 	names                     []string
 	pendingID                 string
 	serial                    string // of the certificate issued or returned
+	sentAgain                 bool   // serial was issued for the same request before
 	reason                    string // given to the client
 	refusal                   string // policy refusal code
 	err                       error  // internal error, never sent to the client
@@ -60,6 +61,9 @@ func (s *Server) logRequest(ctx context.Context, rl *requestLog, resp *response,
 	}
 	if rl.serial != "" {
 		attrs = append(attrs, slog.String("serial", rl.serial))
+	}
+	if rl.sentAgain {
+		attrs = append(attrs, slog.Bool("sent_again", true))
 	}
 	if rl.reason != "" && resp.status != http.StatusOK {
 		attrs = append(attrs, slog.String("reason", rl.reason))

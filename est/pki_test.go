@@ -490,6 +490,13 @@ func (c *testCA) Issue(ctx context.Context, csr *x509.CertificateRequest, req po
 	return cert, nil
 }
 
+// IssuedBefore finds nothing: answering a repeated request again is the
+// authority's (ca.Authority.IssuedBefore), tested with it in ca and,
+// through this server, in appliance/app.
+func (c *testCA) IssuedBefore(context.Context, *x509.CertificateRequest, policy.Requester) (*x509.Certificate, error) {
+	return nil, store.ErrNotFound
+}
+
 func (c *testCA) Certificate(ctx context.Context, serial *big.Int) (*store.Certificate, error) {
 	return c.st.Certificate(ctx, serial)
 }

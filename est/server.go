@@ -40,6 +40,10 @@ type CA interface {
 	// store, and its names bound to req.Holder, when it returns. Refusals
 	// are *policy.Refusal.
 	Issue(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error)
+	// IssuedBefore returns the certificate issued moments ago for the
+	// very same request (key, subject, names, holder), to answer again a
+	// device whose first answer was lost; store.ErrNotFound when none.
+	IssuedBefore(ctx context.Context, csr *x509.CertificateRequest, req policy.Requester) (*x509.Certificate, error)
 	// Certificate looks up a certificate we issued (store.ErrNotFound if
 	// not ours).
 	Certificate(ctx context.Context, serial *big.Int) (*store.Certificate, error)

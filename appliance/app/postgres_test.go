@@ -79,9 +79,13 @@ func TestApplianceOnPostgres(t *testing.T) {
 	if err != nil || !strings.Contains(rec.Identity, "Acme Camera") {
 		t.Fatalf("stored: %+v %v", rec, err)
 	}
-	// The same key again is refused by the database's unique index.
-	if _, err := client.Enroll(ctx, csrFor(t, key, "cam1.studio.example.test")); err == nil {
+	// The same key in another request is refused by the database's
+	// unique index; the identical request gets the same certificate.
+	if _, err := client.Enroll(ctx, csrFor(t, key, "cam7.studio.example.test")); err == nil {
 		t.Fatal("a reused key was certified")
+	}
+	if again, err := client.Enroll(ctx, csrFor(t, key, "cam1.studio.example.test")); err != nil || !again.Equal(cert) {
+		t.Fatalf("the same request again: %v", err)
 	}
 
 	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
@@ -194,9 +198,24 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 	}
 	ca, cb := client(a), client(b)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	cert, err := ca.Enroll(ctx, csrFor(t, key, "cam1.studio.example.test"))
+	csr := csrFor(t, key, "cam1.studio.example.test")
+	cert, err := ca.Enroll(ctx, csr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The same device asks B the very same thing (its answer from A was
+	// lost): B answers with A's certificate. Another device, or another
+	// request with the key, is refused it.
+	sameDevice := *ca
+	sameDevice.Host = b.Addr("est").String()
+	if again, err := sameDevice.Enroll(ctx, csr); err != nil || !again.Equal(cert) {
+		t.Fatalf("the same request at B: %v (the same certificate: %t)", err, again != nil && again.Equal(cert))
+	}
+	if _, err := cb.Enroll(ctx, csr); err == nil || !strings.Contains(err.Error(), "certified before") {
+		t.Fatalf("the request of another device with that key: %v", err)
+	}
+	if _, err := sameDevice.Enroll(ctx, csrFor(t, key, "cam2.studio.example.test")); err == nil || !strings.Contains(err.Error(), "certified before") {
+		t.Fatalf("another request with that key: %v", err)
 	}
 	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
 	status := func(app *App) int { t.Helper(); return ocspStatus(t, app, cert, issuer) }

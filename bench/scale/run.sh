@@ -212,7 +212,8 @@ for n in "${sizes[@]}"; do
 		--argjson rss_idle "$(cat "$work/rss-idle-$n.txt")" --argjson rss_load "$(cat "$work/rss-load-$n.txt")" --argjson hwm "$(cat "$work/rss-peak-$n.txt")" \
 		--slurpfile fill "$work/fill-$n.json" --slurpfile store "$work/store-$n.json" --slurpfile ocsp "$work/ocsp-$n.json" \
 		--slurpfile enrolled "$work/ocsp-enrolled-$n.json" --slurpfile serials "$work/serials-$n.json" \
-		--slurpfile runs <(cat "$work"/enroll-"$n"-*.json) --rawfile ui "$work/ui-$n.txt" '
+		--slurpfile runs <(cat "$work"/enroll-"$n"-*.json) --rawfile ui "$work/ui-$n.txt" \
+		--rawfile pages "$work/ui-pages-$n.tsv" --argjson weight "$(cat "$work/ui-weight-$n.txt")" '
 		def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 		{
 			certificates: $n, fill: $fill[0], store: $store[0], ready_ms: $ready,
@@ -225,7 +226,9 @@ for n in "${sizes[@]}"; do
 				server_cpu_ms_per_enroll: ($runs | map(.server_cpu_ms_per_enroll) | median),
 				runs: $runs
 			},
-			ui_status_ms: ($ui | split("\n") | map(select(. != "") | tonumber * 1000) | median)
+			ui_status_ms: ($ui | split("\n") | map(select(. != "") | tonumber * 1000) | median),
+			ui_pages_max_ms: ($pages | split("\n") | map(select(. != "") | split("\t")[1] | tonumber) | max),
+			ui_weight_kib: $weight
 		}' >"$work/result-$n.json"
 done
 

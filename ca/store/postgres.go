@@ -431,6 +431,15 @@ func (p *Postgres) Certificate(ctx context.Context, serial *big.Int) (*Certifica
 	return c, err
 }
 
+// CertificateByKey implements Store.
+func (p *Postgres) CertificateByKey(ctx context.Context, spkiHash []byte) (*Certificate, error) {
+	c, err := scanCert(p.pool.QueryRow(ctx, `SELECT `+certCols+` FROM certificates WHERE spki_sha256 = $1 ORDER BY id DESC LIMIT 1`, spkiHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return c, err
+}
+
 // CertificateStatus is the OCSP responder's lookup: status fields only.
 func (p *Postgres) CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error) {
 	c := Certificate{Serial: serial, IssuerID: issuerID}

@@ -633,6 +633,15 @@ func (s *SQLite) Certificate(ctx context.Context, serial *big.Int) (*Certificate
 	return c, err
 }
 
+// CertificateByKey implements Store.
+func (s *SQLite) CertificateByKey(ctx context.Context, spkiHash []byte) (*Certificate, error) {
+	c, err := scanCert(s.r.QueryRowContext(ctx, `SELECT `+certCols+` FROM certificates WHERE spki_sha256 = ? ORDER BY rowid DESC LIMIT 1`, spkiHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return c, err
+}
+
 // CertificateStatus implements Store.
 func (s *SQLite) CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error) {
 	var (

@@ -240,6 +240,9 @@ type Store interface {
 	PutCertificate(ctx context.Context, c *Certificate) error
 	// Certificate finds one certificate by serial.
 	Certificate(ctx context.Context, serial *big.Int) (*Certificate, error)
+	// CertificateByKey finds the newest certificate of a public key
+	// (SHA-256 of its SPKI); ErrNotFound when none.
+	CertificateByKey(ctx context.Context, spkiHash []byte) (*Certificate, error)
 	// CertificateStatus is the fast path for OCSP: status fields only
 	// (DER and names are left empty).
 	CertificateStatus(ctx context.Context, issuerID string, serial *big.Int) (*Certificate, error)

@@ -94,6 +94,7 @@ type options struct {
 	timeout    time.Duration
 	serverPID  int
 	cpuProfile string
+	serials    string
 	path       string // of the request, from estLabel
 }
 
@@ -120,6 +121,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "timeout of one enrollment")
 	flag.IntVar(&o.serverPID, "server-pid", 0, "`PID` of the server process, to report its CPU time per enrollment")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write this tool's CPU profile of the timed section to `FILE`")
+	flag.StringVar(&o.serials, "serials", "", "write the serial of every certificate received in the timed section to `FILE`, one a line (hexadecimal)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "estload:", err)
@@ -137,6 +139,7 @@ type item struct {
 type sample struct {
 	latency, handshake time.Duration
 	kind               string // "" on success, else the error kind
+	serial             string // of the certificate received, hexadecimal
 }
 
 // Report is what a run found.
@@ -273,6 +276,17 @@ func run(o options) error {
 	mach1, machErr1 := machineCPU()
 
 	r := l.report(elapsed)
+	if o.serials != "" {
+		var b strings.Builder
+		for _, s := range l.samples {
+			if s.kind == "" {
+				b.WriteString(s.serial + "\n")
+			}
+		}
+		if err := os.WriteFile(o.serials, []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
 	if r.Enrollments > 0 {
 		r.ClientCPUMSPerEnroll = round3(ms(cpu1-cpu0) / float64(r.Enrollments))
 		if o.serverPID > 0 {
@@ -536,6 +550,7 @@ type worker struct {
 	// Set for the current enrollment.
 	handshake time.Duration
 	resumed   bool
+	serial    string
 }
 
 func newWorker(l *loader) *worker {
@@ -552,9 +567,9 @@ func (e *kindError) Unwrap() error { return e.err }
 
 func (w *worker) enroll(it item) sample {
 	start := time.Now()
-	w.handshake, w.resumed = 0, false
+	w.handshake, w.resumed, w.serial = 0, false, ""
 	err := w.do(it)
-	s := sample{latency: time.Since(start), handshake: w.handshake}
+	s := sample{latency: time.Since(start), handshake: w.handshake, serial: w.serial}
 	if err == nil && w.resumed {
 		err = &kindError{"resumed", errors.New("the TLS session was resumed")}
 	}
@@ -633,6 +648,7 @@ func (w *worker) do(it item) error {
 	if !bytes.Equal(p7.Certificates[0].RawSubjectPublicKeyInfo, it.spki) {
 		return &kindError{"key_mismatch", errors.New("the certificate's public key is not the CSR's")}
 	}
+	w.serial = p7.Certificates[0].SerialNumber.Text(16)
 	return nil
 }
 

@@ -59,6 +59,7 @@ type FillReport struct {
 func fill(args []string) (any, error) {
 	fs := flag.NewFlagSet("fill", flag.ContinueOnError)
 	db := fs.String("db", "", "the appliance's SQLite database (data_dir/nmos-certs.db)")
+	dsnFile := fs.String("dsn-file", "", "fill a PostgreSQL store instead: the file holding its DSN (-mode put)")
 	n := fs.Int("n", 1000, "records to add")
 	issuer := fs.String("issuer", "ecdsa-int-1", "issuer generation ID of the records")
 	domain := fs.String("domain", "studio.example.test", "DNS domain of the names")
@@ -71,22 +72,30 @@ func fill(args []string) (any, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if *db == "" || *n < 1 || *workers < 1 || *batch < 1 {
-		return nil, errors.New("need -db, -n >= 1, -workers >= 1 and -batch >= 1")
+	if (*db == "") == (*dsnFile == "") || *n < 1 || *workers < 1 || *batch < 1 {
+		return nil, errors.New("need -db or -dsn-file, -n >= 1, -workers >= 1 and -batch >= 1")
 	}
 	if *mode != "bulk" && *mode != "put" {
 		return nil, fmt.Errorf("-mode %q: want bulk or put", *mode)
+	}
+	if *dsnFile != "" && *mode != "put" {
+		return nil, errors.New("a PostgreSQL store fills with -mode put")
 	}
 	der, err := templateDER(*domain)
 	if err != nil {
 		return nil, err
 	}
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, *db)
+	open := func() (store.Store, error) {
+		if *dsnFile != "" {
+			return openPostgres(ctx, *dsnFile)
+		}
+		return store.OpenSQLite(ctx, *db)
+	}
+	st, err := open()
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
 
 	f := &filler{
 		n: *n, issuer: *issuer, domain: *domain, der: der,
@@ -117,6 +126,7 @@ func fill(args []string) (any, error) {
 	}()
 	if *mode == "put" {
 		err = f.put(ctx, st, *workers)
+		err = errors.Join(err, st.Close())
 	} else {
 		if err = st.Close(); err == nil {
 			err = f.bulk(ctx, *db, *batch)
@@ -132,14 +142,21 @@ func fill(args []string) (any, error) {
 			return nil, err
 		}
 	}
-	if err := f.check(ctx, *db); err != nil {
+	if st, err = open(); err != nil {
+		return nil, err
+	}
+	if err := f.check(ctx, st); err != nil {
 		return nil, err
 	}
 	var size int64
-	for _, suffix := range []string{"", "-wal"} {
-		if fi, err := os.Stat(*db + suffix); err == nil {
-			size += fi.Size()
+	if *db != "" {
+		for _, suffix := range []string{"", "-wal"} {
+			if fi, err := os.Stat(*db + suffix); err == nil {
+				size += fi.Size()
+			}
 		}
+	} else if size, err = pgSize(ctx, *dsnFile); err != nil {
+		return nil, err
 	}
 	return FillReport{
 		Rows: *n, Mode: *mode, Seconds: round(elapsed.Seconds(), 2), RowsPerSec: round(float64(*n)/elapsed.Seconds(), 0),
@@ -182,7 +199,7 @@ func newRNG() *rand.ChaCha8 {
 }
 
 // put stores the records with PutCertificate from many goroutines.
-func (f *filler) put(ctx context.Context, st *store.SQLite, workers int) error {
+func (f *filler) put(ctx context.Context, st store.Store, workers int) error {
 	var (
 		next  atomic.Int64
 		errMu sync.Mutex
@@ -328,12 +345,8 @@ func (f *filler) bulk(ctx context.Context, path string, batch int) error {
 	return db.Close()
 }
 
-// check reads some sampled records back through the store.
-func (f *filler) check(ctx context.Context, path string) error {
-	st, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		return err
-	}
+// check reads some sampled records back through the store, opened anew.
+func (f *filler) check(ctx context.Context, st store.Store) error {
 	defer st.Close()
 	for _, want := range f.certs {
 		got, err := st.Certificate(ctx, want.Serial)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
 
@@ -21,17 +23,24 @@ type SerialsReport struct {
 func serials(args []string) (any, error) {
 	fs := flag.NewFlagSet("serials", flag.ContinueOnError)
 	db := fs.String("db", "", "the appliance's SQLite database")
+	dsnFile := fs.String("dsn-file", "", "read a PostgreSQL store instead: the file holding its DSN")
 	issuer := fs.String("issuer", "ecdsa-int-1", "issuer generation ID")
 	newest := fs.Int("newest", 1000, "how many of the newest leaf certificates")
 	out := fs.String("out", "", "file to write the serials to")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if *db == "" || *out == "" || *newest < 1 {
-		return nil, errors.New("need -db, -out and -newest >= 1")
+	if (*db == "") == (*dsnFile == "") || *out == "" || *newest < 1 {
+		return nil, errors.New("need -db or -dsn-file, -out and -newest >= 1")
 	}
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, *db)
+	var st store.Store
+	var err error
+	if *dsnFile != "" {
+		st, err = openPostgres(ctx, *dsnFile)
+	} else {
+		st, err = store.OpenSQLite(ctx, *db)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -56,4 +65,29 @@ func serials(args []string) (any, error) {
 		return nil, err
 	}
 	return SerialsReport{Serials: len(list), DERBytesAvg: size / len(list)}, nil
+}
+
+// openPostgres opens the PostgreSQL store whose DSN is in file.
+func openPostgres(ctx context.Context, file string) (*store.Postgres, error) {
+	dsn, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenPostgres(ctx, strings.TrimSpace(string(dsn)))
+}
+
+// pgSize is the size on disk of the database of the DSN in file.
+func pgSize(ctx context.Context, file string) (int64, error) {
+	dsn, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	conn, err := pgx.Connect(ctx, strings.TrimSpace(string(dsn)))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
+	return n, err
 }
