@@ -169,6 +169,10 @@ type Options struct {
 	Ready func(*App)
 	// LogLevel, if set, is the level a reload changes (log.level).
 	LogLevel *slog.LevelVar
+	// Heartbeat is how often the appliance registers itself in a store
+	// shared with other appliances (5s default); one that misses three is
+	// no longer advertised by the others.
+	Heartbeat time.Duration
 }
 
 // App is a running appliance.
@@ -222,6 +226,9 @@ type App struct {
 
 	reloadMu sync.Mutex
 	reloads  *reloadMetrics
+	// livePeers are the other appliances registered in a shared store
+	// (registerNode), advertised with dns.peers; under reloadMu.
+	livePeers []config.Peer
 	// lastReload and lastReloadErr are the last reload's time and
 	// failure ("" when it applied), under reloadMu.
 	lastReload    time.Time
@@ -243,6 +250,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	if o.EventPoll == 0 {
 		o.EventPoll = time.Second
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = defaultHeartbeat
 	}
 	// Whatever config check refuses is refused before the data directory
 	// is touched (a CA is not created for a configuration that fails).
@@ -391,7 +401,7 @@ func (a *App) Run(ctx context.Context) error {
 	if total, ok := a.refusedTotal(); ok {
 		a.refused.add(a.o.Clock(), total)
 	}
-	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused, a.pushLoop}
+	loops := []func(context.Context){a.watchEvents, a.ocsp.Run, a.crl.Run, a.renewServerCerts, a.maintainCA, a.sampleRefused, a.pushLoop, a.registerNode}
 	if l := a.listeners["web"]; l != nil {
 		web, err := a.webHandler()
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
 )
@@ -126,7 +127,7 @@ func runApp(t *testing.T, cfg *config.Config) (a *App, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *App, 1)
-	a, err := New(ctx, cfg, Options{EventPoll: 500 * time.Millisecond, Ready: func(a *App) { ready <- a }})
+	a, err := New(ctx, cfg, Options{EventPoll: 500 * time.Millisecond, Heartbeat: 200 * time.Millisecond, Ready: func(a *App) { ready <- a }})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -328,4 +329,98 @@ func ocspStatus(t *testing.T, app *App, cert, issuer *x509.Certificate) int {
 		t.Fatal(err)
 	}
 	return r.Status
+}
+
+// TestNodesRegister: appliances sharing a PostgreSQL store, with no
+// dns.peers, find each other through it: each one's DNS-SD answers list
+// the other's EST instance, with its pri and addresses, and its hostname
+// is reserved. One that stops is dropped at once; one that dies, after
+// three missed heartbeats.
+func TestNodesRegister(t *testing.T) {
+	cluster := pgtest.Start(t)
+	dsn := cluster.NewDatabase(t)
+	node := func(name, addr string, pri int) *config.Config {
+		dir := filepath.Join(t.TempDir(), name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		dsnFile := filepath.Join(dir, "dsn")
+		if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(t, dir, fmt.Sprintf("hostname: est-%s.studio.example.test\naddresses: [%s]\nstore:\n  driver: postgres\n  dsn_file: %s\n", name, addr, dsnFile))
+		cfg.DNS.Advertise[0].Pri = pri
+		return cfg
+	}
+	cfgA, cfgB := node("a", "127.0.0.2", 10), node("b", "127.0.0.3", 20)
+	a, _ := runApp(t, cfgA)
+	keys := filepath.Join(t.TempDir(), "keys.tar")
+	if _, err := Backup(context.Background(), cfgA, keys); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Restore(context.Background(), cfgB, keys, false); err != nil {
+		t.Fatal(err)
+	}
+	b, stopB := runApp(t, cfgB)
+
+	c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second}
+	ask := func(app *App, name string, qtype uint16) []mdns.RR {
+		t.Helper()
+		m := new(mdns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := c.Exchange(m, app.Addr("dns").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Answer
+	}
+	// instances is what app's DNS-SD says: "target pri port" per instance.
+	instances := func(app *App) []string {
+		var out []string
+		for _, rr := range ask(app, "_nmos-certs._tcp.studio.example.test.", mdns.TypePTR) {
+			for _, s := range ask(app, rr.(*mdns.PTR).Ptr, mdns.TypeSRV) {
+				srv := s.(*mdns.SRV)
+				out = append(out, fmt.Sprintf("%s %d %d", srv.Target, srv.Priority, srv.Port))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	both := []string{"est-a.studio.example.test. 10 8443", "est-b.studio.example.test. 20 8443"}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: A lists %v, B lists %v", what, instances(a), instances(b))
+			}
+		}
+	}
+	waitFor("each to list both", func() bool { return slices.Equal(instances(a), both) && slices.Equal(instances(b), both) })
+	if got := ask(a, "est-b.studio.example.test.", mdns.TypeA); len(got) != 1 || got[0].(*mdns.A).A.String() != "127.0.0.3" {
+		t.Fatalf("A's answer for B's address: %v", got)
+	}
+	// B's hostname is B's: no device gets it from A.
+	if _, err := a.Authority().CheckCSR(context.Background(), csrFor(t, newKey(t), "est-b.studio.example.test"), policy.Requester{Holder: "device"}); err == nil ||
+		!strings.Contains(err.Error(), "another appliance sharing the store") {
+		t.Fatalf("B's hostname at A: %v", err)
+	}
+
+	// B stops: it leaves the list at once, and A drops it at its next
+	// heartbeat.
+	reg := a.store.(nodeRegistry)
+	stopB()
+	nodes, err := reg.Nodes(context.Background(), time.Hour)
+	if err != nil || len(nodes) != 1 || nodes[0].Hostname != "est-a.studio.example.test" {
+		t.Fatalf("registered after B stopped: %+v %v", nodes, err)
+	}
+	waitFor("A to drop B", func() bool { return slices.Equal(instances(a), both[:1]) })
+
+	// A node that dies stops beating: it is dropped after three missed
+	// heartbeats (600 ms here).
+	dead := store.Node{Hostname: "est-c.studio.example.test", Addresses: []string{"127.0.0.4"}, Instances: []store.NodeInstance{{Instance: "est-c", Port: 8443, Pri: 30}}}
+	if err := reg.Heartbeat(context.Background(), dead); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("A to list C", func() bool { return slices.Contains(instances(a), "est-c.studio.example.test. 30 8443") })
+	waitFor("A to drop C", func() bool { return slices.Equal(instances(a), both[:1]) })
 }

@@ -131,7 +131,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 		return fmt.Errorf("dns.push: %w", err)
 	}
 	if a.dns != nil {
-		opts, err := dnsOptions(next)
+		opts, err := dnsOptionsWith(next, a.livePeers)
 		if err == nil {
 			err = a.dns.Reload(opts)
 		}
@@ -142,7 +142,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 	}
 	a.reloadPush(push)
 	a.estHandler.p.Store(estSrv)
-	a.ca.SetNames(CANames(next))
+	a.ca.SetNames(a.namesFor(next))
 	a.swapTrust(trust)
 	if a.o.LogLevel != nil {
 		_ = a.o.LogLevel.UnmarshalText([]byte(next.Log.Level))

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,11 @@ func estLabels(cfg *config.Config) []string {
 
 // dnsOptions renders the DNS section of the configuration for the
 // embedded server.
-func dnsOptions(cfg *config.Config) (dns.Options, error) {
+func dnsOptions(cfg *config.Config) (dns.Options, error) { return dnsOptionsWith(cfg, nil) }
+
+// dnsOptionsWith is dnsOptions with live, the other appliances registered
+// in a shared store, advertised after dns.peers.
+func dnsOptionsWith(cfg *config.Config, live []config.Peer) (dns.Options, error) {
 	o := dns.Options{
 		Zone:       cfg.Domain,
 		Hostname:   cfg.Hostname,
@@ -146,7 +151,7 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 			Port: a.Port, Pri: a.Pri, Weight: a.Weight, APISelector: a.APISelector,
 		})
 	}
-	for i, p := range cfg.DNS.Peers {
+	for i, p := range append(slices.Clone(cfg.DNS.Peers), live...) {
 		name := p.Instance
 		if name == "" {
 			name = config.DefaultInstance(p.Hostname, config.Advertisement{Pri: p.Pri, APISelector: p.APISelector})
@@ -156,6 +161,9 @@ func dnsOptions(cfg *config.Config) (dns.Options, error) {
 		for _, a := range p.Addresses {
 			ip, err := netip.ParseAddr(a)
 			if err != nil {
+				if i >= len(cfg.DNS.Peers) {
+					return o, fmt.Errorf("the appliance %s sharing the store: address %w", p.Hostname, err)
+				}
 				return o, fmt.Errorf("dns.peers[%d].addresses: %w", i, err)
 			}
 			ps.TargetAddresses = append(ps.TargetAddresses, ip)

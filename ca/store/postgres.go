@@ -151,6 +151,13 @@ var pgMigrations = []string{
 		der         bytea NOT NULL,
 		next_update bigint NOT NULL
 	);`,
+	// 2: the appliances sharing the database, as they register
+	// themselves (see Heartbeat).
+	`CREATE TABLE nodes (
+		hostname  text COLLATE "C" PRIMARY KEY,
+		info      text NOT NULL,
+		last_seen timestamptz NOT NULL
+	);`,
 }
 
 // pgMigrationLock is the advisory lock that makes appliances starting
