@@ -153,6 +153,21 @@ func runApp(t *testing.T, cfg *config.Config) (a *App, stop func()) {
 	return a, stop
 }
 
+// pgNodeDir makes the directory of an appliance named name, with a file
+// holding dsn (mode 0600) for its store.dsn_file.
+func pgNodeDir(t *testing.T, name, dsn string) (dir, dsnFile string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dsnFile = filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, dsnFile
+}
+
 // TestTwoAppliancesOnePostgres: two appliances, each with its own data
 // directory and listeners, share one database and the CA's keys (copied
 // from the first's data_dir/ca). A certificate enrolled on A and revoked
@@ -164,14 +179,7 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 	dsn := cluster.NewDatabase(t)
 	acme := newManufacturer(t)
 	node := func(name string) (*config.Config, string) {
-		dir := filepath.Join(t.TempDir(), name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		dsnFile := filepath.Join(dir, "dsn")
-		if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		dir, dsnFile := pgNodeDir(t, name, dsn)
 		roots := writePEM(t, filepath.Join(dir, "acme.pem"), acme.cert)
 		return testConfig(t, dir, fmt.Sprintf("est:\n  trusted_client_roots: [%s]\nstore:\n  driver: postgres\n  dsn_file: %s\n", roots, dsnFile)), dir
 	}
@@ -282,29 +290,10 @@ func TestPeersInDNSSD(t *testing.T) {
 	cfg := testConfig(t, dir, "  peers:\n    - hostname: est-b.studio.example.test\n      addresses: [127.0.0.3]\n      pri: 20\n      port: 8443\n")
 	cfg.DNS.Advertise[0].Pri = 10
 	a := start(t, cfg)
-	c := &mdns.Client{Net: "tcp", Timeout: 5 * time.Second}
-	ask := func(name string, qtype uint16) []mdns.RR {
-		t.Helper()
-		m := new(mdns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := c.Exchange(m, a.Addr("dns").String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Answer
+	if got, want := estInstances(t, a), []string{"est-b.studio.example.test. 20 8443", "est.studio.example.test. 10 8443"}; !slices.Equal(got, want) {
+		t.Fatalf("EST instances %v, want %v", got, want)
 	}
-	var targets []string
-	for _, rr := range ask("_nmos-certs._tcp.studio.example.test.", mdns.TypePTR) {
-		for _, srv := range ask(rr.(*mdns.PTR).Ptr, mdns.TypeSRV) {
-			s := srv.(*mdns.SRV)
-			targets = append(targets, fmt.Sprintf("%d %d %s", s.Priority, s.Port, s.Target))
-		}
-	}
-	slices.Sort(targets)
-	if want := []string{"10 8443 est.studio.example.test.", "20 8443 est-b.studio.example.test."}; !slices.Equal(targets, want) {
-		t.Fatalf("EST instances %v, want %v", targets, want)
-	}
-	if rrs := ask("est-b.studio.example.test.", mdns.TypeA); len(rrs) != 1 || rrs[0].(*mdns.A).A.String() != "127.0.0.3" {
+	if rrs := askDNS(t, a, "est-b.studio.example.test.", mdns.TypeA); len(rrs) != 1 || rrs[0].(*mdns.A).A.String() != "127.0.0.3" {
 		t.Fatalf("the peer's address: %v", rrs)
 	}
 	reserved := false
@@ -314,6 +303,34 @@ func TestPeersInDNSSD(t *testing.T) {
 	if !reserved {
 		t.Fatal("the peer's hostname is not reserved")
 	}
+}
+
+// askDNS asks app's DNS server over TCP and returns the answer section.
+func askDNS(t *testing.T, app *App, name string, qtype uint16) []mdns.RR {
+	t.Helper()
+	c := &mdns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	m := new(mdns.Msg)
+	m.SetQuestion(name, qtype)
+	r, _, err := c.Exchange(m, app.Addr("dns").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Answer
+}
+
+// estInstances is what app's DNS-SD says of _nmos-certs._tcp: "target pri
+// port" per instance, sorted.
+func estInstances(t *testing.T, app *App) []string {
+	t.Helper()
+	var out []string
+	for _, rr := range askDNS(t, app, "_nmos-certs._tcp.studio.example.test.", mdns.TypePTR) {
+		for _, s := range askDNS(t, app, rr.(*mdns.PTR).Ptr, mdns.TypeSRV) {
+			srv := s.(*mdns.SRV)
+			out = append(out, fmt.Sprintf("%s %d %d", srv.Target, srv.Priority, srv.Port))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ocspStatus asks app's OCSP responder about cert, as a client would, and
@@ -340,14 +357,7 @@ func TestNodesRegister(t *testing.T) {
 	cluster := pgtest.Start(t)
 	dsn := cluster.NewDatabase(t)
 	node := func(name, addr string, pri int) *config.Config {
-		dir := filepath.Join(t.TempDir(), name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		dsnFile := filepath.Join(dir, "dsn")
-		if err := os.WriteFile(dsnFile, []byte(dsn), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		dir, dsnFile := pgNodeDir(t, name, dsn)
 		cfg := testConfig(t, dir, fmt.Sprintf("hostname: est-%s.studio.example.test\naddresses: [%s]\nstore:\n  driver: postgres\n  dsn_file: %s\n", name, addr, dsnFile))
 		cfg.DNS.Advertise[0].Pri = pri
 		return cfg
@@ -363,29 +373,7 @@ func TestNodesRegister(t *testing.T) {
 	}
 	b, stopB := runApp(t, cfgB)
 
-	c := &mdns.Client{Net: "udp", Timeout: 2 * time.Second}
-	ask := func(app *App, name string, qtype uint16) []mdns.RR {
-		t.Helper()
-		m := new(mdns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := c.Exchange(m, app.Addr("dns").String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Answer
-	}
-	// instances is what app's DNS-SD says: "target pri port" per instance.
-	instances := func(app *App) []string {
-		var out []string
-		for _, rr := range ask(app, "_nmos-certs._tcp.studio.example.test.", mdns.TypePTR) {
-			for _, s := range ask(app, rr.(*mdns.PTR).Ptr, mdns.TypeSRV) {
-				srv := s.(*mdns.SRV)
-				out = append(out, fmt.Sprintf("%s %d %d", srv.Target, srv.Priority, srv.Port))
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
+	instances := func(app *App) []string { return estInstances(t, app) }
 	both := []string{"est-a.studio.example.test. 10 8443", "est-b.studio.example.test. 20 8443"}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
@@ -396,7 +384,7 @@ func TestNodesRegister(t *testing.T) {
 		}
 	}
 	waitFor("each to list both", func() bool { return slices.Equal(instances(a), both) && slices.Equal(instances(b), both) })
-	if got := ask(a, "est-b.studio.example.test.", mdns.TypeA); len(got) != 1 || got[0].(*mdns.A).A.String() != "127.0.0.3" {
+	if got := askDNS(t, a, "est-b.studio.example.test.", mdns.TypeA); len(got) != 1 || got[0].(*mdns.A).A.String() != "127.0.0.3" {
 		t.Fatalf("A's answer for B's address: %v", got)
 	}
 	// B's hostname is B's: no device gets it from A.
