@@ -433,7 +433,7 @@ const ResendWindow = 10 * time.Minute
 // same request as csr: its public key, subject and DNS names (compared
 // as the authority would certify them), to the same holder (and, for a
 // same-key renewal, renewing the same certificate), neither revoked nor
-// expired. store.ErrNotFound when there is none: the key
+// expired, whose names no other holder has taken since. store.ErrNotFound when there is none: the key
 // reuse refusal then stands. A certificate is public, so answering it
 // again gives nothing away; a request that differs in anything is still
 // refused, and so is one from another holder or after the window.
@@ -449,9 +449,12 @@ func (a *Authority) IssuedBefore(ctx context.Context, csr *x509.CertificateReque
 	if err != nil {
 		return nil, err
 	}
+	// The window counts both ways: the certificate may have been issued
+	// by another appliance, whose clock runs ahead of this one's.
 	now := a.o.Clock()
+	age := now.Sub(rec.IssuedAt)
 	if rec.Holder != req.Holder || rec.Profile != ProfileLeaf || rec.Revoked ||
-		now.Sub(rec.IssuedAt) > ResendWindow || !now.Before(rec.NotAfter) {
+		age > ResendWindow || age < -ResendWindow || !now.Before(rec.NotAfter) {
 		return nil, store.ErrNotFound
 	}
 	// A same-key renewal was asked for by the holder of the certificate
@@ -464,6 +467,15 @@ func (a *Authority) IssuedBefore(ctx context.Context, csr *x509.CertificateReque
 		return nil, fmt.Errorf("certificate %s on record: %w", store.SerialKey(rec.Serial), err)
 	}
 	if !bytes.Equal(cert.RawSubject, names.Subject) || !sameNames(cert.DNSNames, names.DNSNames) {
+		return nil, store.ErrNotFound
+	}
+	// A name taken over by another holder since (an operator moved it)
+	// is not given out again, whichever refusal came first.
+	conflicts, err := a.Conflicts(ctx, names.DNSNames, req.Holder)
+	if err != nil {
+		return nil, err
+	}
+	if len(conflicts) > 0 {
 		return nil, store.ErrNotFound
 	}
 	return cert, nil

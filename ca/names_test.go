@@ -271,6 +271,7 @@ func TestServerKeyTooOpen(t *testing.T) {
 // window passed, finds nothing and the key stays refused.
 func TestIssuedBefore(t *testing.T) {
 	a, now, _, _ := clockedAuthority(t, nil)
+	a.SetNames(Names{Bind: true, Grace: 30 * 24 * time.Hour})
 	ctx := context.Background()
 	key := ecKey(t, elliptic.P256())
 	holder := policy.Requester{Identity: "device 1 from 192.0.2.1:40000", Holder: "maker/SN-1"}
@@ -310,7 +311,15 @@ func TestIssuedBefore(t *testing.T) {
 	notFound("another key", deviceCSR(t, ecKey(t, elliptic.P256()), "cam1.studio.example.test", "cam1.studio.example.test", "cam1-alt.studio.example.test"), holder)
 	*now = now.Add(2 * time.Second)
 	notFound("after the window", again, holder)
-	*now = now.Add(-2 * time.Second)
+	// Issued by an appliance whose clock runs ahead: the window counts
+	// both ways.
+	*now = now.Add(-ResendWindow - time.Second)
+	if _, err := found(again, holder); err != nil {
+		t.Fatalf("issued moments ahead of this clock: %v", err)
+	}
+	*now = now.Add(-ResendWindow - time.Second)
+	notFound("issued too far ahead of this clock", again, holder)
+	*now = now.Add(2*ResendWindow + time.Second)
 	if _, err := a.Revoke(ctx, cert.SerialNumber, store.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
@@ -335,4 +344,11 @@ func TestIssuedBefore(t *testing.T) {
 		t.Fatalf("the same renewal again: %v", err)
 	}
 	notFound("a same-key renewal's request, not renewing", deviceCSR(t, k2, "cam3.studio.example.test"), holder)
+	// An operator moves cam3 to another holder: the renewal is not given
+	// out again.
+	other := policy.Requester{Holder: "maker/SN-9", TakeOver: map[string]string{"cam3.studio.example.test": holder.Holder}}
+	if _, err := a.Issue(ctx, deviceCSR(t, ecKey(t, elliptic.P256()), "cam3.studio.example.test"), other); err != nil {
+		t.Fatal(err)
+	}
+	notFound("a name another holder has taken since", deviceCSR(t, k2, "cam3.studio.example.test"), renewing)
 }

@@ -226,9 +226,12 @@ type App struct {
 
 	reloadMu sync.Mutex
 	reloads  *reloadMetrics
-	// livePeers are the other appliances registered in a shared store
-	// (registerNode), advertised with dns.peers; under reloadMu.
-	livePeers []config.Peer
+	// nodes are the appliances registered in a shared store, as last
+	// read (registerNode); livePeers those advertised with dns.peers, and
+	// skippedPeers why others are not; under reloadMu.
+	nodes        []store.Node
+	livePeers    []config.Peer
+	skippedPeers []string
 	// lastReload and lastReloadErr are the last reload's time and
 	// failure ("" when it applied), under reloadMu.
 	lastReload    time.Time

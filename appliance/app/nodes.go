@@ -2,11 +2,13 @@ package app
 
 import (
 	"context"
-	"net/netip"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/appliance/dns"
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
@@ -40,31 +42,34 @@ func selfNode(cfg *config.Config) store.Node {
 
 // livePeers turns the registered nodes into peers to advertise: every
 // node but this one and those dns.peers names already (the configuration
-// wins), each of its instances a peer. A node whose addresses do not parse
-// is left out.
-func livePeers(cfg *config.Config, nodes []store.Node) []config.Peer {
-	var out []config.Peer
+// wins), each of its instances a peer held to the rules of dns.peers
+// (config.CheckLivePeer). One that breaks them is left out, and said so
+// in skipped.
+func livePeers(cfg *config.Config, nodes []store.Node) (peers []config.Peer, skipped []string) {
+	same := func(x, y string) bool {
+		return strings.EqualFold(strings.TrimSuffix(x, "."), strings.TrimSuffix(y, "."))
+	}
 next:
 	for _, n := range nodes {
-		if n.Hostname == cfg.Hostname || len(n.Instances) == 0 {
+		if same(n.Hostname, cfg.Hostname) {
 			continue
 		}
 		for _, p := range cfg.DNS.Peers {
-			if p.Hostname == n.Hostname {
-				continue next
-			}
-		}
-		for _, a := range n.Addresses {
-			if _, err := netip.ParseAddr(a); err != nil {
+			if same(p.Hostname, n.Hostname) {
 				continue next
 			}
 		}
 		for _, i := range n.Instances {
-			out = append(out, config.Peer{Hostname: n.Hostname, Addresses: n.Addresses, Port: i.Port, Pri: i.Pri,
-				Weight: i.Weight, APISelector: i.APISelector, Instance: i.Instance})
+			p := config.Peer{Hostname: n.Hostname, Addresses: n.Addresses, Port: i.Port, Pri: i.Pri,
+				Weight: i.Weight, APISelector: i.APISelector, Instance: i.Instance}
+			if err := cfg.CheckLivePeer(p, peers); err != nil {
+				skipped = append(skipped, fmt.Sprintf("%s (instance %q): %v", n.Hostname, i.Instance, err))
+				continue
+			}
+			peers = append(peers, p)
 		}
 	}
-	return out
+	return peers, skipped
 }
 
 // registerNode keeps this appliance registered in a shared store and the
@@ -93,7 +98,7 @@ func (a *App) registerNode(ctx context.Context) {
 			}
 			return cfg.Hostname
 		}
-		a.setLivePeers(livePeers(cfg, nodes))
+		a.setNodes(nodes)
 		return cfg.Hostname
 	}
 	hostname := beat()
@@ -114,15 +119,21 @@ func (a *App) registerNode(ctx context.Context) {
 	}
 }
 
-// setLivePeers puts a new list of live appliances in the DNS-SD answers
-// and the reserved names, when it differs from the one in force.
-func (a *App) setLivePeers(peers []config.Peer) {
+// setNodes takes a new list of the appliances registered in the store
+// and advertises those alive, when that changes what is advertised.
+func (a *App) setNodes(nodes []store.Node) {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	if slices.EqualFunc(peers, a.livePeers, func(x, y config.Peer) bool {
-		return x.Hostname == y.Hostname && x.Instance == y.Instance && x.Port == y.Port && x.Pri == y.Pri &&
-			x.Weight == y.Weight && x.APISelector == y.APISelector && slices.Equal(x.Addresses, y.Addresses)
-	}) {
+	a.nodes = nodes
+	peers, skipped := livePeers(a.cfg, nodes)
+	if slices.EqualFunc(peers, a.livePeers, samePeer) && slices.Equal(skipped, a.skippedPeers) {
+		return
+	}
+	a.skippedPeers = skipped
+	for _, s := range skipped {
+		a.log.Warn("an appliance registered in the store is not advertised", "why", s)
+	}
+	if slices.EqualFunc(peers, a.livePeers, samePeer) {
 		return
 	}
 	if a.dns != nil {
@@ -144,6 +155,26 @@ func (a *App) setLivePeers(peers []config.Peer) {
 	a.livePeers = peers
 	a.ca.SetNames(a.namesFor(a.cfg))
 	a.log.Info("appliances sharing the store", "advertised", names)
+}
+
+func samePeer(x, y config.Peer) bool {
+	return x.Hostname == y.Hostname && x.Instance == y.Instance && x.Port == y.Port && x.Pri == y.Pri &&
+		x.Weight == y.Weight && x.APISelector == y.APISelector && slices.Equal(x.Addresses, y.Addresses)
+}
+
+// reloadPeers is the DNS options of next with the live appliances as
+// next sees them, for a configuration reload, under reloadMu. Live
+// appliances never fail a reload: should they not fit next after all, the
+// reload goes on without them.
+func (a *App) reloadPeers(next *config.Config) ([]config.Peer, dns.Options, error) {
+	peers, _ := livePeers(next, a.nodes)
+	opts, err := dnsOptionsWith(next, peers)
+	if err != nil && len(peers) > 0 {
+		a.log.Warn("the appliances sharing the store are not advertised with the new configuration", "err", err)
+		peers = nil
+		opts, err = dnsOptionsWith(next, nil)
+	}
+	return peers, opts, err
 }
 
 // namesFor is CANames(cfg) with the hostnames of the live appliances

@@ -393,15 +393,59 @@ func TestNodesRegister(t *testing.T) {
 		t.Fatalf("B's hostname at A: %v", err)
 	}
 
+	// A reload that names B in dns.peers: B is advertised once, from the
+	// configuration.
+	next := *cfgA
+	next.DNS.Peers = []config.Peer{{Hostname: "est-b.studio.example.test", Addresses: []string{"127.0.0.3"}, Port: 8443, Pri: 20}}
+	if err := a.Reload(context.Background(), &next); err != nil {
+		t.Fatalf("reload naming B in dns.peers: %v", err)
+	}
+	if got := instances(a); !slices.Equal(got, both) {
+		t.Fatalf("after the reload A lists %v", got)
+	}
+	if err := a.Reload(context.Background(), cfgA); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rows that break the rules of dns.peers are left out, each on its
+	// own: the others are still advertised, and a new one is added.
+	reg := a.store.(nodeRegistry)
+	inst := func(name string, port, pri int) []store.NodeInstance {
+		return []store.NodeInstance{{Instance: name, Port: port, Pri: pri}}
+	}
+	beats := []store.Node{
+		{Hostname: "est-d.studio.example.test", Addresses: []string{"127.0.0.5"}, Instances: inst("est-a pri 10", 8443, 40)}, // A's instance name
+		{Hostname: "*.studio.example.test", Addresses: []string{"127.0.0.6"}, Instances: inst("any", 8443, 40)},
+		{Hostname: "est-f.studio.example.test", Addresses: []string{"127.0.0.7"}, Instances: inst("est-f", 0, 40)},
+		{Hostname: "est-g.studio.example.test", Instances: inst("est-g", 8443, 40)}, // in the zone, no address
+		{Hostname: "est-h.studio.example.test", Addresses: []string{"not an address"}, Instances: inst("est-h", 8443, 40)},
+		{Hostname: "est-e.studio.example.test", Addresses: []string{"127.0.0.8"}, Instances: inst("est-e", 8443, 30)}, // a good one
+	}
+	// They beat, as live appliances do, until E is seen.
+	beating, stopBeats := context.WithCancel(context.Background())
+	beatsDone := make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		for beating.Err() == nil {
+			for _, n := range beats {
+				_ = reg.Heartbeat(beating, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	withE := []string{both[0], both[1], "est-e.studio.example.test. 30 8443"}
+	waitFor("A to add E and nothing else", func() bool { return slices.Equal(instances(a), withE) })
+	stopBeats()
+	<-beatsDone
+
 	// B stops: it leaves the list at once, and A drops it at its next
 	// heartbeat.
-	reg := a.store.(nodeRegistry)
 	stopB()
 	nodes, err := reg.Nodes(context.Background(), time.Hour)
-	if err != nil || len(nodes) != 1 || nodes[0].Hostname != "est-a.studio.example.test" {
+	if err != nil || slices.ContainsFunc(nodes, func(n store.Node) bool { return n.Hostname == "est-b.studio.example.test" }) {
 		t.Fatalf("registered after B stopped: %+v %v", nodes, err)
 	}
-	waitFor("A to drop B", func() bool { return slices.Equal(instances(a), both[:1]) })
+	waitFor("A to drop B, and E, whose heartbeats stopped", func() bool { return slices.Equal(instances(a), both[:1]) })
 
 	// A node that dies stops beating: it is dropped after three missed
 	// heartbeats (600 ms here).

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nmos-certs/nmos-certs/appliance/config"
+	"github.com/nmos-certs/nmos-certs/appliance/dns"
 	"github.com/nmos-certs/nmos-certs/est"
 )
 
@@ -130,8 +131,10 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 		a.cfg = old
 		return fmt.Errorf("dns.push: %w", err)
 	}
+	live, _ := livePeers(next, a.nodes)
 	if a.dns != nil {
-		opts, err := dnsOptionsWith(next, a.livePeers)
+		var opts dns.Options
+		live, opts, err = a.reloadPeers(next)
 		if err == nil {
 			err = a.dns.Reload(opts)
 		}
@@ -140,6 +143,7 @@ func (a *App) Reload(ctx context.Context, next *config.Config) (err error) {
 			return fmt.Errorf("dns: %w", err)
 		}
 	}
+	a.livePeers = live
 	a.reloadPush(push)
 	a.estHandler.p.Store(estSrv)
 	a.ca.SetNames(a.namesFor(next))

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -240,28 +241,7 @@ func (c *Config) Validate() error {
 		checkInstance(add, key+".instance", name, "_nmos-certs._tcp", instances)
 	}
 	for i, p := range c.DNS.Peers {
-		key := fmt.Sprintf("dns.peers[%d]", i)
-		if err := checkDNSName(p.Hostname); err != nil {
-			add(key+".hostname", "%v", err)
-		} else if strings.EqualFold(strings.TrimSuffix(p.Hostname, "."), strings.TrimSuffix(c.Hostname, ".")) {
-			add(key+".hostname", "%q is this appliance's own hostname: name another appliance", p.Hostname)
-		} else if InDomain(p.Hostname, c.Domain) && len(p.Addresses) == 0 {
-			add(key+".addresses", "%q is inside domain: give its addresses (BCP-003-03 wants an A record for every EST server)", p.Hostname)
-		}
-		for j, a := range p.Addresses {
-			if _, err := netip.ParseAddr(a); err != nil {
-				add(fmt.Sprintf("%s.addresses[%d]", key, j), "%q is not an IP address", a)
-			}
-		}
-		checkSRV(add, key, p.Port, p.Pri, p.Weight)
-		if p.APISelector != "" && (!labelRE.MatchString(p.APISelector) || estOps[p.APISelector]) {
-			add(key+".api_selector", "%q is not a usable EST label (letters, digits, '-', '_', '.', '~'; not an EST operation name)", p.APISelector)
-		}
-		name := p.Instance
-		if name == "" {
-			name = DefaultInstance(p.Hostname, Advertisement{Pri: p.Pri, APISelector: p.APISelector})
-		}
-		checkInstance(add, key+".instance", name, "_nmos-certs._tcp", instances)
+		c.checkPeer(add, fmt.Sprintf("dns.peers[%d]", i), p, instances)
 	}
 	for i, s := range c.DNS.Services {
 		key := fmt.Sprintf("dns.services[%d]", i)
@@ -336,6 +316,63 @@ var (
 	serviceRE = regexp.MustCompile(`^_[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\._(tcp|udp)$`)
 	estOps    = map[string]bool{"cacerts": true, "simpleenroll": true, "simplereenroll": true, "serverkeygen": true, "csrattrs": true, "fullcmc": true}
 )
+
+// checkPeer checks another appliance's EST instance, p, against c; seen
+// holds the _nmos-certs._tcp instances named so far.
+func (c *Config) checkPeer(add func(string, string, ...any), key string, p Peer, seen map[string]string) {
+	if err := checkDNSName(p.Hostname); err != nil {
+		add(key+".hostname", "%v", err)
+	} else if strings.EqualFold(strings.TrimSuffix(p.Hostname, "."), strings.TrimSuffix(c.Hostname, ".")) {
+		add(key+".hostname", "%q is this appliance's own hostname: name another appliance", p.Hostname)
+	} else if InDomain(p.Hostname, c.Domain) && len(p.Addresses) == 0 {
+		add(key+".addresses", "%q is inside domain: give its addresses (BCP-003-03 wants an A record for every EST server)", p.Hostname)
+	}
+	for j, a := range p.Addresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			add(fmt.Sprintf("%s.addresses[%d]", key, j), "%q is not an IP address", a)
+		}
+	}
+	checkSRV(add, key, p.Port, p.Pri, p.Weight)
+	if p.APISelector != "" && (!labelRE.MatchString(p.APISelector) || estOps[p.APISelector]) {
+		add(key+".api_selector", "%q is not a usable EST label (letters, digits, '-', '_', '.', '~'; not an EST operation name)", p.APISelector)
+	}
+	name := p.Instance
+	if name == "" {
+		name = DefaultInstance(p.Hostname, Advertisement{Pri: p.Pri, APISelector: p.APISelector})
+	}
+	checkInstance(add, key+".instance", name, "_nmos-certs._tcp", seen)
+}
+
+// CheckLivePeer says what keeps p, an appliance that registered itself in
+// a shared store, from being advertised beside c's own instances,
+// dns.peers and taken (the live peers accepted before it): nil when
+// nothing does. It holds p to the rules of dns.peers.
+func (c *Config) CheckLivePeer(p Peer, taken []Peer) error {
+	seen := map[string]string{}
+	ignore := func(string, string, ...any) {}
+	for _, a := range c.DNS.Advertise {
+		name := a.Instance
+		if name == "" {
+			name = DefaultInstance(c.Hostname, a)
+		}
+		checkInstance(ignore, "dns.advertise", name, "_nmos-certs._tcp", seen)
+	}
+	for i, q := range append(slices.Clone(c.DNS.Peers), taken...) {
+		name := q.Instance
+		if name == "" {
+			name = DefaultInstance(q.Hostname, Advertisement{Pri: q.Pri, APISelector: q.APISelector})
+		}
+		checkInstance(ignore, fmt.Sprintf("peer %d", i), name, "_nmos-certs._tcp", seen)
+	}
+	var problems []string
+	c.checkPeer(func(key, format string, args ...any) {
+		problems = append(problems, strings.TrimPrefix(key+": ", "peer.")+fmt.Sprintf(format, args...))
+	}, "peer", p, seen)
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
 
 // DefaultInstance is the DNS-SD instance name used for an advertisement
 // that does not name one.

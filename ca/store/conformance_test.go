@@ -503,3 +503,38 @@ func TestPostgresTLS(t *testing.T) {
 		t.Logf("%s: %v", what, err)
 	}
 }
+
+// TestPostgresNodes: Nodes lists the nodes heard from within the window,
+// by the database's clock, leaves out a row this program did not write,
+// and forgets a node that leaves.
+func TestPostgresNodes(t *testing.T) {
+	p := openPostgres(t)
+	ctx := context.Background()
+	a := Node{Hostname: "est-a.studio.example.test", Addresses: []string{"192.0.2.1"}, Instances: []NodeInstance{{Instance: "est-a pri 10", Port: 8443, Pri: 10}}}
+	b := Node{Hostname: "est-b.studio.example.test", Addresses: []string{"192.0.2.2"}, Instances: []NodeInstance{{Instance: "est-b pri 20", Port: 8443, Pri: 20, APISelector: "x"}}}
+	for _, n := range []Node{a, b} {
+		if err := p.Heartbeat(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.pool.Exec(ctx, `INSERT INTO nodes (hostname, info, last_seen) VALUES ('est-x.studio.example.test', 'not json', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.pool.Exec(ctx, `UPDATE nodes SET last_seen = now() - interval '1 minute' WHERE hostname = $1`, b.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Nodes(ctx, 30*time.Second)
+	if err != nil || len(got) != 1 || got[0].Hostname != a.Hostname || !slices.Equal(got[0].Addresses, a.Addresses) ||
+		!slices.Equal(got[0].Instances, a.Instances) || time.Since(got[0].LastSeen) > time.Minute {
+		t.Fatalf("nodes within 30 s: %+v %v", got, err)
+	}
+	if got, err := p.Nodes(ctx, 2*time.Minute); err != nil || len(got) != 2 || got[1].Instances[0] != b.Instances[0] {
+		t.Fatalf("nodes within 2 min: %+v %v", got, err)
+	}
+	if err := p.Leave(ctx, a.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Nodes(ctx, 2*time.Minute); err != nil || len(got) != 1 || got[0].Hostname != b.Hostname {
+		t.Fatalf("after A left: %+v %v", got, err)
+	}
+}

@@ -589,3 +589,20 @@ func TestCommitLatency(t *testing.T) {
 		t.Fatalf("buckets %v, count %d", b, n)
 	}
 }
+
+// A batch that fails for want of the database fails whole, at once: it is
+// not tried again a certificate at a time (each caller would wait for
+// another attempt), and nothing is stored.
+func TestPostgresBatchWithoutTheDatabase(t *testing.T) {
+	p := openPostgres(t)
+	reqs := []*putRequest{
+		{ctx: context.Background(), cert: testCert(1), done: make(chan error, 1)},
+		{ctx: context.Background(), cert: testCert(2), done: make(chan error, 1)},
+	}
+	p.pool.Close()
+	errs, err := p.insertBatch(context.Background(), reqs)
+	var re *rowError
+	if err == nil || errors.As(err, &re) || errs != nil {
+		t.Fatalf("insertBatch without the database: %v, %v; want one error for the batch", errs, err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,23 +261,40 @@ func pgUnique(err error) (string, bool) {
 // two appliances cannot both give a name away and two batches never wait
 // on each other. A key certified meanwhile by another appliance makes an
 // INSERT fail; the batch is then tried again one certificate at a time,
-// and that one is refused ErrKeyReused.
+// and that one is refused ErrKeyReused. So does any error of a row's own
+// (a data exception or a constraint, PostgreSQL's classes 22 and 23). A
+// deadlock or serialization failure, which PostgreSQL resolves by
+// aborting one transaction, tries the whole batch again; anything else (a
+// connection lost, the database too slow for pgBatchTimeout) fails the
+// batch, none of it stored, and no caller waits on another attempt.
 func (p *Postgres) insertBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
 	// The writer serves every enrollment: a database that stops
 	// answering fails the batch rather than holding it for ever.
 	ctx, cancel := context.WithTimeout(ctx, pgBatchTimeout)
 	defer cancel()
-	errs, err := p.tryBatch(ctx, reqs)
-	if err != nil && len(reqs) == 1 {
-		if name, ok := pgUnique(err); ok {
+	for attempt := 1; ; attempt++ {
+		errs, err := p.tryBatch(ctx, reqs)
+		if err == nil {
+			return errs, nil
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			return nil, err
+		}
+		switch {
+		case (pe.Code == "40P01" || pe.Code == "40001") && attempt < 3:
+			continue
+		case len(reqs) == 1 && pe.Code == "23505":
 			c := reqs[0].cert
-			if name == "certificates_key" {
+			if pe.ConstraintName == "certificates_key" {
 				return []error{ErrKeyReused}, nil
 			}
 			return []error{fmt.Errorf("store certificate %s: serial already used: %w", SerialKey(c.Serial), ErrConflict)}, nil
+		case strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"):
+			return nil, &rowError{err}
 		}
+		return nil, err
 	}
-	return errs, err
 }
 
 func (p *Postgres) tryBatch(ctx context.Context, reqs []*putRequest) ([]error, error) {
@@ -326,7 +345,7 @@ func (p *Postgres) tryBatch(ctx context.Context, reqs []*putRequest) ([]error, e
 	}
 	if read.Len() > 0 {
 		if err := tx.SendBatch(ctx, read).Close(); err != nil {
-			return nil, &rowError{err}
+			return nil, err
 		}
 	}
 	errs := make([]error, len(reqs))
@@ -405,12 +424,14 @@ func (p *Postgres) tryBatch(ctx context.Context, reqs []*putRequest) ([]error, e
 	if len(counts) == 0 {
 		return errs, nil // nothing to store; the deferred ROLLBACK ends it
 	}
-	for issuer, n := range counts {
+	// In the order of the issuers: two appliances' batches lock the
+	// counts' rows in the same order.
+	for _, issuer := range slices.Sorted(maps.Keys(counts)) {
 		write.Queue(`INSERT INTO certificate_counts (issuer_id, n) VALUES ($1, $2)
-			ON CONFLICT (issuer_id) DO UPDATE SET n = certificate_counts.n + excluded.n`, issuer, n)
+			ON CONFLICT (issuer_id) DO UPDATE SET n = certificate_counts.n + excluded.n`, issuer, counts[issuer])
 	}
 	if err := tx.SendBatch(ctx, write).Close(); err != nil {
-		return nil, &rowError{err}
+		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,7 +49,7 @@ func (p *Postgres) Leave(ctx context.Context, hostname string) error {
 }
 
 // Nodes lists the nodes whose last heartbeat is more recent than within
-// ago, by hostname.
+// ago, by hostname. A row whose description does not parse is left out.
 func (p *Postgres) Nodes(ctx context.Context, within time.Duration) ([]Node, error) {
 	rows, err := p.pool.Query(ctx, `SELECT hostname, info, last_seen FROM nodes
 		WHERE last_seen > now() - make_interval(secs => $1) ORDER BY hostname`, within.Seconds())
@@ -62,8 +61,8 @@ func (p *Postgres) Nodes(ctx context.Context, within time.Duration) ([]Node, err
 	var info string
 	_, err = pgx.ForEachRow(rows, []any{&n.Hostname, &info, &n.LastSeen}, func() error {
 		var x Node
-		if err := json.Unmarshal([]byte(info), &x); err != nil {
-			return fmt.Errorf("node %s: %w", n.Hostname, err)
+		if json.Unmarshal([]byte(info), &x) != nil {
+			return nil // not one this program wrote: not a node to advertise
 		}
 		x.Hostname, x.LastSeen = n.Hostname, n.LastSeen
 		out = append(out, x)
