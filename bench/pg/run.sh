@@ -285,7 +285,7 @@ if [ -n "${REPORT_DIR:-}" ]; then
 		echo
 		md "$table3" "| --- |$(for _ in $SIZES; do printf ' --: |'; done) --: |"
 		echo
-		jq -r '.sizes[-1] as $b | "The synthetic records have random serials, spread over a table of \($b.fill.db_bytes / 1048576 | round) MiB at \($b.certificates) certificates: a first GET for one of them reads index and table pages that PostgreSQL'"'"'s shared buffers (128 MB unless configured) do not hold, from the OS page cache. The certificates devices ask about are the recent ones, whose pages stay in the buffers (\"enrolled\" above). The p99s of the largest size also carry the writing of the fill, which PostgreSQL'"'"'s checkpoints spread over the minutes after it."' "$work/pg.json"
+		jq -r '.sizes[-1] as $b | "The synthetic records have random serials, spread over a database of \($b.fill.db_bytes / 1048576 | round) MiB at \($b.certificates) certificates: a first GET for one of them reads index and table pages that PostgreSQL'"'"'s shared buffers (128 MB unless configured) do not hold, from the OS page cache. The certificates devices ask about are the recent ones, whose pages stay in the buffers (\"enrolled\" above). The p99s of the largest size also carry the writing of the fill, which PostgreSQL'"'"'s checkpoints spread over the minutes after it."' "$work/pg.json"
 	} >"$REPORT_DIR/pg.md"
 	echo "wrote $REPORT_DIR/pg.md and pg.json"
 fi
