@@ -669,7 +669,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
 		CommitLatency() (map[float64]uint64, uint64, float64)
 	}); ok {
 		d := prometheus.NewDesc("nmos_certs_store_commit_duration_seconds",
-			"Time of the store's certificate transactions, from BEGIN to the WAL synced: how long a signed certificate waits to be durable.",
+			"Time of the store's certificate transactions, from BEGIN to the commit made durable (the WAL synced on SQLite, COMMIT returned on PostgreSQL): how long a signed certificate waits to be durable.",
 			nil, nil)
 		reg.MustRegister(collectorFunc{descs: []*prometheus.Desc{d}, collect: func(ch chan<- prometheus.Metric) {
 			b, n, sum := cl.CommitLatency()
@@ -683,7 +683,7 @@ func registerStoreMetrics(reg prometheus.Registerer, st store.Store) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nmos_certs_store_certificate_commits_total",
-			Help: "Transactions the store's writer committed to record issued certificates (one sync of the WAL each).",
+			Help: "Transactions the store's writer committed to record issued certificates (one durable commit each: a sync of the WAL on SQLite).",
 		}, func() float64 { c, _ := cs.CommitStats(); return float64(c) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nmos_certs_store_certificates_committed_total",

@@ -89,6 +89,15 @@ func TestApplianceOnPostgres(t *testing.T) {
 		t.Fatalf("the same request again: %v", err)
 	}
 
+	// The certificates went through the group-commit writer, counted as
+	// on SQLite.
+	_, body := get(t, "http://"+a.Addr("metrics").String()+"/metrics")
+	for _, name := range []string{"nmos_certs_store_certificate_commits_total", "nmos_certs_store_certificates_committed_total", "nmos_certs_store_commit_duration_seconds_count"} {
+		if !strings.Contains(string(body), "\n"+name+" ") || strings.Contains(string(body), "\n"+name+" 0\n") {
+			t.Errorf("/metrics: %s missing or 0 after an enrollment", name)
+		}
+	}
+
 	issuer, _ := a.Authority().CACertificate("ecdsa-int-1")
 	status := func(app *App) int { t.Helper(); return ocspStatus(t, app, cert, issuer) }
 	if s := status(a); s != xocsp.Good {
