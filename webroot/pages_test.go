@@ -48,7 +48,9 @@ func TestPages(t *testing.T) {
 	has("dashboard for an admin", d, "disk slow", "(3 times in a row)", `<span class="muted">store:</span>`)
 	has("dashboard", d, `<meta http-equiv="refresh" content="30; url=/?auto=1">`, "rollover due", "failing</span> dns: not serving", `id="issued-24h">17<`,
 		`id="refused-24h">3<`, "past half its validity", "the store is slow &lt;b&gt;", `href="/users"`, `id="pending-count">1<`)
-	lacks("dashboard", d, "<script>")
+	lacks("dashboard", d, "<script>", "<i>x</i>")
+	has("dashboard's appliances", d, `id="appliances"`, "est-a.studio.example.test <span class=\"muted\">(this one)</span>", "&lt;i&gt;x&lt;/i&gt;",
+		`<span class="bad">no</span>: addresses: give its addresses`)
 
 	r := get(ac, "/requests", 200)
 	has("requests", r, "CN=&lt;script&gt;alert(1)&lt;/script&gt;", "SHA-256 ab12", "held by vendor X serial 9",

@@ -41,6 +41,10 @@ func (b *fakeBackend) Status(context.Context) (*StatusView, error) {
 		Pending:     pendingFixture(at), Issued24h: 17, Refused24h: 3, RefusedSince: at.Add(-time.Hour),
 		CRLs:         []CRLView{{Issuer: "ecdsa-int-1", Number: 42, Stale: true, URL: "http://est.example/crl/ecdsa-int-1.crl"}},
 		RecentErrors: []LogView{{At: at, Level: "WARN", Component: "store", Message: "the store is slow <b>", Count: 3, Detail: "err=disk slow"}},
+		Appliances: []ApplianceView{
+			{Hostname: "est-a.studio.example.test", Addresses: []string{"192.0.2.1"}, Instances: []string{"est-a pri 10 (port 8443, pri 10)"}, LastSeen: at, Self: true, Advertised: true},
+			{Hostname: "est-x.studio.example.test", Instances: []string{"<i>x</i> (port 8443, pri 20)"}, LastSeen: at, Problem: "addresses: give its addresses"},
+		},
 	}, nil
 }
 

@@ -60,6 +60,23 @@ type StatusView struct {
 	OwnCertificates []OwnCertView `json:"own_certificates"`
 	// RecentErrors are the last warnings and errors logged.
 	RecentErrors []LogView `json:"recent_errors"`
+	// Appliances are those registered alive in a store shared with
+	// other appliances (PostgreSQL), this one included; none otherwise.
+	Appliances []ApplianceView `json:"appliances,omitempty"`
+}
+
+// ApplianceView is an appliance registered in the shared store.
+type ApplianceView struct {
+	Hostname  string    `json:"hostname"`
+	Addresses []string  `json:"addresses"`
+	Instances []string  `json:"instances"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Self is this appliance. Advertised says whether this appliance's
+	// DNS-SD answers list it (as a live appliance or from dns.peers);
+	// Problem is why not, when it breaks the rules of dns.peers.
+	Self       bool   `json:"self"`
+	Advertised bool   `json:"advertised"`
+	Problem    string `json:"problem,omitempty"`
 }
 
 // HealthView is one readiness check.

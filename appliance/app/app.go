@@ -291,6 +291,16 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.ca, a.store = auth, st
 	registerStoreMetrics(a.reg, st)
+	if _, ok := st.(nodeRegistry); ok {
+		a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "nmos_certs_appliances",
+			Help: "Appliances registered alive in the store shared with other appliances (PostgreSQL), this one included, as last read.",
+		}, func() float64 {
+			a.reloadMu.Lock()
+			defer a.reloadMu.Unlock()
+			return float64(len(a.nodes))
+		}))
+	}
 	a.reg.MustRegister(newOwnCertsCollector(a), newRolloverCollector(a))
 	if b, ok := st.(interface{ SetBusy(func() bool) }); ok {
 		b.SetBusy(a.estConns.busy)

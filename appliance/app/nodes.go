@@ -12,6 +12,7 @@ import (
 	"github.com/nmos-certs/nmos-certs/ca"
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
+	"github.com/nmos-certs/nmos-certs/webroot"
 )
 
 // nodeRegistry is a store that the appliances sharing it register in
@@ -190,4 +191,38 @@ func (a *App) namesFor(cfg *config.Config) ca.Names {
 		}
 	}
 	return n
+}
+
+// applianceViews describes the appliances registered alive in the shared
+// store, as last read, for the operator's dashboard; nil when the store
+// is not shared.
+func (a *App) applianceViews() []webroot.ApplianceView {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if len(a.nodes) == 0 {
+		return nil
+	}
+	same := func(x, y string) bool {
+		return strings.EqualFold(strings.TrimSuffix(x, "."), strings.TrimSuffix(y, "."))
+	}
+	var out []webroot.ApplianceView
+	for _, n := range a.nodes {
+		v := webroot.ApplianceView{Hostname: n.Hostname, Addresses: n.Addresses, LastSeen: n.LastSeen.UTC(), Self: same(n.Hostname, a.cfg.Hostname)}
+		if v.Addresses == nil {
+			v.Addresses = []string{}
+		}
+		for _, i := range n.Instances {
+			v.Instances = append(v.Instances, fmt.Sprintf("%s (port %d, pri %d)", i.Instance, i.Port, i.Pri))
+		}
+		v.Advertised = v.Self || slices.ContainsFunc(a.livePeers, func(p config.Peer) bool { return same(p.Hostname, n.Hostname) }) ||
+			slices.ContainsFunc(a.cfg.DNS.Peers, func(p config.Peer) bool { return same(p.Hostname, n.Hostname) })
+		for _, why := range a.skippedPeers {
+			if rest, ok := strings.CutPrefix(why, n.Hostname+" "); ok && !v.Advertised {
+				v.Problem = rest
+				break
+			}
+		}
+		out = append(out, v)
+	}
+	return out
 }

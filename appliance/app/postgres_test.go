@@ -23,6 +23,7 @@ import (
 	"github.com/nmos-certs/nmos-certs/ca/policy"
 	"github.com/nmos-certs/nmos-certs/ca/store"
 	"github.com/nmos-certs/nmos-certs/ca/store/pgtest"
+	"github.com/nmos-certs/nmos-certs/webroot"
 )
 
 // TestApplianceOnPostgres: with store.driver postgres (the DSN in a
@@ -393,6 +394,15 @@ func TestNodesRegister(t *testing.T) {
 		}
 	}
 	waitFor("each to list both", func() bool { return slices.Equal(instances(a), both) && slices.Equal(instances(b), both) })
+	// The dashboard and /metrics say so too.
+	st, err := webBackend{a}.Status(context.Background())
+	if err != nil || len(st.Appliances) != 2 || !st.Appliances[0].Self || !st.Appliances[1].Advertised || st.Appliances[1].Hostname != "est-b.studio.example.test" ||
+		!slices.Equal(st.Appliances[1].Instances, []string{"est-b pri 20 (port 8443, pri 20)"}) {
+		t.Fatalf("status: %+v %v", st.Appliances, err)
+	}
+	if _, body := get(t, "http://"+a.Addr("metrics").String()+"/metrics"); !strings.Contains(string(body), "\nnmos_certs_appliances 2\n") {
+		t.Error("/metrics: nmos_certs_appliances is not 2")
+	}
 	if got := askDNS(t, a, "est-b.studio.example.test.", mdns.TypeA); len(got) != 1 || got[0].(*mdns.A).A.String() != "127.0.0.3" {
 		t.Fatalf("A's answer for B's address: %v", got)
 	}
@@ -444,6 +454,12 @@ func TestNodesRegister(t *testing.T) {
 	}()
 	withE := []string{both[0], both[1], "est-e.studio.example.test. 30 8443"}
 	waitFor("A to add E and nothing else", func() bool { return slices.Equal(instances(a), withE) })
+	st, err = webBackend{a}.Status(context.Background())
+	if err != nil || !slices.ContainsFunc(st.Appliances, func(v webroot.ApplianceView) bool {
+		return v.Hostname == "est-g.studio.example.test" && !v.Advertised && strings.Contains(v.Problem, "give its addresses")
+	}) {
+		t.Fatalf("status of an appliance left out: %+v %v", st.Appliances, err)
+	}
 	stopBeats()
 	<-beatsDone
 

@@ -75,6 +75,7 @@ func (b webBackend) Status(ctx context.Context) (*webroot.StatusView, error) {
 		s.OwnCertificates = append(s.OwnCertificates, webroot.OwnCertView{Use: "OCSP responder for " + id, Subject: rsp[id].Subject.String(), NotAfter: rsp[id].NotAfter})
 	}
 	s.RecentErrors = a.recent.list()
+	s.Appliances = a.applianceViews()
 	return s, nil
 }
 
