@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"os"
@@ -168,10 +169,13 @@ func Open(ctx context.Context, o Options, create bool) (*Authority, error) {
 				return nil, fmt.Errorf("create %s hierarchy: %w", strings.ToUpper(h), err)
 			}
 		}
-	} else if err := a.load(recs); err != nil {
+	} else if err := a.load(ctx, recs); err != nil {
 		return nil, err
 	} else {
 		a.setAsideOrphanKeys(recs)
+	}
+	if err := a.prepareSharing(ctx, create); err != nil {
+		return nil, err
 	}
 	for _, h := range Hierarchies {
 		if a.active[h] == nil {
@@ -188,7 +192,7 @@ func (a *Authority) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.load(recs)
+	return a.load(ctx, recs)
 }
 
 func (a *Authority) keyDir() string { return filepath.Join(a.o.DataDir, "ca") }
@@ -211,7 +215,7 @@ func (a *Authority) checkNoStrayKeys() error {
 }
 
 // load parses the generation records and their key files.
-func (a *Authority) load(recs []*store.Generation) error {
+func (a *Authority) load(ctx context.Context, recs []*store.Generation) error {
 	gens := make([]*generation, 0, len(recs))
 	byID := map[string]*generation{}
 	active := map[string]*generation{}
@@ -224,6 +228,10 @@ func (a *Authority) load(recs []*store.Generation) error {
 		if r.KeyFile != "" && r.State != store.StateRetired {
 			path := filepath.Join(a.o.DataDir, r.KeyFile)
 			key, err := readKey(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				// Made by another appliance sharing the store?
+				key, err = a.fetchKey(ctx, r, cert, path, err)
+			}
 			if err != nil {
 				return fmt.Errorf("CA generation %s: %w", r.ID, err)
 			}

@@ -87,6 +87,9 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	if err := writeNewKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
+	if err := a.shareKey(ctx, id, key); err != nil {
+		return nil, err
+	}
 	step("intermediate key written")
 	// With a compromised key, the root revokes the old intermediate in
 	// the same transaction, so that its CRL and OCSP say so: a crash
@@ -442,6 +445,9 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 	for i, g := range []*generation{root, inter} {
 		if err := writeNewKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
 			return nil, fmt.Errorf("write key of %s: %w", g.rec.ID, err)
+		}
+		if err := a.shareKey(ctx, g.rec.ID, g.key); err != nil {
+			return nil, err
 		}
 		step(fmt.Sprintf("root rollover key %d written", i+1))
 	}

@@ -127,7 +127,7 @@ func TestApplianceOnPostgres(t *testing.T) {
 	}
 	// On PostgreSQL a backup holds the CA's keys (the database is its
 	// own tools' to back up).
-	if info, err := Backup(ctx, cfg, filepath.Join(dir, "backup.tar")); err != nil || !info.KeysOnly || info.Files != 4 {
+	if info, err := Backup(ctx, cfg, filepath.Join(dir, "backup.tar")); err != nil || !info.KeysOnly || info.Files != 5 {
 		t.Fatalf("backup on PostgreSQL: %+v %v", info, err)
 	}
 }
@@ -199,7 +199,9 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 	// The CA's keys reach B: backup on A (the keys alone, on PostgreSQL),
 	// restore on B. A SQLite backup is refused there.
 	keys := filepath.Join(t.TempDir(), "keys.tar")
-	if info, err := Backup(context.Background(), cfgA, keys); err != nil || !info.KeysOnly || info.Files != 4 {
+	// Four generation keys and the key-encryption key of the keys kept
+	// sealed in the database.
+	if info, err := Backup(context.Background(), cfgA, keys); err != nil || !info.KeysOnly || info.Files != 5 {
 		t.Fatalf("backup of A: %+v %v", info, err)
 	}
 	if info, _, err := Restore(context.Background(), cfgB, keys, false); err != nil || info.Generations != 4 {
@@ -288,6 +290,44 @@ func TestTwoAppliancesOnePostgres(t *testing.T) {
 		if _, err := a.store.Certificate(ctx, got.SerialNumber); err != nil {
 			t.Fatalf("%s is not in the database: %v", s, err)
 		}
+	}
+
+	// An intermediate rollover made on B: A takes the new key from the
+	// database (sealed under the key-encryption key both hold) within 2 s,
+	// and issues from the new intermediate.
+	roll, err := b.Authority().RolloverIntermediate(ctx, "ecdsa", "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolledAt := time.Now()
+	active := func(app *App) string {
+		for _, g := range app.Authority().Generations() {
+			if g.Hierarchy == "ecdsa" && g.Role == "intermediate" && g.State == store.StateActive && g.KeyHeld {
+				return g.ID
+			}
+		}
+		return ""
+	}
+	for active(a) != roll.New.ID {
+		if time.Since(rolledAt) > 2*time.Second {
+			t.Fatalf("A's active ECDSA intermediate is %q 2 s after B rolled over to %s", active(a), roll.New.ID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("A issues from %s %v after B's rollover", roll.New.ID, time.Since(rolledAt).Round(time.Millisecond))
+	if err := a.caErr.Load(); err != nil {
+		t.Fatalf("A's CA after the rollover: %v", *err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfgA.DataDir, "ca", roll.New.ID+".key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the new key on A: %v %v", fi, err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	got, err := ca.Enroll(ctx, csrFor(t, k, "after-rollover.studio.example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newInt, _ := a.Authority().CACertificate(roll.New.ID); newInt == nil || got.CheckSignatureFrom(newInt) != nil {
+		t.Fatalf("A's certificate after the rollover is not from %s", roll.New.ID)
 	}
 }
 

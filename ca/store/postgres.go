@@ -160,6 +160,18 @@ var pgMigrations = []string{
 		info      text NOT NULL,
 		last_seen timestamptz NOT NULL
 	);`,
+	// 3: the CA keys, sealed under the appliances' key-encryption key,
+	// for the appliances sharing the database (see PutSealedKey), and
+	// that key's fingerprint, so that an appliance holding another one
+	// knows it.
+	`CREATE TABLE sealed_keys (
+		id     text PRIMARY KEY,
+		sealed bytea NOT NULL
+	);
+	CREATE TABLE kek (
+		one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+		fingerprint bytea NOT NULL
+	);`,
 }
 
 // pgMigrationLock is the advisory lock that makes appliances starting

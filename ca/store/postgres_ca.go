@@ -162,6 +162,10 @@ func (p *Postgres) ForgetKey(ctx context.Context, id string, at time.Time, crl *
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("generation %s holds no key: %w", id, ErrConflict)
 		}
+		// A key taken offline leaves the database too.
+		if _, err := tx.Exec(ctx, `DELETE FROM sealed_keys WHERE id = $1`, id); err != nil {
+			return err
+		}
 		return pgAddEvent(ctx, tx, EventGenerations, id, at)
 	})
 }
@@ -218,6 +222,9 @@ func (p *Postgres) DropGenerationKey(ctx context.Context, id string, at time.Tim
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("generation %s is not retired: %w", id, ErrConflict)
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM sealed_keys WHERE id = $1`, id); err != nil {
+			return err
+		}
 		return pgAddEvent(ctx, tx, EventGenerations, id, at)
 	})
 }
@@ -256,4 +263,49 @@ func (p *Postgres) LatestNotAfter(ctx context.Context, issuerID string) (time.Ti
 		return time.Time{}, err
 	}
 	return fromUnix(*n), nil
+}
+
+// PutSealedKey keeps a CA generation's key, sealed (encrypted and
+// authenticated) by the appliance under the key-encryption key the
+// appliances sharing the database hold, so that the others can take it:
+// the key of a generation made by a rollover on one appliance reaches the
+// others this way. The database never sees the key in clear. A key
+// already kept for id stays as it was.
+func (p *Postgres) PutSealedKey(ctx context.Context, id string, sealed []byte) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO sealed_keys (id, sealed) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, sealed)
+	return err
+}
+
+// SealedKey returns the sealed key of a generation (ErrNotFound when none
+// is kept: never given, taken offline, or dropped when it retired).
+func (p *Postgres) SealedKey(ctx context.Context, id string) ([]byte, error) {
+	var sealed []byte
+	err := p.pool.QueryRow(ctx, `SELECT sealed FROM sealed_keys WHERE id = $1`, id).Scan(&sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return sealed, err
+}
+
+// ClaimKEK records fp as the fingerprint of the appliances'
+// key-encryption key unless one is recorded already, and returns the one
+// recorded.
+func (p *Postgres) ClaimKEK(ctx context.Context, fp []byte) ([]byte, error) {
+	if _, err := p.pool.Exec(ctx, `INSERT INTO kek (fingerprint) VALUES ($1) ON CONFLICT (one) DO NOTHING`, fp); err != nil {
+		return nil, err
+	}
+	var got []byte
+	err := p.pool.QueryRow(ctx, `SELECT fingerprint FROM kek`).Scan(&got)
+	return got, err
+}
+
+// KEKFingerprint returns the recorded fingerprint of the key-encryption
+// key (ErrNotFound when none is).
+func (p *Postgres) KEKFingerprint(ctx context.Context) ([]byte, error) {
+	var got []byte
+	err := p.pool.QueryRow(ctx, `SELECT fingerprint FROM kek`).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return got, err
 }

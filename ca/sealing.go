@@ -1,0 +1,304 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/nmos-certs/nmos-certs/ca/store"
+)
+
+// The CA keys of appliances that share a store (PostgreSQL). Each
+// appliance keeps the keys it signs with in data_dir/ca, as a single one
+// does. A generation made on one of them (a rollover) must reach the
+// others: its key is also kept in the database, sealed with AES-256-GCM
+// under a key-encryption key (KEK) that only the appliances hold
+// (data_dir/ca/sealing.kek, 0600), the sealing bound to the generation's
+// ID and public key. The first appliance on the database makes the KEK
+// and records its fingerprint there; the others get it with the CA's keys
+// by `nmos-certs backup` and `restore`. An appliance that finds a
+// generation's key missing from its data directory takes the sealed one,
+// opens it, checks it against the generation's certificate and writes
+// it (0600, atomically). A key taken offline, or dropped when its
+// generation retired, leaves the database in the same transaction.
+
+// kekFile is the KEK's file name, in data_dir/ca; not a ".key" file, so
+// that it is never taken for a generation's key.
+const kekFile = "sealing.kek"
+
+// sealVersion is the first byte of a sealed key: AES-256-GCM, a 12-byte
+// nonce, PKCS#8 inside.
+const sealVersion = 1
+
+// keySharer is a store that keeps sealed CA keys (store.Postgres).
+type keySharer interface {
+	PutSealedKey(ctx context.Context, id string, sealed []byte) error
+	SealedKey(ctx context.Context, id string) ([]byte, error)
+	ClaimKEK(ctx context.Context, fp []byte) ([]byte, error)
+	KEKFingerprint(ctx context.Context) ([]byte, error)
+}
+
+func (a *Authority) kekPath() string { return filepath.Join(a.keyDir(), kekFile) }
+
+// readKEK reads the KEK; nil when this appliance holds none.
+func (a *Authority) readKEK() ([]byte, error) {
+	path := a.kekPath()
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: err}
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, &KeyFileError{Path: path, Err: tooOpen(fi.Mode().Perm())}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: err}
+	}
+	if len(b) != 32 {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("%d bytes, want the 32 of an AES-256 key", len(b))}
+	}
+	return b, nil
+}
+
+// kekFingerprint identifies a KEK without giving it away.
+func kekFingerprint(kek []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("nmos-certs key-encryption key\x00"))
+	h.Write(kek)
+	return h.Sum(nil)
+}
+
+// sealAAD binds a sealed key to its generation and public key.
+func sealAAD(id string, spki []byte) []byte {
+	h := sha256.Sum256(spki)
+	return append([]byte("nmos-certs CA key\x00"+id+"\x00"), h[:]...)
+}
+
+func sealKey(kek []byte, id string, key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(der)
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+gcm.NonceSize(), 1+gcm.NonceSize()+len(der)+gcm.Overhead())
+	out[0] = sealVersion
+	if _, err := io.ReadFull(rand.Reader, out[1:]); err != nil {
+		return nil, err
+	}
+	return gcm.Seal(out, out[1:], der, sealAAD(id, spki)), nil
+}
+
+// openSealed opens a key sealed for generation id, whose certificate's
+// public key is spki.
+func openSealed(kek []byte, id string, spki, sealed []byte) (crypto.Signer, error) {
+	block, err := aes.NewCipher(kek)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < 1+gcm.NonceSize()+gcm.Overhead() || sealed[0] != sealVersion {
+		return nil, errors.New("not a sealed key this program knows")
+	}
+	n := 1 + gcm.NonceSize()
+	der, err := gcm.Open(nil, sealed[1:n], sealed[n:], sealAAD(id, spki))
+	if err != nil {
+		return nil, errors.New("it does not open with this appliance's key-encryption key, or was not sealed for this generation")
+	}
+	defer clear(der)
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("a %T is not a signing key", k)
+	}
+	return signer, nil
+}
+
+// prepareSharing runs when the authority opens on a shared store: the
+// first appliance makes the KEK (when it may create: not when a restore
+// checks a backup) and records its fingerprint; every
+// appliance that holds the recorded KEK seals the keys it holds that the
+// database lacks. An appliance without it, or with another, says so in
+// the log; it finds out for good when it needs a key (fetchKey).
+func (a *Authority) prepareSharing(ctx context.Context, create bool) error {
+	ks, ok := a.o.Store.(keySharer)
+	if !ok {
+		return nil
+	}
+	kek, err := a.readKEK()
+	if err != nil {
+		return err
+	}
+	recorded, err := ks.KEKFingerprint(ctx)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("read the key-encryption key's fingerprint: %w", err)
+	}
+	if kek == nil && recorded == nil && create {
+		if kek, err = a.makeKEK(); err != nil {
+			return err
+		}
+	}
+	if kek == nil && recorded == nil {
+		return nil
+	}
+	if kek == nil {
+		a.o.Logger.Warn("this appliance does not hold the key-encryption key of the CA keys in the shared store: it cannot take the keys of generations other appliances make (copy the CA's keys from one of them: nmos-certs backup there, restore --force here)",
+			"file", a.kekPath())
+		return nil
+	}
+	fp := kekFingerprint(kek)
+	if recorded == nil {
+		if recorded, err = ks.ClaimKEK(ctx, fp); err != nil {
+			return fmt.Errorf("record the key-encryption key's fingerprint: %w", err)
+		}
+	}
+	if !bytes.Equal(recorded, fp) {
+		a.o.Logger.Warn("this appliance holds another key-encryption key than the one recorded in the shared store: it cannot take the keys of generations other appliances make (copy the CA's keys from one of them: nmos-certs backup there, restore --force here)",
+			"file", a.kekPath())
+		return nil
+	}
+	a.mu.RLock()
+	gens := a.gens
+	a.mu.RUnlock()
+	for _, g := range gens {
+		if g.key == nil {
+			continue
+		}
+		if _, err := ks.SealedKey(ctx, g.rec.ID); !errors.Is(err, store.ErrNotFound) {
+			if err != nil {
+				return fmt.Errorf("read the sealed key of %s: %w", g.rec.ID, err)
+			}
+			continue
+		}
+		if err := a.putSealed(ctx, ks, kek, g.rec.ID, g.key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeKEK writes a new KEK, 0600, never over an existing file.
+func (a *Authority) makeKEK() ([]byte, error) {
+	kek := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, kek); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(a.keyDir(), 0o700); err != nil {
+		return nil, err
+	}
+	if err := WriteNew(a.kekPath(), 0o600, func(w io.Writer) error { _, err := w.Write(kek); return err }); err != nil {
+		return nil, fmt.Errorf("write the key-encryption key: %w", err)
+	}
+	a.o.Logger.Info("made the key-encryption key of the CA keys kept in the shared store; other appliances get it with the CA's keys (nmos-certs backup and restore)", "file", a.kekPath())
+	return kek, nil
+}
+
+func (a *Authority) putSealed(ctx context.Context, ks keySharer, kek []byte, id string, key crypto.Signer) error {
+	sealed, err := sealKey(kek, id, key)
+	if err != nil {
+		return fmt.Errorf("seal the key of %s: %w", id, err)
+	}
+	if err := ks.PutSealedKey(ctx, id, sealed); err != nil {
+		return fmt.Errorf("keep the sealed key of %s: %w", id, err)
+	}
+	return nil
+}
+
+// shareKey keeps a new generation's key, sealed, in a shared store,
+// before the generation is recorded: an appliance that hears of the
+// generation finds its key there. Nothing to do on a store of one
+// appliance; without the KEK the key is not shared, which the log says.
+func (a *Authority) shareKey(ctx context.Context, id string, key crypto.Signer) error {
+	ks, ok := a.o.Store.(keySharer)
+	if !ok {
+		return nil
+	}
+	kek, err := a.readKEK()
+	if err != nil {
+		return err
+	}
+	if kek == nil {
+		a.o.Logger.Warn("the key of a new CA generation is not shared with the other appliances: this one holds no key-encryption key",
+			slog.String("generation", id), slog.String("file", a.kekPath()))
+		return nil
+	}
+	return a.putSealed(ctx, ks, kek, id, key)
+}
+
+// fetchKey takes the key of generation r, missing from this appliance's
+// data directory, from the shared store, and writes it there. It returns
+// missing, the error of the missing file, when the store keeps no key for
+// it.
+func (a *Authority) fetchKey(ctx context.Context, r *store.Generation, cert *x509.Certificate, path string, missing error) (crypto.Signer, error) {
+	ks, ok := a.o.Store.(keySharer)
+	if !ok {
+		return nil, missing
+	}
+	sealed, err := ks.SealedKey(ctx, r.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, missing
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the sealed key of %s: %w", r.ID, err)
+	}
+	kek, err := a.readKEK()
+	if err != nil {
+		return nil, err
+	}
+	if kek == nil {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("missing here, and sealed in the shared store under a key-encryption key this appliance does not hold (%s): copy the CA's keys from another appliance (nmos-certs backup there, restore --force here)", a.kekPath())}
+	}
+	key, err := openSealed(kek, r.ID, cert.RawSubjectPublicKeyInfo, sealed)
+	if err != nil {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("missing here, and the sealed copy in the shared store: %v (%s)", err, a.kekPath())}
+	}
+	if !publicKeysEqual(key.Public(), cert.PublicKey) {
+		return nil, &KeyFileError{Path: path, Err: errors.New("the sealed copy in the shared store does not match the CA certificate")}
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(der)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return nil, fmt.Errorf("write the key of %s: %w", r.ID, err)
+	}
+	a.o.Logger.Info("took the key of a CA generation made by another appliance from the shared store", "generation", r.ID, "file", path)
+	return key, nil
+}
