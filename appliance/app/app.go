@@ -291,16 +291,18 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.ca, a.store = auth, st
 	registerStoreMetrics(a.reg, st)
-	if _, ok := st.(nodeRegistry); ok {
-		a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "nmos_certs_appliances",
-			Help: "Appliances registered alive in the store shared with other appliances (PostgreSQL), this one included, as last read.",
-		}, func() float64 {
-			a.reloadMu.Lock()
-			defer a.reloadMu.Unlock()
-			return float64(len(a.nodes))
-		}))
-	}
+	_, shared := st.(nodeRegistry)
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nmos_certs_appliances",
+		Help: "Appliances registered alive in the store shared with other appliances (PostgreSQL), this one included, as last read; 1 on a store of one appliance (SQLite).",
+	}, func() float64 {
+		if !shared {
+			return 1
+		}
+		a.reloadMu.Lock()
+		defer a.reloadMu.Unlock()
+		return float64(len(a.nodes))
+	}))
 	a.reg.MustRegister(newOwnCertsCollector(a), newRolloverCollector(a))
 	if b, ok := st.(interface{ SetBusy(func() bool) }); ok {
 		b.SetBusy(a.estConns.busy)
