@@ -186,6 +186,10 @@ func (a *Authority) ImportIntermediate(ctx context.Context, cert *x509.Certifica
 		return nil, fmt.Errorf("move the pending key into place: %w", err)
 	}
 	step("imported intermediate key in place")
+	if err := a.shareKey(ctx, id, cert, key); err != nil {
+		os.Remove(final)
+		return nil, err
+	}
 	// With a compromised key, the old intermediate is revoked in the same
 	// transaction: the next 'ca crl-request' lists it for the root to sign.
 	if err := a.o.Store.RollGeneration(ctx, rec, old.rec.ID, store.StateRetiring, compromised(old, root, reason, now)); err != nil {

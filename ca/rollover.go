@@ -87,7 +87,7 @@ func (a *Authority) RolloverIntermediate(ctx context.Context, hier, reason strin
 	if err := writeNewKey(filepath.Join(a.o.DataDir, rec.KeyFile), key); err != nil {
 		return nil, fmt.Errorf("write key of %s: %w", id, err)
 	}
-	if err := a.shareKey(ctx, id, key); err != nil {
+	if err := a.shareKey(ctx, id, cert, key); err != nil {
 		return nil, err
 	}
 	step("intermediate key written")
@@ -446,7 +446,7 @@ func (a *Authority) RolloverRoot(ctx context.Context, hier string, overlap time.
 		if err := writeNewKey(filepath.Join(a.o.DataDir, g.rec.KeyFile), g.key); err != nil {
 			return nil, fmt.Errorf("write key of %s: %w", g.rec.ID, err)
 		}
-		if err := a.shareKey(ctx, g.rec.ID, g.key); err != nil {
+		if err := a.shareKey(ctx, g.rec.ID, g.cert, g.key); err != nil {
 			return nil, err
 		}
 		step(fmt.Sprintf("root rollover key %d written", i+1))

@@ -9,14 +9,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 
 	"github.com/nmos-certs/nmos-certs/ca/store"
 )
@@ -45,8 +44,8 @@ const sealVersion = 1
 
 // keySharer is a store that keeps sealed CA keys (store.Postgres).
 type keySharer interface {
-	PutSealedKey(ctx context.Context, id string, sealed []byte) error
-	SealedKey(ctx context.Context, id string) ([]byte, error)
+	PutSealedKey(ctx context.Context, id string, spkiHash, sealed []byte) error
+	SealedKey(ctx context.Context, id string, spkiHash []byte) ([]byte, error)
 	ClaimKEK(ctx context.Context, fp []byte) ([]byte, error)
 	KEKFingerprint(ctx context.Context) ([]byte, error)
 }
@@ -84,22 +83,21 @@ func kekFingerprint(kek []byte) []byte {
 	return h.Sum(nil)
 }
 
-// sealAAD binds a sealed key to its generation and public key.
+// sealAAD binds a sealed key to its format, its generation and the
+// public key of the generation's certificate.
 func sealAAD(id string, spki []byte) []byte {
 	h := sha256.Sum256(spki)
-	return append([]byte("nmos-certs CA key\x00"+id+"\x00"), h[:]...)
+	return append([]byte{sealVersion}, append([]byte("nmos-certs CA key\x00"+id+"\x00"), h[:]...)...)
 }
 
-func sealKey(kek []byte, id string, key crypto.Signer) ([]byte, error) {
+// sealKey seals key for generation id, whose certificate's public key is
+// spki (its DER, as the certificate holds it).
+func sealKey(kek []byte, id string, spki []byte, key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(der)
-	spki, err := x509.MarshalPKIXPublicKey(key.Public())
-	if err != nil {
-		return nil, err
-	}
 	block, err := aes.NewCipher(kek)
 	if err != nil {
 		return nil, err
@@ -149,10 +147,10 @@ func openSealed(kek []byte, id string, spki, sealed []byte) (crypto.Signer, erro
 
 // prepareSharing runs when the authority opens on a shared store: the
 // first appliance makes the KEK (when it may create: not when a restore
-// checks a backup) and records its fingerprint; every
-// appliance that holds the recorded KEK seals the keys it holds that the
-// database lacks. An appliance without it, or with another, says so in
-// the log; it finds out for good when it needs a key (fetchKey).
+// checks a backup) and records its fingerprint; every appliance that
+// holds the recorded KEK seals the keys it holds that the database lacks.
+// An appliance without it, or with another, says so in the log; it finds
+// out for good when it needs a key (fetchKey).
 func (a *Authority) prepareSharing(ctx context.Context, create bool) error {
 	ks, ok := a.o.Store.(keySharer)
 	if !ok {
@@ -166,29 +164,22 @@ func (a *Authority) prepareSharing(ctx context.Context, create bool) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("read the key-encryption key's fingerprint: %w", err)
 	}
-	if kek == nil && recorded == nil && create {
+	if kek == nil && recorded == nil {
+		if !create {
+			return nil
+		}
 		if kek, err = a.makeKEK(); err != nil {
 			return err
 		}
 	}
-	if kek == nil && recorded == nil {
-		return nil
-	}
-	if kek == nil {
-		a.o.Logger.Warn("this appliance does not hold the key-encryption key of the CA keys in the shared store: it cannot take the keys of generations other appliances make (copy the CA's keys from one of them: nmos-certs backup there, restore --force here)",
-			"file", a.kekPath())
-		return nil
-	}
-	fp := kekFingerprint(kek)
-	if recorded == nil {
-		if recorded, err = ks.ClaimKEK(ctx, fp); err != nil {
+	if kek != nil && recorded == nil {
+		if _, err := ks.ClaimKEK(ctx, kekFingerprint(kek)); err != nil {
 			return fmt.Errorf("record the key-encryption key's fingerprint: %w", err)
 		}
 	}
-	if !bytes.Equal(recorded, fp) {
-		a.o.Logger.Warn("this appliance holds another key-encryption key than the one recorded in the shared store: it cannot take the keys of generations other appliances make (copy the CA's keys from one of them: nmos-certs backup there, restore --force here)",
-			"file", a.kekPath())
-		return nil
+	kek, err = a.sharingKEK(ctx, ks)
+	if err != nil || kek == nil {
+		return err
 	}
 	a.mu.RLock()
 	gens := a.gens
@@ -197,17 +188,49 @@ func (a *Authority) prepareSharing(ctx context.Context, create bool) error {
 		if g.key == nil {
 			continue
 		}
-		if _, err := ks.SealedKey(ctx, g.rec.ID); !errors.Is(err, store.ErrNotFound) {
+		spki := g.cert.RawSubjectPublicKeyInfo
+		if _, err := ks.SealedKey(ctx, g.rec.ID, spkiHashOf(spki)); !errors.Is(err, store.ErrNotFound) {
 			if err != nil {
 				return fmt.Errorf("read the sealed key of %s: %w", g.rec.ID, err)
 			}
 			continue
 		}
-		if err := a.putSealed(ctx, ks, kek, g.rec.ID, g.key); err != nil {
+		if err := a.putSealed(ctx, ks, kek, g.rec.ID, spki, g.key); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func spkiHashOf(spki []byte) []byte {
+	h := sha256.Sum256(spki)
+	return h[:]
+}
+
+// sharingKEK returns the KEK when this appliance holds the one recorded
+// in the store; nil, said in the log, when it holds none or another.
+func (a *Authority) sharingKEK(ctx context.Context, ks keySharer) ([]byte, error) {
+	kek, err := a.readKEK()
+	if err != nil {
+		return nil, err
+	}
+	recorded, err := ks.KEKFingerprint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		recorded = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read the key-encryption key's fingerprint: %w", err)
+	}
+	switch {
+	case kek == nil:
+		a.o.Logger.Warn("this appliance does not hold the key-encryption key of the CA keys in the shared store: it cannot take or share the keys of new CA generations (copy the CA's keys from another appliance: nmos-certs backup there, restore --force here)",
+			"file", a.kekPath())
+		return nil, nil
+	case !bytes.Equal(recorded, kekFingerprint(kek)):
+		a.o.Logger.Warn("this appliance holds another key-encryption key than the one recorded in the shared store: it cannot take or share the keys of new CA generations (copy the CA's keys from another appliance: nmos-certs backup there, restore --force here)",
+			"file", a.kekPath())
+		return nil, nil
+	}
+	return kek, nil
 }
 
 // makeKEK writes a new KEK, 0600, never over an existing file.
@@ -219,19 +242,24 @@ func (a *Authority) makeKEK() ([]byte, error) {
 	if err := os.MkdirAll(a.keyDir(), 0o700); err != nil {
 		return nil, err
 	}
-	if err := WriteNew(a.kekPath(), 0o600, func(w io.Writer) error { _, err := w.Write(kek); return err }); err != nil {
+	err := WriteNew(a.kekPath(), 0o600, func(w io.Writer) error { _, err := w.Write(kek); return err })
+	if errors.Is(err, fs.ErrExist) {
+		return a.readKEK() // another process made it meanwhile
+	}
+	if err != nil {
 		return nil, fmt.Errorf("write the key-encryption key: %w", err)
 	}
+	matchDirOwner(a.kekPath())
 	a.o.Logger.Info("made the key-encryption key of the CA keys kept in the shared store; other appliances get it with the CA's keys (nmos-certs backup and restore)", "file", a.kekPath())
 	return kek, nil
 }
 
-func (a *Authority) putSealed(ctx context.Context, ks keySharer, kek []byte, id string, key crypto.Signer) error {
-	sealed, err := sealKey(kek, id, key)
+func (a *Authority) putSealed(ctx context.Context, ks keySharer, kek []byte, id string, spki []byte, key crypto.Signer) error {
+	sealed, err := sealKey(kek, id, spki, key)
 	if err != nil {
 		return fmt.Errorf("seal the key of %s: %w", id, err)
 	}
-	if err := ks.PutSealedKey(ctx, id, sealed); err != nil {
+	if err := ks.PutSealedKey(ctx, id, spkiHashOf(spki), sealed); err != nil {
 		return fmt.Errorf("keep the sealed key of %s: %w", id, err)
 	}
 	return nil
@@ -240,22 +268,18 @@ func (a *Authority) putSealed(ctx context.Context, ks keySharer, kek []byte, id 
 // shareKey keeps a new generation's key, sealed, in a shared store,
 // before the generation is recorded: an appliance that hears of the
 // generation finds its key there. Nothing to do on a store of one
-// appliance; without the KEK the key is not shared, which the log says.
-func (a *Authority) shareKey(ctx context.Context, id string, key crypto.Signer) error {
+// appliance; without the recorded KEK the key is not shared, which the
+// log says.
+func (a *Authority) shareKey(ctx context.Context, id string, cert *x509.Certificate, key crypto.Signer) error {
 	ks, ok := a.o.Store.(keySharer)
 	if !ok {
 		return nil
 	}
-	kek, err := a.readKEK()
-	if err != nil {
+	kek, err := a.sharingKEK(ctx, ks)
+	if err != nil || kek == nil {
 		return err
 	}
-	if kek == nil {
-		a.o.Logger.Warn("the key of a new CA generation is not shared with the other appliances: this one holds no key-encryption key",
-			slog.String("generation", id), slog.String("file", a.kekPath()))
-		return nil
-	}
-	return a.putSealed(ctx, ks, kek, id, key)
+	return a.putSealed(ctx, ks, kek, id, cert.RawSubjectPublicKeyInfo, key)
 }
 
 // fetchKey takes the key of generation r, missing from this appliance's
@@ -267,7 +291,12 @@ func (a *Authority) fetchKey(ctx context.Context, r *store.Generation, cert *x50
 	if !ok {
 		return nil, missing
 	}
-	sealed, err := ks.SealedKey(ctx, r.ID)
+	// The path comes from the database: only a generation's own file in
+	// data_dir/ca is ever written.
+	if !generationIDRE.MatchString(r.ID) || r.KeyFile != filepath.Join("ca", r.ID+".key") {
+		return nil, missing
+	}
+	sealed, err := ks.SealedKey(ctx, r.ID, spkiHashOf(cert.RawSubjectPublicKeyInfo))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, missing
 	}
@@ -288,17 +317,17 @@ func (a *Authority) fetchKey(ctx context.Context, r *store.Generation, cert *x50
 	if !publicKeysEqual(key.Public(), cert.PublicKey) {
 		return nil, &KeyFileError{Path: path, Err: errors.New("the sealed copy in the shared store does not match the CA certificate")}
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(der)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if err := WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return nil, fmt.Errorf("write the key of %s: %w", r.ID, err)
+	if err := writeNewKey(path, key); err != nil {
+		if !errors.Is(err, errKeyExists) {
+			return nil, fmt.Errorf("write the key of %s: %w", r.ID, err)
+		}
+		// Another process of this appliance took it meanwhile.
+		return readKey(path)
 	}
 	a.o.Logger.Info("took the key of a CA generation made by another appliance from the shared store", "generation", r.ID, "file", path)
 	return key, nil
 }
+
+// generationIDRE is the shape of the generation IDs this program makes
+// (ecdsa-int-2, rsa-root-1).
+var generationIDRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)

@@ -22,7 +22,7 @@ func TestSealedKey(t *testing.T) {
 	kek[0] = 1
 	key := ecKey(t, elliptic.P256())
 	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
-	sealed, err := sealKey(kek, "ecdsa-int-2", key)
+	sealed, err := sealKey(kek, "ecdsa-int-2", spki, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestSealedKey(t *testing.T) {
 		}
 	}
 	// Two seals of one key differ (a fresh nonce each).
-	again, _ := sealKey(kek, "ecdsa-int-2", key)
+	again, _ := sealKey(kek, "ecdsa-int-2", spki, key)
 	if string(again) == string(sealed) {
 		t.Error("the same sealed bytes twice")
 	}
@@ -86,7 +86,7 @@ func TestKeysSharedThroughPostgres(t *testing.T) {
 		t.Fatalf("the KEK: %v %v", fi, err)
 	}
 	for _, g := range a.Generations() {
-		if _, err := st.SealedKey(ctx, g.ID); g.KeyHeld && err != nil {
+		if _, err := st.SealedKey(ctx, g.ID, spkiHashOf(g.Cert.RawSubjectPublicKeyInfo)); g.KeyHeld && err != nil {
 			t.Errorf("the key of %s is not sealed in the database: %v", g.ID, err)
 		}
 	}
@@ -137,7 +137,55 @@ func TestKeysSharedThroughPostgres(t *testing.T) {
 	if err := st.ForgetKey(ctx, root.ID, time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.SealedKey(ctx, root.ID); !errors.Is(err, store.ErrNotFound) {
+	rootHash := spkiHashOf(root.Cert.RawSubjectPublicKeyInfo)
+	if _, err := st.SealedKey(ctx, root.ID, rootHash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the key of %s, taken offline, is still in the database: %v", root.ID, err)
 	}
+	// Nor does it come back: an appliance that still held it opens (and
+	// would seal what the database lacks), or puts it again.
+	open(dirB, false)
+	if err := st.PutSealedKey(ctx, root.ID, rootHash, []byte{sealVersion}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SealedKey(ctx, root.ID, rootHash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the key of %s, taken offline, is back in the database: %v", root.ID, err)
+	}
 }
+
+// fetchKey writes only a generation's own file in data_dir/ca, whatever
+// path the database names.
+func TestFetchKeyPath(t *testing.T) {
+	a, dir := newAuthority(t)
+	g := a.Generations()[1]
+	missing := errors.New("missing")
+	for _, r := range []*store.Generation{
+		{ID: g.ID, KeyFile: "../outside.key"},
+		{ID: g.ID, KeyFile: "ca/other.key"},
+		{ID: "../x", KeyFile: "ca/../x.key"},
+	} {
+		share := &sharingStore{Store: a.o.Store, sealed: []byte("anything")}
+		a.o.Store = share
+		if _, err := a.fetchKey(context.Background(), r, g.Cert, filepath.Join(dir, r.KeyFile), missing); err != missing || share.asked {
+			t.Errorf("%+v: %v (asked the store: %t)", r, err, share.asked)
+		}
+		a.o.Store = share.Store
+	}
+	if _, err := os.Stat(filepath.Join(dir, "outside.key")); !os.IsNotExist(err) {
+		t.Fatal("a key was written outside data_dir/ca")
+	}
+}
+
+// sharingStore is a store that says it keeps one sealed key.
+type sharingStore struct {
+	store.Store
+	sealed []byte
+	asked  bool
+}
+
+func (s *sharingStore) PutSealedKey(context.Context, string, []byte, []byte) error { return nil }
+func (s *sharingStore) SealedKey(context.Context, string, []byte) ([]byte, error) {
+	s.asked = true
+	return s.sealed, nil
+}
+func (s *sharingStore) ClaimKEK(_ context.Context, fp []byte) ([]byte, error) { return fp, nil }
+func (s *sharingStore) KEKFingerprint(context.Context) ([]byte, error)        { return nil, store.ErrNotFound }

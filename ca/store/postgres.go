@@ -165,8 +165,10 @@ var pgMigrations = []string{
 	// that key's fingerprint, so that an appliance holding another one
 	// knows it.
 	`CREATE TABLE sealed_keys (
-		id     text PRIMARY KEY,
-		sealed bytea NOT NULL
+		id          text NOT NULL,
+		spki_sha256 bytea NOT NULL,
+		sealed      bytea NOT NULL CHECK (length(sealed) <= 16384),
+		PRIMARY KEY (id, spki_sha256)
 	);
 	CREATE TABLE kek (
 		one         boolean PRIMARY KEY DEFAULT true CHECK (one),

@@ -269,18 +269,24 @@ func (p *Postgres) LatestNotAfter(ctx context.Context, issuerID string) (time.Ti
 // authenticated) by the appliance under the key-encryption key the
 // appliances sharing the database hold, so that the others can take it:
 // the key of a generation made by a rollover on one appliance reaches the
-// others this way. The database never sees the key in clear. A key
-// already kept for id stays as it was.
-func (p *Postgres) PutSealedKey(ctx context.Context, id string, sealed []byte) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO sealed_keys (id, sealed) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, sealed)
+// others this way. The database never sees the key in clear. A key is
+// kept by its generation and the SHA-256 of its public key: two
+// appliances that made a key for one generation at once keep both, and
+// the one the recorded certificate names is the one taken. A generation
+// whose key was taken offline or dropped takes none again.
+func (p *Postgres) PutSealedKey(ctx context.Context, id string, spkiHash, sealed []byte) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO sealed_keys (id, spki_sha256, sealed)
+		SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM generations WHERE id = $1 AND key_file = '')
+		ON CONFLICT (id, spki_sha256) DO NOTHING`, id, spkiHash, sealed)
 	return err
 }
 
-// SealedKey returns the sealed key of a generation (ErrNotFound when none
-// is kept: never given, taken offline, or dropped when it retired).
-func (p *Postgres) SealedKey(ctx context.Context, id string) ([]byte, error) {
+// SealedKey returns the sealed key of a generation whose public key has
+// the SHA-256 spkiHash (ErrNotFound when none is kept: never given, taken
+// offline, or dropped when it retired).
+func (p *Postgres) SealedKey(ctx context.Context, id string, spkiHash []byte) ([]byte, error) {
 	var sealed []byte
-	err := p.pool.QueryRow(ctx, `SELECT sealed FROM sealed_keys WHERE id = $1`, id).Scan(&sealed)
+	err := p.pool.QueryRow(ctx, `SELECT sealed FROM sealed_keys WHERE id = $1 AND spki_sha256 = $2`, id, spkiHash).Scan(&sealed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
