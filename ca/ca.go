@@ -225,6 +225,9 @@ func (a *Authority) load(ctx context.Context, recs []*store.Generation) error {
 			return fmt.Errorf("CA generation %s: stored certificate: %w", r.ID, err)
 		}
 		g := &generation{rec: r, cert: cert}
+		if r.KeyFile == "" {
+			a.removeReleasedKey(r.ID)
+		}
 		if r.KeyFile != "" && r.State != store.StateRetired {
 			path := filepath.Join(a.o.DataDir, r.KeyFile)
 			key, err := readKey(path)

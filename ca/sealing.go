@@ -331,3 +331,23 @@ func (a *Authority) fetchKey(ctx context.Context, r *store.Generation, cert *x50
 // generationIDRE is the shape of the generation IDs this program makes
 // (ecdsa-int-2, rsa-root-1).
 var generationIDRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// removeReleasedKey removes this appliance's copy of the key of a
+// generation that the store says no appliance holds any more: a root
+// taken offline, or a retired generation's key destroyed, by another
+// appliance sharing the store (the one that did it removed its own).
+func (a *Authority) removeReleasedKey(id string) {
+	if !generationIDRE.MatchString(id) {
+		return
+	}
+	path := filepath.Join(a.keyDir(), id+".key")
+	if _, err := os.Lstat(path); err != nil {
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		a.o.Logger.Error("the store says no appliance holds this CA key any more, but this appliance's copy could not be removed: remove it by hand", "generation", id, "file", path, "err", err)
+		return
+	}
+	_ = SyncDir(a.keyDir())
+	a.o.Logger.Warn("removed this appliance's copy of a CA key that was taken offline or destroyed", "generation", id, "file", path)
+}

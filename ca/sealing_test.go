@@ -142,8 +142,15 @@ func TestKeysSharedThroughPostgres(t *testing.T) {
 		t.Fatalf("the key of %s, taken offline, is still in the database: %v", root.ID, err)
 	}
 	// Nor does it come back: an appliance that still held it opens (and
-	// would seal what the database lacks), or puts it again.
+	// would seal what the database lacks), or puts it again. That
+	// appliance's copy goes.
+	if _, err := os.Stat(filepath.Join(dirB, "ca", root.ID+".key")); err != nil {
+		t.Fatalf("B's copy of the root key before: %v", err)
+	}
 	open(dirB, false)
+	if _, err := os.Stat(filepath.Join(dirB, "ca", root.ID+".key")); !os.IsNotExist(err) {
+		t.Fatalf("B's copy of the root key taken offline is still there: %v", err)
+	}
 	if err := st.PutSealedKey(ctx, root.ID, rootHash, []byte{sealVersion}); err != nil {
 		t.Fatal(err)
 	}
