@@ -187,6 +187,16 @@ func (missingKey) Is(target error) bool { return target == fs.ErrNotExist }
 // readKey loads a PEM private key (PKCS#8, PKCS#1 or SEC 1). It refuses
 // key files readable by group or others.
 func readKey(path string) (crypto.Signer, error) {
+	data, err := readPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseKey(path, data)
+}
+
+// readPrivate reads a file of secrets, refusing one that group or others
+// may access; a missing file is a *KeyFileError matching fs.ErrNotExist.
+func readPrivate(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -201,7 +211,7 @@ func readKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, &KeyFileError{Path: path, Err: err}
 	}
-	return parseKey(path, data)
+	return data, nil
 }
 
 func parseKey(path string, data []byte) (crypto.Signer, error) {

@@ -55,19 +55,12 @@ func (a *Authority) kekPath() string { return filepath.Join(a.keyDir(), kekFile)
 // readKEK reads the KEK; nil when this appliance holds none.
 func (a *Authority) readKEK() ([]byte, error) {
 	path := a.kekPath()
-	fi, err := os.Stat(path)
+	b, err := readPrivate(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, &KeyFileError{Path: path, Err: err}
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, &KeyFileError{Path: path, Err: tooOpen(fi.Mode().Perm())}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &KeyFileError{Path: path, Err: err}
+		return nil, err
 	}
 	if len(b) != 32 {
 		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("%d bytes, want the 32 of an AES-256 key", len(b))}
@@ -98,11 +91,7 @@ func sealKey(kek []byte, id string, spki []byte, key crypto.Signer) ([]byte, err
 		return nil, err
 	}
 	defer clear(der)
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(kek)
 	if err != nil {
 		return nil, err
 	}
@@ -114,14 +103,18 @@ func sealKey(kek []byte, id string, spki []byte, key crypto.Signer) ([]byte, err
 	return gcm.Seal(out, out[1:], der, sealAAD(id, spki)), nil
 }
 
-// openSealed opens a key sealed for generation id, whose certificate's
-// public key is spki.
-func openSealed(kek []byte, id string, spki, sealed []byte) (crypto.Signer, error) {
+func newGCM(kek []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(kek)
 	if err != nil {
 		return nil, err
 	}
-	gcm, err := cipher.NewGCM(block)
+	return cipher.NewGCM(block)
+}
+
+// openSealed opens a key sealed for generation id, whose certificate's
+// public key is spki.
+func openSealed(kek []byte, id string, spki, sealed []byte) (crypto.Signer, error) {
+	gcm, err := newGCM(kek)
 	if err != nil {
 		return nil, err
 	}
