@@ -117,6 +117,11 @@ func (s *SQLite) NameBindings(ctx context.Context, f BindingFilter) ([]*NameBind
 		return nil, err
 	}
 	defer rows.Close()
+	return scanBindings(rows)
+}
+
+// scanBindings reads rows of bindingCols.
+func scanBindings(rows rowIter) ([]*NameBinding, error) {
 	var out []*NameBinding
 	for rows.Next() {
 		b, err := scanBinding(rows)

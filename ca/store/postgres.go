@@ -661,15 +661,7 @@ func (p *Postgres) NameBindings(ctx context.Context, f BindingFilter) ([]*NameBi
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*NameBinding
-	for rows.Next() {
-		b, err := scanBinding(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return scanBindings(rows)
 }
 
 func pgAddAudit(ctx context.Context, tx pgx.Tx, a *AuditRecord) error {
@@ -729,17 +721,7 @@ func (p *Postgres) EventsSince(ctx context.Context, id int64) ([]Event, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		var e Event
-		var at int64
-		if err := rows.Scan(&e.ID, &e.Kind, &e.Ref, &at); err != nil {
-			return nil, err
-		}
-		e.At = fromUnix(at)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanEvents(rows)
 }
 
 // Notifications delivers a value soon after another transaction added

@@ -37,13 +37,7 @@ func pgDialect(query string) string {
 
 // SearchCertificates is the operator's search, a page at a time.
 func (p *Postgres) SearchCertificates(ctx context.Context, q CertificateQuery) (*CertificatePage, error) {
-	switch {
-	case q.Limit <= 0:
-		q.Limit = 50
-	case q.Limit > 500:
-		q.Limit = 500
-	}
-	query, args, order, err := searchSQL(q)
+	query, args, order, err := searchSQL(&q)
 	if err != nil {
 		return nil, err
 	}

@@ -68,28 +68,14 @@ func (p *Postgres) UpdateUser(ctx context.Context, name string, up UserUpdate, a
 		if err != nil {
 			return err
 		}
-		if up.Role != "" && up.Role != u.Role && u.Role == "admin" {
+		if up.demotes(u) {
 			if n, err := pgAdminsTx(ctx, tx); err != nil {
 				return err
 			} else if n <= 1 {
 				return ErrLastAdmin
 			}
 		}
-		endSessions := false
-		if up.PasswordHash != "" {
-			u.PasswordHash, endSessions = up.PasswordHash, true
-		}
-		if up.Role != "" && up.Role != u.Role {
-			u.Role, endSessions = up.Role, true
-		}
-		if up.Unlock {
-			u.Failures, u.LockedUntil = 0, time.Time{}
-		}
-		var locked int64
-		if !u.LockedUntil.IsZero() {
-			locked = unix(u.LockedUntil)
-		}
-		u.UpdatedAt = at
+		endSessions, locked := up.apply(u, at)
 		if _, err := tx.Exec(ctx, `UPDATE users SET role = $1, password = $2, updated_at = $3, failures = $4, locked_until = $5 WHERE name = $6`,
 			u.Role, u.PasswordHash, unix(at), u.Failures, locked, name); err != nil {
 			return err
@@ -163,14 +149,8 @@ func (p *Postgres) LoginFailed(ctx context.Context, name string, at time.Time, l
 		if err != nil {
 			return err
 		}
-		u.Failures++
-		var locked int64
-		if !u.LockedUntil.IsZero() {
-			locked = unix(u.LockedUntil)
-		}
-		if u.Failures >= lockAfter && (u.LockedUntil.IsZero() || !at.Before(u.LockedUntil)) {
-			u.LockedUntil = at.Add(lockFor)
-			locked = unix(u.LockedUntil)
+		lockedNow, locked := u.loginFailed(at, lockAfter, lockFor)
+		if lockedNow {
 			if err := pgAddAudit(ctx, tx, &AuditRecord{At: at, Actor: name, Action: "user_locked", Target: name,
 				Detail: fmt.Sprintf("%d failed sign-ins in a row; locked until %s", u.Failures, u.LockedUntil.Format(time.RFC3339)), Remote: remote}); err != nil {
 				return err

@@ -50,13 +50,7 @@ func normName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".
 // the names), so that a page costs the rows it shows, however many are
 // stored.
 func (s *SQLite) SearchCertificates(ctx context.Context, q CertificateQuery) (*CertificatePage, error) {
-	switch {
-	case q.Limit <= 0:
-		q.Limit = 50
-	case q.Limit > 500:
-		q.Limit = 500
-	}
-	query, args, order, err := searchSQL(q)
+	query, args, order, err := searchSQL(&q)
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +114,16 @@ func collectPage(rows rowIter, order byte, limit int) (*CertificatePage, error) 
 }
 
 // searchSQL is the query of a search, its arguments, and the order of
-// its results: by rowid (r), by the rowid in the names index for one
+// its results, with q.Limit brought within 1 to 500 (50 when unset):
+// by rowid (r), by the rowid in the names index for one
 // name (n), by notAfter (e), by name for a prefix (p).
-func searchSQL(q CertificateQuery) (string, []any, byte, error) {
+func searchSQL(q *CertificateQuery) (string, []any, byte, error) {
+	switch {
+	case q.Limit <= 0:
+		q.Limit = 50
+	case q.Limit > 500:
+		q.Limit = 500
+	}
 	from := `certificates c`
 	where := []string{"1=1"}
 	var args []any

@@ -201,7 +201,7 @@ func TestSearchPlans(t *testing.T) {
 		{Status: "expired", Now: now, After: "e100.5"},
 		{Name: "cam1.studio.example.test", Status: "expired", Now: now},
 	} {
-		query, args, _, err := searchSQL(q)
+		query, args, _, err := searchSQL(&q)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1299,6 +1299,11 @@ func (s *SQLite) EventsSince(ctx context.Context, id int64) ([]Event, error) {
 		return nil, err
 	}
 	defer rows.Close()
+	return scanEvents(rows)
+}
+
+// scanEvents reads rows of an event's id, kind, ref and time.
+func scanEvents(rows rowIter) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
 		var e Event

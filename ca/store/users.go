@@ -131,28 +131,14 @@ func (s *SQLite) UpdateUser(ctx context.Context, name string, up UserUpdate, at 
 		if err != nil {
 			return err
 		}
-		if up.Role != "" && up.Role != u.Role && u.Role == "admin" {
+		if up.demotes(u) {
 			if n, err := adminsTx(ctx, tx); err != nil {
 				return err
 			} else if n <= 1 {
 				return ErrLastAdmin
 			}
 		}
-		endSessions := false
-		if up.PasswordHash != "" {
-			u.PasswordHash, endSessions = up.PasswordHash, true
-		}
-		if up.Role != "" && up.Role != u.Role {
-			u.Role, endSessions = up.Role, true
-		}
-		if up.Unlock {
-			u.Failures, u.LockedUntil = 0, time.Time{}
-		}
-		var locked int64
-		if !u.LockedUntil.IsZero() {
-			locked = unix(u.LockedUntil)
-		}
-		u.UpdatedAt = at
+		endSessions, locked := up.apply(u, at)
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET role = ?, password = ?, updated_at = ?, failures = ?, locked_until = ? WHERE name = ?`,
 			u.Role, u.PasswordHash, unix(at), u.Failures, locked, name); err != nil {
 			return err
@@ -236,14 +222,8 @@ func (s *SQLite) LoginFailed(ctx context.Context, name string, at time.Time, loc
 		if err != nil {
 			return err
 		}
-		u.Failures++
-		var locked int64
-		if !u.LockedUntil.IsZero() {
-			locked = unix(u.LockedUntil)
-		}
-		if u.Failures >= lockAfter && (u.LockedUntil.IsZero() || !at.Before(u.LockedUntil)) {
-			u.LockedUntil = at.Add(lockFor)
-			locked = unix(u.LockedUntil)
+		lockedNow, locked := u.loginFailed(at, lockAfter, lockFor)
+		if lockedNow {
 			if err := addAuditTx(ctx, tx, &AuditRecord{At: at, Actor: name, Action: "user_locked", Target: name,
 				Detail: fmt.Sprintf("%d failed sign-ins in a row; locked until %s", u.Failures, u.LockedUntil.Format(time.RFC3339)), Remote: remote}); err != nil {
 				return err
@@ -326,4 +306,43 @@ func (s *SQLite) ExpireSessions(ctx context.Context, idleBefore, createdBefore t
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil
+}
+
+// demotes says whether up takes the admin role from u.
+func (up UserUpdate) demotes(u *User) bool {
+	return up.Role != "" && up.Role != u.Role && u.Role == "admin"
+}
+
+// apply makes up's changes to u at time at. It returns whether they end
+// the account's sessions (a new password or role: they were opened under
+// the old one) and the lockout's end to store (0 for none).
+func (up UserUpdate) apply(u *User, at time.Time) (endSessions bool, locked int64) {
+	if up.PasswordHash != "" {
+		u.PasswordHash, endSessions = up.PasswordHash, true
+	}
+	if up.Role != "" && up.Role != u.Role {
+		u.Role, endSessions = up.Role, true
+	}
+	if up.Unlock {
+		u.Failures, u.LockedUntil = 0, time.Time{}
+	}
+	if !u.LockedUntil.IsZero() {
+		locked = unix(u.LockedUntil)
+	}
+	u.UpdatedAt = at
+	return endSessions, locked
+}
+
+// loginFailed counts a failed sign-in on u at time at; the lockAfter-th
+// in a row locks the account for lockFor (lockedNow). It returns the
+// lockout's end to store (0 for none).
+func (u *User) loginFailed(at time.Time, lockAfter int, lockFor time.Duration) (lockedNow bool, locked int64) {
+	u.Failures++
+	if u.Failures >= lockAfter && (u.LockedUntil.IsZero() || !at.Before(u.LockedUntil)) {
+		u.LockedUntil, lockedNow = at.Add(lockFor), true
+	}
+	if !u.LockedUntil.IsZero() {
+		locked = unix(u.LockedUntil)
+	}
+	return lockedNow, locked
 }
